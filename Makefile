@@ -1,0 +1,54 @@
+# The two commands of the README: `make demo` and `make test`. Both create or
+# refresh .venv at the repository root, install the project into it and fetch
+# the Kafka jars (once) before they run.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := src services tests bench
+
+.PHONY: help venv kafka demo test test-fast lint format bench coverage-nojit clean
+
+help:
+	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
+	@echo "make test   - set up, lint, and run the whole test suite against a real broker"
+	@echo "make lint   - ruff and mypy (strict on src/ and services/)"
+	@echo "make bench  - the benchmarks (they print ratios, last line JSON)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+kafka: venv
+	$(BIN)/clearing broker fetch
+
+demo: kafka
+	$(BIN)/clearing demo
+
+lint: venv
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix $(SOURCES)
+	$(BIN)/ruff format $(SOURCES)
+
+test: kafka lint
+	$(BIN)/pytest
+
+test-fast: venv
+	$(BIN)/pytest -m "not broker and not slow"
+
+bench: kafka
+	$(BIN)/python bench/codec.py
+
+clean:
+	-$(BIN)/clearing broker stop
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,73 @@
+"""Is a broker really there? A TCP connect, then a real Kafka metadata request."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient
+
+_SILENT = logging.getLogger("clearing.rdkafka.probe")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a metadata response says about the cluster."""
+
+    bootstrap: str
+    cluster_id: str
+    broker_ids: tuple[int, ...]
+    topic_count: int
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _split(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    if "://" in first:
+        first = first.split("://", 1)[1]
+    host, _, port = first.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def probe(bootstrap: str, timeout_s: float = 3.0) -> ClusterInfo | None:
+    """Metadata from the cluster, or None when it does not answer in time."""
+    host, port = _split(bootstrap)
+    if not port_open(host, port, timeout_s=min(timeout_s, 1.0)):
+        return None
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}, logger=_SILENT)
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except Exception:  # KafkaException on timeout or transport failure
+        return None
+    if not metadata.brokers:
+        return None
+    return ClusterInfo(
+        bootstrap=bootstrap,
+        cluster_id=str(metadata.cluster_id),
+        broker_ids=tuple(sorted(metadata.brokers)),
+        topic_count=len([t for t in metadata.topics if not t.startswith("__")]),
+    )
+
+
+def wait_until_healthy(
+    bootstrap: str, timeout_s: float, poll_s: float = 0.25
+) -> ClusterInfo | None:
+    """Poll ``probe`` until it answers or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = probe(bootstrap, timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
+        if info is not None or time.monotonic() >= deadline:
+            return info
+        time.sleep(poll_s)

@@ -1,0 +1,285 @@
+"""A single combined KRaft node (broker + controller) on loopback, run from jars.
+
+Why this shape: one JVM, no ZooKeeper, a heap sized for a 2-core machine, data
+and logs in one home folder, and a pid file that records what was started so
+``status`` tells the truth and ``stop`` leaves nothing behind. Every process is
+tagged with ``-Dclearing.tag=...`` so CI can find strays of its own checkout.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from clearing_services.broker.distribution import BrokerUnavailableError, KafkaDistribution
+from clearing_services.broker.health import ClusterInfo, port_open, probe, wait_until_healthy
+
+START_SECONDS_MAX = 90.0
+STOP_SECONDS_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where and how the local node runs."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap_mb: int = 768
+    tag: str = "clearing"
+    log4j_config: Path | None = None
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``clearing broker status`` reports."""
+
+    state: str  # running | stopped | unhealthy
+    bootstrap: str
+    pid: int | None
+    home: str
+    log_file: str
+    cluster: ClusterInfo | None = None
+    detail: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def server_properties(config: BrokerConfig) -> dict[str, str]:
+    """The broker's configuration: small, single-replica, no auto-created topics."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{config.host}:{config.controller_port}",
+        "listeners": f"PLAINTEXT://{config.host}:{config.port},"
+        f"CONTROLLER://{config.host}:{config.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{config.host}:{config.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(config.home / "data"),
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+        "num.partitions": "1",
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.check.interval.ms": "60000",
+        "controlled.shutdown.enable": "true",
+    }
+    props.update(config.overrides)
+    return props
+
+
+def _kafka_uuid() -> str:
+    """A cluster id in Kafka's form: 16 random bytes, URL-safe base64, no padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class LocalBroker:
+    """Start, stop and inspect the local node described by a ``BrokerConfig``."""
+
+    def __init__(self, config: BrokerConfig, distribution: KafkaDistribution) -> None:
+        self.config = config
+        self.distribution = distribution
+
+    @property
+    def pid_file(self) -> Path:
+        return self.config.home / "broker.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.config.home / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "server.log"
+
+    def _recorded_pid(self) -> int | None:
+        """The pid in the pid file if that process is still our broker."""
+        try:
+            pid = int(json.loads(self.pid_file.read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if (
+            _alive(pid)
+            and "kafka.Kafka" in _cmdline(pid)
+            and str(self.config.home) in _cmdline(pid)
+        ):
+            return pid
+        return None
+
+    def _status(self, state: str, pid: int | None, **extra: str) -> BrokerStatus:
+        return BrokerStatus(
+            state=state,
+            bootstrap=self.config.bootstrap,
+            pid=pid,
+            home=str(self.config.home),
+            log_file=str(self.log_file),
+            detail=extra.get("detail", ""),
+        )
+
+    def status(self, timeout_s: float = 3.0) -> BrokerStatus:
+        """The truth: our process alive and answering metadata, or not."""
+        pid = self._recorded_pid()
+        if pid is None:
+            detail = ""
+            if port_open(self.config.host, self.config.port):
+                detail = f"port {self.config.port} is answered by a process this home did not start"
+            return self._status("stopped", None, detail=detail)
+        info = probe(self.config.bootstrap, timeout_s=timeout_s)
+        if info is None:
+            return self._status("unhealthy", pid, detail="process alive but no metadata response")
+        return replace(self._status("running", pid), cluster=info)
+
+    def _format_storage(self, properties_file: Path) -> None:
+        """Format the KRaft log directory once; a formatted home keeps its cluster id."""
+        if (self.config.home / "data" / "meta.properties").is_file():
+            return
+        cluster_id_file = self.config.home / "cluster.id"
+        if not cluster_id_file.is_file():
+            cluster_id_file.write_text(_kafka_uuid() + "\n")
+        command = [
+            "java", *self._jvm_flags(heap_mb=256), "kafka.tools.StorageTool", "format",
+            "-t", cluster_id_file.read_text().strip(), "-c", str(properties_file),
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise BrokerUnavailableError(f"formatting the KRaft storage failed: {last[0]}")
+
+    def _jvm_flags(self, heap_mb: int) -> list[str]:
+        flags = [
+            f"-Xms{min(256, heap_mb)}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.log_dir}",
+            f"-Dclearing.tag={self.config.tag}", f"-Dclearing.home={self.config.home}",
+            "-cp", self.distribution.classpath,
+        ]  # fmt: skip
+        if self.config.log4j_config is not None:
+            flags.insert(0, f"-Dlog4j2.configurationFile={self.config.log4j_config}")
+        return flags
+
+    def start(self, timeout_s: float = START_SECONDS_MAX) -> tuple[BrokerStatus, bool]:
+        """Start unless already running; return the status and whether it was started."""
+        current = self.status()
+        if current.running:
+            return current, False
+        if current.state == "unhealthy":
+            self.stop()
+        if port_open(self.config.host, self.config.port):
+            raise BrokerUnavailableError(
+                f"port {self.config.port} is in use by another process; choose another "
+                "with --port (or CLEARING_BROKER_PORT), or use it with KAFKA_BOOTSTRAP"
+            )
+        self.distribution.ensure()
+        for sub in ("data", "logs"):
+            (self.config.home / sub).mkdir(parents=True, exist_ok=True)
+        properties_file = self.config.home / "server.properties"
+        properties_file.write_text(
+            "".join(f"{k}={v}\n" for k, v in server_properties(self.config).items())
+        )
+        self._format_storage(properties_file)
+        command = [
+            "java",
+            *self._jvm_flags(self.config.heap_mb),
+            "kafka.Kafka",
+            str(properties_file),
+        ]
+        with (self.log_dir / "stdout.log").open("ab") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        self.pid_file.write_text(
+            json.dumps({"pid": process.pid, "bootstrap": self.config.bootstrap}) + "\n"
+        )
+        info = wait_until_healthy(self.config.bootstrap, timeout_s)
+        if info is None:
+            exited = process.poll()
+            self.stop()
+            why = (
+                f"exited with {exited}"
+                if exited is not None
+                else f"not healthy in {timeout_s:.0f} s"
+            )
+            raise BrokerUnavailableError(f"the local broker {why}; see {self.log_dir}/stdout.log")
+        return replace(self._status("running", process.pid), cluster=info), True
+
+    def stop(self, timeout_s: float = STOP_SECONDS_MAX) -> bool:
+        """Controlled shutdown (SIGTERM), then SIGKILL; True if a broker was running."""
+        pid = self._recorded_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                _reap(pid)
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal the broker's process group (it runs in a session of its own)."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the broker is our child, so it is not a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,55 @@
+"""Which broker to use: ``KAFKA_BOOTSTRAP``, else the local jar-based node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clearing_services.broker.distribution import BrokerUnavailableError, KafkaDistribution
+from clearing_services.broker.health import ClusterInfo, wait_until_healthy
+from clearing_services.broker.local import BrokerConfig, LocalBroker
+from clearing_services.settings import Settings, infra_dir, project_root
+
+
+def distribution(settings: Settings) -> KafkaDistribution:
+    return KafkaDistribution(pom=infra_dir() / "kafka" / "pom.xml", cache_dir=settings.cache_dir)
+
+
+def checkout_tag() -> str:
+    """Tag for the JVMs this checkout starts, so CI can find its own strays."""
+    root = project_root()
+    return f"clearing:{root}" if root else "clearing"
+
+
+def local_broker(
+    settings: Settings,
+    *,
+    home: Path | None = None,
+    port: int | None = None,
+    controller_port: int | None = None,
+    heap_mb: int | None = None,
+) -> LocalBroker:
+    """The local node as the settings (or the arguments) describe it."""
+    config = BrokerConfig(
+        home=(home or settings.broker_home).resolve(),
+        host=settings.broker_host,
+        port=port or settings.broker_port,
+        controller_port=controller_port or settings.controller_port,
+        heap_mb=heap_mb or settings.broker_heap_mb,
+        tag=checkout_tag(),
+        log4j_config=infra_dir() / "kafka" / "log4j2.properties",
+    )
+    return LocalBroker(config, distribution(settings))
+
+
+def ensure_broker(settings: Settings, timeout_s: float = 60.0) -> tuple[ClusterInfo, bool]:
+    """A reachable broker, starting the local one if needed; (info, started_here)."""
+    if settings.bootstrap_servers:
+        info = wait_until_healthy(settings.bootstrap_servers, timeout_s=timeout_s)
+        if info is None:
+            raise BrokerUnavailableError(
+                f"KAFKA_BOOTSTRAP={settings.bootstrap_servers} does not answer metadata requests"
+            )
+        return info, False
+    status, started = local_broker(settings).start(timeout_s=timeout_s)
+    assert status.cluster is not None
+    return status.cluster, started

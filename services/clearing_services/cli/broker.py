@@ -1,0 +1,206 @@
+"""``clearing broker start|stop|status|logs|fetch`` and ``clearing topics create|list``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from confluent_kafka.admin import AdminClient
+from rich.table import Table
+
+from clearing_services.broker.local import BrokerStatus
+from clearing_services.broker.select import local_broker
+from clearing_services.cli.common import (
+    bootstrap_option,
+    emit_json,
+    err_console,
+    json_option,
+    out_console,
+    settings,
+)
+from clearing_services.topics import create_topics, load_topic_plan
+
+EXIT_STOPPED = 3  # as LSB init scripts: "program is not running"
+EXIT_UNHEALTHY = 1
+
+
+@click.group()
+def broker() -> None:
+    """The local single-node Apache Kafka (KRaft) broker, run from Maven Central jars."""
+
+
+_home = click.option("--home", type=click.Path(path_type=Path), help="State folder (data, logs).")
+_port = click.option("--port", type=int, help="Client port (default 9092, CLEARING_BROKER_PORT).")
+_cport = click.option("--controller-port", type=int, help="KRaft controller port (default 9093).")
+
+
+def _status_dict(status: BrokerStatus) -> dict[str, object]:
+    out = asdict(status)
+    out["cluster"] = asdict(status.cluster) if status.cluster else None
+    return out
+
+
+def _say_status(status: BrokerStatus, started: bool | None = None) -> None:
+    verb = {True: "started", False: "already running", None: status.state}[started]
+    if status.running:
+        assert status.cluster is not None
+        err_console.print(
+            f"broker {verb}: {status.bootstrap} pid {status.pid} "
+            f"cluster {status.cluster.cluster_id} ({status.cluster.topic_count} topics)"
+        )
+    else:
+        extra = f" ({status.detail})" if status.detail else ""
+        err_console.print(f"broker {status.state}: {status.bootstrap}{extra}")
+    err_console.print(f"  logs: {status.log_file}", style="dim")
+
+
+@broker.command()
+@_home
+@_port
+@_cport
+@click.option("--heap-mb", type=int, help="JVM heap (default 768).")
+@json_option
+def start(
+    home: Path | None, port: int | None, controller_port: int | None, heap_mb: int | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Fetch Kafka if needed, format and start the node; harmless when already running.
+
+    Example: clearing broker start --port 9092
+    """
+    node = local_broker(
+        settings(), home=home, port=port, controller_port=controller_port, heap_mb=heap_mb
+    )
+    if not node.distribution.is_fetched():
+        err_console.print("fetching Apache Kafka jars from Maven Central (once)...")
+    t0 = time.monotonic()
+    status, started = node.start()
+    if as_json:
+        emit_json({**_status_dict(status), "started": started, "seconds": time.monotonic() - t0})
+    else:
+        _say_status(status, started)
+
+
+@broker.command()
+@_home
+@_port
+@_cport
+@json_option
+def stop(home: Path | None, port: int | None, controller_port: int | None, as_json: bool) -> None:
+    """Stop the node (controlled shutdown, then kill after 30 s); no process is left.
+
+    Example: clearing broker stop
+    """
+    node = local_broker(settings(), home=home, port=port, controller_port=controller_port)
+    was_running = node.stop()
+    if as_json:
+        emit_json({"stopped": was_running, "bootstrap": node.config.bootstrap})
+    else:
+        err_console.print("broker stopped" if was_running else "broker was not running")
+
+
+@broker.command()
+@_home
+@_port
+@_cport
+@json_option
+def status(home: Path | None, port: int | None, controller_port: int | None, as_json: bool) -> None:
+    """Whether the node runs and answers a metadata request. Exit 0 running, 3 stopped,
+    1 unhealthy.
+
+    Example: clearing broker status --json
+    """
+    node = local_broker(settings(), home=home, port=port, controller_port=controller_port)
+    current = node.status()
+    if as_json:
+        emit_json(_status_dict(current))
+    else:
+        _say_status(current)
+    if not current.running:
+        sys.exit(EXIT_STOPPED if current.state == "stopped" else EXIT_UNHEALTHY)
+
+
+@broker.command()
+@_home
+@click.option("-n", "--lines", default=40, show_default=True, help="Lines to show.")
+def logs(home: Path | None, lines: int) -> None:
+    """Print the end of the broker's server log.
+
+    Example: clearing broker logs -n 20
+    """
+    node = local_broker(settings(), home=home)
+    try:
+        with node.log_file.open(errors="replace") as fh:
+            tail = deque(fh, maxlen=lines)
+    except FileNotFoundError:
+        err_console.print(f"no log yet at {node.log_file}")
+        return
+    sys.stdout.write("".join(tail))
+
+
+@broker.command()
+def fetch() -> None:
+    """Download the Kafka jars into the cache (start does this when needed).
+
+    Example: clearing broker fetch
+    """
+    node = local_broker(settings())
+    path = node.distribution.ensure()
+    err_console.print(f"Kafka jars in {path}")
+
+
+@click.group()
+def topics() -> None:
+    """The clearing topics, as defined in infra/topics.yaml."""
+
+
+@topics.command("create")
+@bootstrap_option
+@click.option("--rail", "rails", multiple=True, help="Also create the batch topic of this rail.")
+@click.option("--replication-factor", type=int, help="Override topics.yaml (for clusters).")
+@json_option
+def topics_create(
+    bootstrap: str | None, rails: tuple[str, ...], replication_factor: int | None, as_json: bool
+) -> None:
+    """Create every missing topic; existing ones are left alone (idempotent).
+
+    Example: clearing topics create --rail cnh-stable --rail usd-swift
+    """
+    plan = load_topic_plan(replication_factor=replication_factor)
+    admin = AdminClient({"bootstrap.servers": bootstrap or settings().bootstrap()})
+    result = create_topics(admin, plan.for_rails(rails))
+    if as_json:
+        emit_json({"topics": result.outcome})
+        return
+    table = Table("topic", "outcome")
+    for name, outcome in sorted(result.outcome.items()):
+        table.add_row(name, outcome)
+    out_console.print(table)
+
+
+@topics.command("list")
+@bootstrap_option
+@json_option
+def topics_list(bootstrap: str | None, as_json: bool) -> None:
+    """Topics on the broker with their partition counts.
+
+    Example: clearing topics list --json
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap or settings().bootstrap()})
+    metadata = admin.list_topics(timeout=10)
+    found = {
+        name: len(t.partitions)
+        for name, t in sorted(metadata.topics.items())
+        if not name.startswith("__")
+    }
+    if as_json:
+        emit_json({"topics": found})
+        return
+    table = Table("topic", "partitions")
+    for name, count in found.items():
+        table.add_row(name, str(count))
+    out_console.print(table)

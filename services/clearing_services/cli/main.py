@@ -1,0 +1,46 @@
+"""The ``clearing`` command: one entry point, a group per area of work.
+
+Errors are one line on stderr and a non-zero exit; data goes to stdout only,
+so ``--json`` output can be piped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from clearing_core.errors import ClearingError
+from clearing_services.cli.broker import broker, topics
+from clearing_services.cli.demo import demo
+from clearing_services.cli.schemas import schemas
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="clearing-house", prog_name="clearing")
+def cli() -> None:
+    """Event-streaming clearing house for energy and AI compute."""
+
+
+cli.add_command(broker)
+cli.add_command(topics)
+cli.add_command(schemas)
+cli.add_command(demo)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; a ``ClearingError`` becomes ``error: ...`` and its exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except ClearingError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,20 @@
+"""Pick the codec the settings ask for: single-object by default, Confluent with a registry."""
+
+from __future__ import annotations
+
+from clearing_core.codec import Codec, SingleObjectCodec
+from clearing_core.schemas import SchemaCatalog
+from clearing_services.settings import Settings
+
+
+def codec_for(settings: Settings, catalog: SchemaCatalog | None = None) -> Codec:
+    """``SingleObjectCodec`` unless ``SCHEMA_REGISTRY_URL`` is set."""
+    catalog = catalog or SchemaCatalog.load()
+    if not settings.schema_registry_url:
+        return SingleObjectCodec(catalog)
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from clearing_services.registry_codec import ConfluentCodec
+
+    client = SchemaRegistryClient.new_client({"url": settings.schema_registry_url})
+    return ConfluentCodec(client, catalog)
