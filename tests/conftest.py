@@ -8,6 +8,7 @@ the run (it is never skipped).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import uuid
@@ -24,6 +25,10 @@ from clearing_services.broker.select import local_broker
 from clearing_services.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
+# authlib (pulled in by confluent_kafka.schema_registry) installs an "always" filter for its
+# deprecation warnings when first imported; importing it here, outside pytest's per-test
+# warning capture, lets the filter in pyproject.toml take precedence.
+importlib.import_module("authlib.deprecate")
 
 
 def free_port() -> int:

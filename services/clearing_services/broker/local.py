@@ -126,6 +126,7 @@ class LocalBroker:
     def __init__(self, config: BrokerConfig, distribution: KafkaDistribution) -> None:
         self.config = config
         self.distribution = distribution
+        self._child: subprocess.Popen[bytes] | None = None  # when this object started it
 
     @property
     def pid_file(self) -> Path:
@@ -235,6 +236,7 @@ class LocalBroker:
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
+        self._child = process
         self.pid_file.write_text(
             json.dumps({"pid": process.pid, "bootstrap": self.config.bootstrap}) + "\n"
         )
@@ -258,16 +260,23 @@ class LocalBroker:
             return False
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while _alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
+        while self._running(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if self._running(pid):
             _signal_group(pid, signal.SIGKILL)
-            while _alive(pid):
-                _reap(pid)
+            while self._running(pid):
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
+        self._child = None
         return True
+
+    def _running(self, pid: int) -> bool:
+        """Alive, reaping the exit status when the broker is our child (no zombie)."""
+        if self._child is not None and self._child.pid == pid:
+            return self._child.poll() is None
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return _alive(pid)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -277,9 +286,3 @@ def _signal_group(pid: int, signum: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the broker is our child, so it is not a zombie."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
