@@ -14,7 +14,8 @@ from tests.conftest import REPO
 COMMANDS = [
     [], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
     ["broker", "logs"], ["broker", "fetch"], ["topics"], ["topics", "create"],
-    ["topics", "list"], ["schemas", "list"], ["demo"],
+    ["topics", "list"], ["schemas", "list"], ["demo"], ["produce"], ["cycle"],
+    ["cycle", "close"],
 ]  # fmt: skip
 
 

@@ -16,6 +16,39 @@ from confluent_kafka.cimpl import NewTopic
 from clearing_core.errors import ClearingError, InputError
 from clearing_services.settings import infra_dir
 
+OBLIGATIONS_TOPIC = "clearing.obligations"
+DLQ_TOPIC = "clearing.dlq"
+ACKS_TOPIC = "clearing.settlement.acks"
+POSITIONS_TOPIC = "clearing.positions"
+CYCLES_TOPIC = "clearing.cycles"
+
+
+@dataclass(frozen=True)
+class EventTopic:
+    """Where participants produce one event type, and which field is the key."""
+
+    alias: str
+    record_type: str
+    topic: str
+    key_field: str
+
+
+EVENT_TOPICS = (
+    EventTopic("meter", "MeterReading", "clearing.events.meter", "contract_id"),
+    EventTopic("compute", "ComputeUsage", "clearing.events.compute", "provider_id"),
+    EventTopic("payment", "Payment", "clearing.events.payment", "payer_id"),
+)
+
+
+def event_topic(alias_or_type: str) -> EventTopic:
+    """The event topic for ``meter``/``compute``/``payment`` or a record type name."""
+    for spec in EVENT_TOPICS:
+        if alias_or_type in {spec.alias, spec.record_type}:
+            return spec
+    names = ", ".join(s.alias for s in EVENT_TOPICS)
+    raise InputError(f"unknown event type {alias_or_type!r} (expected one of {names})")
+
+
 RAIL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 BATCH_TOPIC_PREFIX = "clearing.settlement.batches."
 CREATE_SECONDS_MAX = 30.0

@@ -13,7 +13,9 @@ import click
 
 from clearing_core.errors import ClearingError
 from clearing_services.cli.broker import broker, topics
+from clearing_services.cli.cycle import cycle
 from clearing_services.cli.demo import demo
+from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
 
 
@@ -26,6 +28,8 @@ def cli() -> None:
 cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(schemas)
+cli.add_command(produce)
+cli.add_command(cycle)
 cli.add_command(demo)
 
 

@@ -1,0 +1,58 @@
+"""``clearing cycle close``: write a cycle-close marker for one currency."""
+
+from __future__ import annotations
+
+import getpass
+import uuid
+from datetime import UTC, datetime
+
+import click
+from confluent_kafka import Producer
+
+from clearing_core.errors import InputError
+from clearing_core.schemas import SchemaCatalog
+from clearing_services.cli.common import bootstrap_option, emit_json, err_console, json_option
+from clearing_services.cli.common import settings as current_settings
+from clearing_services.codecs import codec_for
+from clearing_services.kafka_io import produce_all, producer_config
+from clearing_services.topics import OBLIGATIONS_TOPIC
+
+CURRENCY_CODE_LENGTH = 3
+
+
+@click.group()
+def cycle() -> None:
+    """Clearing cycles (one per currency)."""
+
+
+@cycle.command("close")
+@click.option("--currency", required=True, help="Currency whose open cycle closes, e.g. CNH.")
+@click.option("--by", "requested_by", default=None, help="Operator name (default: $USER).")
+@bootstrap_option
+@json_option
+def close(currency: str, requested_by: str | None, bootstrap: str | None, as_json: bool) -> None:
+    """Close the open cycle of a currency now: everything before the marker nets in
+    this cycle, everything after it in the next.
+
+    Example: clearing cycle close --currency CNH
+    """
+    code = currency.strip().upper()
+    if len(code) != CURRENCY_CODE_LENGTH or not code.isalpha():
+        raise InputError(f"--currency {currency!r} is not a 3-letter currency code")
+    cfg = current_settings()
+    marker = {
+        "marker_id": f"manual-{uuid.uuid4().hex}",
+        "currency": code,
+        "reason": "MANUAL",
+        "requested_by": requested_by or getpass.getuser(),
+        "requested_at": datetime.now(UTC),
+    }
+    value = codec_for(cfg, SchemaCatalog.load()).encode(
+        "CycleClose", marker, topic=OBLIGATIONS_TOPIC
+    )
+    producer = Producer(producer_config(bootstrap or cfg.bootstrap()))
+    produce_all(producer, OBLIGATIONS_TOPIC, [(code.encode(), value)])
+    if as_json:
+        emit_json({"marker_id": marker["marker_id"], "currency": code})
+    else:
+        err_console.print(f"cycle close requested for {code}: {marker['marker_id']}")
