@@ -48,13 +48,20 @@ def codec(catalog: SchemaCatalog) -> SingleObjectCodec:
 
 
 def _local_or_container(tmp: Path) -> Iterator[str]:
-    node = local_broker(
-        load_settings(), home=tmp / "kafka", port=free_port(), controller_port=free_port(),
-        heap_mb=512,
-    )  # fmt: skip
-    try:
-        status, _ = node.start()
-    except BrokerUnavailableError as local_error:
+    node, local_error = None, None
+    for attempt in range(3):  # a free port can be taken between choosing and binding it
+        candidate = local_broker(
+            load_settings(), home=tmp / f"kafka-{attempt}", port=free_port(),
+            controller_port=free_port(), heap_mb=512,
+        )  # fmt: skip
+        try:
+            status, _ = candidate.start()
+        except BrokerUnavailableError as exc:
+            local_error = exc
+            continue
+        node = candidate
+        break
+    if node is None:
         from clearing_services.broker.containers import docker_available, kafka_container
 
         if not docker_available():

@@ -36,9 +36,12 @@ def _readings(count: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_confluent_to_faust_and_back(
-    kafka_bootstrap: str, codec: SingleObjectCodec, unique: str
+    kafka_bootstrap: str, codec: SingleObjectCodec, unique: str, guarantee: str
 ) -> None:
+    """confluent-kafka produces, a Faust agent consumes and decodes, the agent produces
+    (in a Kafka transaction under exactly_once) and confluent-kafka reads it back."""
     topic_in, topic_out = f"interop.in.{unique}", f"interop.out.{unique}"
     create_topics(
         AdminClient({"bootstrap.servers": kafka_bootstrap}),
@@ -50,7 +53,8 @@ def test_confluent_to_faust_and_back(
         [(r["event_id"].encode(), codec.encode("MeterReading", r)) for r in readings],
     )  # fmt: skip
     env = {**os.environ, "ECHO_BOOTSTRAP": kafka_bootstrap, "ECHO_IN": topic_in,
-           "ECHO_OUT": topic_out, "ECHO_APP_ID": f"interop-{unique}"}  # fmt: skip
+           "ECHO_OUT": topic_out, "ECHO_APP_ID": f"interop-{unique}",
+           "ECHO_GUARANTEE": guarantee}  # fmt: skip
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.support.faust_echo", "worker", "-l", "warn",
          "--without-web"],

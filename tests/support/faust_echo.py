@@ -25,6 +25,7 @@ app = faust.App(
     topic_partitions=1,
     topic_replication_factor=1,
     consumer_auto_offset_reset="earliest",
+    processing_guarantee=os.environ.get("ECHO_GUARANTEE", "at_least_once"),
 )
 source = app.topic(os.environ["ECHO_IN"], value_type=bytes, key_type=bytes, internal=False)
 sink = app.topic(os.environ["ECHO_OUT"], value_type=bytes, key_type=bytes, internal=False)
