@@ -30,6 +30,10 @@ class DeliveryError(ClearingError):
 def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> dict[str, object]:
     config: dict[str, object] = {
         "bootstrap.servers": bootstrap,
+        # The Java clients' and aiokafka's (Faust's) partitioner: every producer of a
+        # key must pick the same partition, or a currency's markers and obligations
+        # would land on different partitions and lose their order.
+        "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
@@ -109,22 +113,11 @@ def _detach(message: Message) -> Record:
     )
 
 
-def consume_batches(
-    consumer: Consumer, batch_size: int = 10_000, idle_timeout_s: float = 5.0,
-    poll_timeout_s: float = 0.5,
-) -> Iterator[list[Record]]:  # fmt: skip
+def consume_batches(consumer: Consumer, idle_timeout_s: float = 5.0) -> Iterator[list[Record]]:
     """Yield batches until nothing arrives for ``idle_timeout_s``; errors raise."""
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < idle_timeout_s:
-        messages = consumer.consume(num_messages=batch_size, timeout=poll_timeout_s)
-        batch = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
-            batch.append(_detach(message))
+        batch = _poll(consumer)
         if batch:
             idle_since = time.monotonic()
             yield batch
@@ -132,28 +125,60 @@ def consume_batches(
 
 def read_topic(bootstrap: str, topic: str, group: str, timeout_s: float = 60.0) -> list[Record]:
     """Read a whole topic as it stands now (every partition up to its high watermark);
-    commits nothing. For tests, the demo and replay."""
+    commits nothing. For tests, the demo, replay and state recovery.
+
+    Done-ness is judged by the consumer's position, not by the offset of the last
+    record seen: transaction markers occupy offsets that are never delivered."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         ends = {}
         for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(topic, p))
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         records: list[Record] = []
         deadline = time.monotonic() + timeout_s
         while ends and time.monotonic() < deadline:
-            for batch in consume_batches(consumer, idle_timeout_s=0.5):
-                for record in batch:
-                    records.append(record)
-                    if record.offset + 1 >= ends.get(record.partition, 0):
-                        ends.pop(record.partition, None)
-                if not ends:
-                    break
+            records.extend(_poll(consumer))
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            for tp in positions:
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
         if ends:
             raise DeliveryError(f"{topic}: partitions {sorted(ends)} not read to the end in time")
         return records
     finally:
         consumer.close()
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) of a partition, retrying while a new topic's leader settles in."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.retriable()
+            leadership = isinstance(error, KafkaError) and error.code() in {
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+            }  # fmt: skip
+            if not (retriable or leadership) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _poll(consumer: Consumer) -> list[Record]:
+    out = []
+    for message in consumer.consume(num_messages=10_000, timeout=0.2):
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                continue
+            raise KafkaException(error)
+        out.append(_detach(message))
+    return out

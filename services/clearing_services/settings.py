@@ -8,6 +8,7 @@ glance what it runs with.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ class Settings:
     broker_port: int
     controller_port: int
     broker_heap_mb: int
+    store_url: str
+    worker_id: str
     ci: bool
 
     @property
@@ -95,5 +98,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_port=_int(env, "CLEARING_BROKER_PORT", DEFAULT_BROKER_PORT),
         controller_port=_int(env, "CLEARING_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT),
         broker_heap_mb=_int(env, "CLEARING_BROKER_HEAP_MB", DEFAULT_BROKER_HEAP_MB),
+        store_url=env.get("CLEARING_STORE") or "rocksdb://",
+        worker_id=env.get("CLEARING_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         ci=env.get("CI", "").lower() == "true",
     )

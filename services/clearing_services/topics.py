@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,4 +172,22 @@ def create_topics(
                     outcome[name] = "exists"  # created concurrently by another process
                 else:
                     raise ClearingError(f"creating topic {name} failed: {exc}") from exc
+        _wait_for_leaders(admin, [s.name for s in missing], timeout_s)
     return CreateResult(outcome)
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """New topics are usable once every partition has a leader in the metadata."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        ready = all(
+            name in topics and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        )  # fmt: skip
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise ClearingError(f"new topics have no leader after {timeout_s:.0f} s: {names}")
+        time.sleep(0.1)

@@ -15,8 +15,10 @@ from clearing_core.errors import ClearingError
 from clearing_services.cli.broker import broker, topics
 from clearing_services.cli.cycle import cycle
 from clearing_services.cli.demo import demo
+from clearing_services.cli.net import net
 from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
+from clearing_services.cli.worker import refdata, replay, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -28,8 +30,12 @@ def cli() -> None:
 cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(schemas)
+cli.add_command(refdata)
+cli.add_command(worker)
+cli.add_command(replay)
 cli.add_command(produce)
 cli.add_command(cycle)
+cli.add_command(net)
 cli.add_command(demo)
 
 

@@ -1,4 +1,4 @@
-"""``clearing produce``: publish events from a JSON-lines or CSV file."""
+"""``clearing produce``: publish events from a JSON-lines or CSV file, or generate them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 from confluent_kafka import Producer
 
+from clearing_core.codec import Codec
+from clearing_core.errors import InputError
+from clearing_core.generator import EventGenerator, GeneratedEvent
 from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import (
     bootstrap_option,
@@ -18,35 +21,86 @@ from clearing_services.cli.common import (
     settings,
 )
 from clearing_services.codecs import codec_for
-from clearing_services.event_files import encode_event_file
+from clearing_services.event_files import EncodedEvent, encode_event_file
 from clearing_services.kafka_io import produce_all, producer_config
+from clearing_services.refdata_io import load_refdata_from_topics
+from clearing_services.topics import event_topic
+
+GENERATE_MAX = 50_000_000
+
+
+def encode_generated(codec: Codec, event: GeneratedEvent) -> EncodedEvent:
+    """A generated event as bytes on its topic; a corrupt one is cut in half."""
+    spec = event_topic(event.kind)
+    value = codec.encode(spec.record_type, event.record, topic=spec.topic)
+    if event.corrupt:
+        value = value[: len(value) // 2]
+    return EncodedEvent(spec.topic, str(event.record[spec.key_field]).encode(), value)
+
+
+def publish(bootstrap: str, events: list[EncodedEvent]) -> Counter[str]:
+    producer = Producer(producer_config(bootstrap))
+    counts: Counter[str] = Counter()
+    for topic in sorted({e.topic for e in events}):
+        counts[topic] = produce_all(
+            producer, topic, [(e.key, e.value) for e in events if e.topic == topic]
+        )
+    return counts
 
 
 @click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--type", "event_type", type=click.Choice(["meter", "compute", "payment"]),
     help="Event type of every line (JSON lines may instead carry a \"type\" key).",
 )  # fmt: skip
+@click.option(
+    "--generate", type=int, help="Generate this many events from the published reference data."
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Generator seed.")
+@click.option(
+    "--bad-ratio", type=float, default=0.0, show_default=True, help="Share of bad events."
+)
+@click.option(
+    "--duplicate-ratio", type=float, default=0.0, show_default=True, help="Share of resent events."
+)
 @bootstrap_option
 @json_option
-def produce(file: Path, event_type: str | None, bootstrap: str | None, as_json: bool) -> None:
-    """Validate a whole file of events against the schemas, then publish it.
+def produce(
+    file: Path | None, event_type: str | None, generate: int | None, seed: int,
+    bad_ratio: float, duplicate_ratio: float, bootstrap: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Publish events: a whole file, validated against the schemas before anything is
+    sent, or a generated realistic stream (meter, compute, payment; optionally some
+    bad and duplicate events) for the reference data on the topics.
 
     JSON lines: one event object per line, timestamps ISO 8601 with a zone (or
     epoch milliseconds), dates YYYY-MM-DD. CSV: a header of field names.
 
-    Example: clearing produce events.jsonl
+    Examples: clearing produce events.jsonl
+              clearing produce --generate 10000 --bad-ratio 0.01 --duplicate-ratio 0.01
     """
     cfg = settings()
+    where = bootstrap or cfg.bootstrap()
     catalog = SchemaCatalog.load()
-    events = encode_event_file(file, codec_for(cfg, catalog), catalog, event_type)
-    producer = Producer(producer_config(bootstrap or cfg.bootstrap()))
+    codec = codec_for(cfg, catalog)
+    if (file is None) == (generate is None):
+        raise InputError("give either FILE or --generate N")
+    if file is not None:
+        events = encode_event_file(file, codec, catalog, event_type)
+    else:
+        assert generate is not None
+        if not 1 <= generate <= GENERATE_MAX or not 0 <= bad_ratio + duplicate_ratio <= 1:
+            raise InputError(f"--generate must be 1..{GENERATE_MAX}, ratios within 0..1")
+        refdata = load_refdata_from_topics(where, codec, group="clearing-produce")
+        generator = EventGenerator(refdata, seed=seed, now_ms=int(time.time() * 1000),
+                                   prefix=f"gen{seed}")  # fmt: skip
+        generated = generator.events(generate, bad_ratio, duplicate_ratio)
+        events = [encode_generated(codec, e) for e in generated]
     t0 = time.perf_counter()
-    counts: Counter[str] = Counter()
-    for topic in sorted({e.topic for e in events}):
-        chosen = [(e.key, e.value) for e in events if e.topic == topic]
-        counts[topic] = produce_all(producer, topic, chosen)
+    counts = publish(where, events)
     seconds = time.perf_counter() - t0
     if as_json:
         emit_json({"produced": dict(counts), "seconds": round(seconds, 3)})

@@ -1,0 +1,271 @@
+"""The Faust application: ingest agents on the three event topics and the
+acknowledgements agent. Thin adapters: decode and check in the core, send what
+comes out, and only then let Faust acknowledge the input.
+
+Error policy: a bad record becomes a dead-letter record with a reason; any
+other error in an agent ends the process at once, without committing offsets
+(``os._exit``), so the supervisor restarts it and the uncommitted input is
+processed again. Obligation ids are deterministic, so a re-processed event
+yields the same obligation and the netting stage counts it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.streams import Stream
+
+from clearing_core.acks import AckProblem, failed_obligation
+from clearing_core.codec import Codec, CodecError
+from clearing_core.ingest import RawEvent, process_batch, rejected_record, seen_time_and_partition
+from clearing_core.validation import DEFAULT_LIMITS
+from clearing_services.batch_index import BatchIndex
+from clearing_services.refdata_io import RefdataHolder
+from clearing_services.settings import Settings
+from clearing_services.topics import (
+    ACKS_TOPIC,
+    DLQ_TOPIC,
+    EVENT_TOPICS,
+    OBLIGATIONS_TOPIC,
+    EventTopic,
+    TopicSpec,
+    load_topic_plan,
+)
+
+BATCH_MAX = 2_000
+BATCH_WITHIN_S = 0.25
+SWEEP_EVERY_S = 300.0
+BATCH_WAIT_S = 5.0
+EXIT_FATAL = 70
+_log = logging.getLogger("clearing.agents")
+_STR: faust.Schema[str, str] = faust.Schema(
+    key_type=str, value_type=str, key_serializer="json", value_serializer="json"
+)
+Send = tuple[faust.TopicT, bytes, bytes]
+
+
+@dataclass
+class AgentStats:
+    """Counters shared with the worker (metrics, tests)."""
+
+    events_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    obligations_out: int = 0
+    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    acks_in: int = 0
+
+
+@dataclass
+class Runtime:
+    """What the agents share: the codec, the reference data and the batch index."""
+
+    codec: Codec
+    refdata: RefdataHolder
+    batches: BatchIndex | None
+    stats: AgentStats = field(default_factory=AgentStats)
+
+
+def fatal(what: str, exc: BaseException) -> None:
+    """Log and end the process now: nothing after the last acknowledged input is committed."""
+    _log.critical("%s failed, exiting without committing: %r", what, exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_FATAL)
+
+
+def _raw(event: Any) -> RawEvent:
+    message = event.message
+    return RawEvent(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        key=message.key, value=message.value or b"", timestamp_ms=int(message.timestamp * 1000),
+    )  # fmt: skip
+
+
+def _by_partition(events: Sequence[Any]) -> Iterable[list[Any]]:
+    groups: dict[int, list[Any]] = defaultdict(list)
+    for event in events:
+        groups[event.message.partition].append(event)
+    return (groups[p] for p in sorted(groups))
+
+
+APP_ID = "clearing"
+
+
+def seen_table_name(spec: EventTopic) -> str:
+    return f"ingest-seen-{spec.alias}"
+
+
+def changelog_topics() -> list[TopicSpec]:
+    """The Faust tables' changelog topics, created before Faust starts: a fresh broker
+    may not show a topic Faust just created when Faust checks its partitions."""
+    plan = load_topic_plan()
+    return [
+        TopicSpec(f"{APP_ID}-{seen_table_name(spec)}-changelog",
+                  plan.get(spec.topic).partitions, plan.get(spec.topic).replication_factor,
+                  {"cleanup.policy": "compact"}, f"de-duplication table of {spec.topic}")
+        for spec in EVENT_TOPICS
+    ]  # fmt: skip
+
+
+def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.App:
+    """The Faust app with the agents of the given roles (``ingest``, ``acks``)."""
+    app = faust.App(
+        APP_ID,
+        broker=f"kafka://{settings.bootstrap()}",
+        store=settings.store_url,
+        datadir=str(settings.state_dir / "faust"),
+        value_serializer="raw",
+        key_serializer="raw",
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=1,
+        broker_commit_interval=1.0,
+        producer_compression_type="lz4",
+        producer_linger_ms=5,
+        producer_acks=-1,
+    )
+    outputs = {
+        "obligations": app.topic(OBLIGATIONS_TOPIC, key_type=bytes, value_type=bytes),
+        "dlq": app.topic(DLQ_TOPIC, key_type=bytes, value_type=bytes),
+    }
+    plan = load_topic_plan()
+    if "ingest" in roles:
+        for spec in EVENT_TOPICS:
+            _ingest_agent(app, runtime, spec, plan.get(spec.topic).partitions, outputs)
+    if "acks" in roles:
+        _acks_agent(app, runtime, outputs)
+    return app
+
+
+async def _send_all(sends: list[Send]) -> None:
+    """Send, then wait until the broker has every record (before the input is acked)."""
+    pending = [await topic.send(key=key, value=value) for topic, key, value in sends]
+    await asyncio.gather(*pending)
+
+
+def _ingest_agent(
+    app: faust.App, runtime: Runtime, spec: EventTopic, partitions: int,
+    outputs: dict[str, faust.TopicT],
+) -> None:  # fmt: skip
+    source = app.topic(spec.topic, key_type=bytes, value_type=bytes)
+    seen = app.Table(seen_table_name(spec), schema=_STR, partitions=partitions)
+    expected = {spec.topic: spec.record_type}
+    last_sweep = [time.monotonic()]
+
+    async def ingest(stream: faust.StreamT[Any]) -> None:
+        assert isinstance(stream, Stream)  # take_events is on the concrete stream
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            try:
+                for group in _by_partition(events):
+                    await _ingest_partition(stream, group, runtime, seen, expected, outputs)
+                if time.monotonic() - last_sweep[0] > SWEEP_EVERY_S:
+                    last_sweep[0] = time.monotonic()
+                    _sweep(stream, events, seen)
+            except Exception as exc:
+                fatal(f"ingest of {spec.topic}", exc)
+
+    app.agent(source, name=f"ingest-{spec.alias}")(ingest)
+
+
+async def _ingest_partition(
+    stream: Any, group: list[Any], runtime: Runtime, seen: Any, expected: dict[str, str],
+    outputs: dict[str, faust.TopicT],
+) -> None:  # fmt: skip
+    codec = runtime.codec
+    raw = [_raw(e) for e in group]
+    result = process_batch(
+        raw, codec=codec, refdata=runtime.refdata.get(), expected_type=expected, seen=seen,
+        limits=DEFAULT_LIMITS,
+    )  # fmt: skip
+    # Table writes go to the changelog partition of the current event: this partition's.
+    stream._set_current_event(group[-1])
+    obligations, dlq = outputs["obligations"], outputs["dlq"]
+    sends: list[Send] = []
+    for key, record in result.obligations:
+        value = codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
+        sends.append((obligations, key, value))
+    for rejected in result.rejections:
+        value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
+        sends.append((dlq, rejected["source_topic"].encode(), value))
+        runtime.stats.rejected[rejected["reason_code"]] += 1
+    await _send_all(sends)
+    for event_id, entry in result.seen_updates.items():
+        seen[event_id] = entry
+    runtime.stats.events_in[raw[0].topic] += len(raw)
+    runtime.stats.obligations_out += len(result.obligations)
+
+
+def _sweep(stream: Any, events: Sequence[Any], seen: Any) -> None:
+    """Forget event ids older than the maximum event age (the validator rejects such
+    events anyway), for the partitions of this batch."""
+    horizon = max(int(e.message.timestamp * 1000) for e in events) - DEFAULT_LIMITS.max_age_ms
+    for group in _by_partition(events):
+        partition = group[-1].message.partition
+        stale = []
+        for key, entry in list(seen.items()):
+            time_ms, entry_partition = seen_time_and_partition(entry)
+            if entry_partition == partition and time_ms < horizon:
+                stale.append(key)
+        stream._set_current_event(group[-1])
+        for key in stale:
+            del seen[key]
+
+
+def _acks_agent(app: faust.App, runtime: Runtime, outputs: dict[str, faust.TopicT]) -> None:
+    source = app.topic(ACKS_TOPIC, key_type=bytes, value_type=bytes)
+
+    async def acks(stream: faust.StreamT[Any]) -> None:
+        assert isinstance(stream, Stream)
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            try:
+                await _apply_acks([_raw(e) for e in events], runtime, outputs)
+            except Exception as exc:
+                fatal("acknowledgements", exc)
+
+    app.agent(source, name="acks")(acks)
+
+
+async def _apply_acks(
+    raw: list[RawEvent], runtime: Runtime, outputs: dict[str, faust.TopicT]
+) -> None:
+    codec = runtime.codec
+    sends: list[Send] = []
+    for event in raw:
+        runtime.stats.acks_in += 1
+        problem: AckProblem | None
+        try:
+            ack = codec.decode(event.value, topic=event.topic)
+        except CodecError as exc:
+            problem = AckProblem(exc.reason_code, str(exc))
+        else:
+            if ack.name != "SettlementAck":
+                problem = AckProblem("WRONG_SCHEMA", f"{ack.name} on {event.topic}")
+            else:
+                batch = await _batch(runtime, ack.record["batch_id"])
+                outcome = failed_obligation(ack.record, batch)
+                problem = outcome if isinstance(outcome, AckProblem) else None
+                if isinstance(outcome, dict):
+                    value = codec.encode("Obligation", outcome, topic=OBLIGATIONS_TOPIC)
+                    key = str(outcome["currency"]).encode()
+                    sends.append((outputs["obligations"], key, value))
+        if problem is not None:
+            rejected = rejected_record(event, problem.reason_code, problem.message, stage="acks")
+            value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
+            sends.append((outputs["dlq"], ACKS_TOPIC.encode(), value))
+            runtime.stats.rejected[problem.reason_code] += 1
+    await _send_all(sends)
+
+
+async def _batch(runtime: Runtime, batch_id: str) -> dict[str, Any] | None:
+    """The batch from the index, giving the follower a moment to catch up."""
+    assert runtime.batches is not None
+    return await asyncio.get_running_loop().run_in_executor(
+        None, runtime.batches.get, batch_id, BATCH_WAIT_S
+    )

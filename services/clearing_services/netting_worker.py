@@ -1,0 +1,231 @@
+"""The netting stage: a transactional consume-net-produce loop on clearing.obligations.
+
+Why confluent-kafka transactions and not a Faust agent: a cycle holds up to
+millions of obligations until its marker arrives, and none of them may be
+committed before the cycle's outputs exist. The loop keeps the open cycle in
+columnar ledgers, and at each marker writes the batches, positions, the cycle
+report, the currency's state record and the consumer offsets in one Kafka
+transaction. A crash before the commit leaves nothing visible to
+read_committed readers; the restarted worker re-reads the open cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from clearing_core.codec import Codec, CodecError
+from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome
+from clearing_core.errors import ClearingError
+from clearing_core.ingest import RawEvent, rejected_record
+from clearing_services.kafka_io import consumer_config, producer_config
+from clearing_services.netting_state import (
+    STATE_TOPIC,
+    CurrencyTrack,
+    load_states,
+    remember_counted_ids,
+    state_record,
+    track_from_state,
+)
+from clearing_services.rejections import count_rejections
+from clearing_services.topics import (
+    CYCLES_TOPIC,
+    DLQ_TOPIC,
+    OBLIGATIONS_TOPIC,
+    POSITIONS_TOPIC,
+    batch_topic,
+)
+
+GROUP = "clearing-netting"
+CONSUME_BATCH_MAX = 20_000
+TRANSACTION_SECONDS_MAX = 60.0
+_log = logging.getLogger("clearing.netting")
+
+
+@dataclass
+class NettingStats:
+    """Counters the worker exposes (and the tests read)."""
+
+    obligations: int = 0
+    duplicates: int = 0
+    cycles: int = 0
+    rejected: int = 0
+    last_outcomes: list[CycleOutcome] = field(default_factory=list)
+
+
+class NettingWorker:
+    """Owns a consumer in the netting group and a transactional producer."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        codec: Codec,
+        context_for: Callable[[str], CycleContext],
+        worker_id: str,
+        on_cycle: Callable[[CycleOutcome], None] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.codec = codec
+        self.context_for = context_for
+        self.on_cycle = on_cycle
+        self.stats = NettingStats()
+        self.tracks: dict[str, CurrencyTrack] = {}
+        self._pending_rejects: list[tuple[bytes, bytes]] = []
+        self.consumer = Consumer(
+            consumer_config(
+                bootstrap, GROUP, **{"partition.assignment.strategy": "cooperative-sticky"}
+            )
+        )
+        self.producer = Producer(
+            producer_config(bootstrap, **{"transactional.id": f"clearing-netting-{worker_id}"})
+        )
+        self.producer.init_transactions(30)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        mine = {tp.partition for tp in partitions}
+        states = load_states(self.bootstrap, self.codec, group=f"{GROUP}-state")
+        restored = [track_from_state(s) for s in states.values() if s["source_partition"] in mine]
+        committed = consumer.committed(partitions, timeout=30)
+        up_to = {tp.partition: max(tp.offset, 0) for tp in committed}
+        remember_counted_ids(self.bootstrap, self.codec, restored, up_to)
+        for track in restored:
+            self.tracks[track.ledger.currency] = track
+        _log.info(
+            "netting: assigned partitions %s, restored %d currencies", sorted(mine), len(restored)
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        for currency in [c for c, t in self.tracks.items() if t.partition in gone]:
+            del self.tracks[currency]  # the next owner re-reads the open cycle from the log
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; any unexpected error is raised to the caller,
+        which must end the process (nothing past the last transaction was committed)."""
+        self.consumer.subscribe(
+            [OBLIGATIONS_TOPIC], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        try:
+            while not stop.is_set():
+                for message in self.consumer.consume(CONSUME_BATCH_MAX, timeout=0.5):
+                    self._handle(message)
+        finally:
+            self.consumer.close()
+
+    def _handle(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            raise KafkaException(error)
+        value = message.value() or b""
+        partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+        log_time = datetime.fromtimestamp(message.timestamp()[1] / 1000, tz=UTC)
+        try:
+            decoded = self.codec.decode(value)
+        except CodecError as exc:
+            self._reject(message, exc.reason_code, str(exc))
+            return
+        record = decoded.record
+        currency = str(record.get("currency", ""))
+        track = self.tracks.get(currency)
+        if track is None:
+            track = self.tracks[currency] = CurrencyTrack(CurrencyLedger(currency), partition)
+        if decoded.name == "Obligation":
+            self.stats.obligations += 1
+            if not track.ledger.add(record, log_time):
+                self.stats.duplicates += 1
+        elif decoded.name == "CycleClose":
+            self._close(track, record, partition, offset, log_time)
+        else:
+            self._reject(message, "WRONG_SCHEMA", f"{decoded.name} on {OBLIGATIONS_TOPIC}")
+
+    def _reject(self, message: Message, reason_code: str, text: str) -> None:
+        """Remember a rejection; it is written in the next cycle's transaction."""
+        self.stats.rejected += 1
+        event = RawEvent(
+            OBLIGATIONS_TOPIC, int(message.partition() or 0), int(message.offset() or 0),
+            message.key(), message.value() or b"", int(message.timestamp()[1]),
+        )  # fmt: skip
+        record = rejected_record(event, reason_code, text, stage="netting")
+        value = self.codec.encode("Rejected", record, topic=DLQ_TOPIC)
+        self._pending_rejects.append((OBLIGATIONS_TOPIC.encode(), value))
+
+    def _close(
+        self, track: CurrencyTrack, marker: dict[str, Any], partition: int, offset: int,
+        log_time: datetime,
+    ) -> None:  # fmt: skip
+        if marker["marker_id"] in track.marker_ids:
+            return  # the same marker twice (two schedulers, a retry): it closed already
+        t0 = time.perf_counter()
+        context = self.context_for(track.ledger.currency)
+        ledger = track.ledger
+        previous_close = ledger.opened_at if ledger.cycle_seq > 0 else None
+        rejected = count_rejections(
+            self.bootstrap, self.codec, ledger.currency, previous_close, log_time
+        )
+        outcome = track.ledger.close(marker, log_time, context, rejected_count=rejected)
+        track.closed(marker["marker_id"], offset)
+        netted = time.perf_counter()
+        self._emit(outcome, track, partition, offset, t0, netted)
+        self.stats.cycles += 1
+        self.stats.last_outcomes = [*self.stats.last_outcomes, outcome][-16:]
+        if self.on_cycle is not None:
+            self.on_cycle(outcome)
+
+    def _emit(
+        self, outcome: CycleOutcome, track: CurrencyTrack, partition: int, offset: int,
+        t0: float, netted: float,
+    ) -> None:  # fmt: skip
+        """One transaction: batches, positions, report, state, DLQ, offsets."""
+        produce = self.producer.produce
+        encode = self.codec.encode
+        self.producer.begin_transaction()
+        try:
+            for batch in outcome.batches:
+                topic = batch_topic(batch["rail_id"])
+                produce(
+                    topic,
+                    key=batch["batch_id"].encode(),
+                    value=encode("SettlementBatch", batch, topic=topic),
+                )
+            for position in outcome.positions:
+                key = f"{position['participant_id']}/{position['currency']}".encode()
+                produce(
+                    POSITIONS_TOPIC,
+                    key=key,
+                    value=encode("Position", position, topic=POSITIONS_TOPIC),
+                )
+            for key, value in self._pending_rejects:
+                produce(DLQ_TOPIC, key=key, value=value)
+            state = state_record(track)
+            produce(
+                STATE_TOPIC,
+                key=track.ledger.currency.encode(),
+                value=encode("NettingState", state, topic=STATE_TOPIC),
+            )
+            report = dict(outcome.report)
+            done = time.perf_counter()
+            report["timings"] = {
+                "netting_ms": (netted - t0) * 1000, "emit_ms": (done - netted) * 1000,
+                "close_to_batch_ms": (done - t0) * 1000,
+            }  # fmt: skip
+            produce(
+                CYCLES_TOPIC,
+                key=track.ledger.currency.encode(),
+                value=encode("CycleReport", report, topic=CYCLES_TOPIC),
+            )
+            offsets = [TopicPartition(OBLIGATIONS_TOPIC, partition, offset + 1)]
+            self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS_MAX
+            )
+            self.producer.commit_transaction(TRANSACTION_SECONDS_MAX)
+        except (KafkaException, ClearingError):
+            self.producer.abort_transaction(TRANSACTION_SECONDS_MAX)
+            raise
+        self._pending_rejects.clear()

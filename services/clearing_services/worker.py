@@ -1,0 +1,122 @@
+"""One worker process: the Faust agents of its roles, plus the netting loop, the cycle
+scheduler, and the followers of reference data and batches, as threads.
+
+Several processes share the work through consumer groups; any unexpected error
+in any part ends the whole process without committing (see ``app.fatal``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from confluent_kafka.admin import AdminClient
+
+from clearing_core.codec import Codec
+from clearing_core.cycle import CycleOutcome
+from clearing_services.app import Runtime, build_app, changelog_topics, fatal
+from clearing_services.batch_index import BatchIndex
+from clearing_services.netting_worker import NettingWorker
+from clearing_services.refdata_io import (
+    RefdataFollower,
+    RefdataHolder,
+    context_source,
+    load_refdata_from_topics,
+)
+from clearing_services.scheduler import CycleScheduler
+from clearing_services.settings import Settings
+from clearing_services.topics import create_topics, load_topic_plan
+
+ROLES = ("ingest", "netting", "acks", "all")
+_log = logging.getLogger("clearing.worker")
+
+
+@dataclass
+class WorkerProcess:
+    """The threads and objects of one worker process."""
+
+    settings: Settings
+    codec: Codec
+    roles: set[str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    netting: NettingWorker | None = None
+    runtime: Runtime | None = None
+
+    def spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        def guarded() -> None:
+            try:
+                target(self.stop)
+            except Exception as exc:
+                fatal(name, exc)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+
+def log_cycle(outcome: CycleOutcome) -> None:
+    r = outcome.report
+    _log.warning(
+        "cycle %s: %d obligations, gross %d, net %d (efficiency %.1f%%), %d instructions, "
+        "%d deferred, batches %s",
+        r["cycle_id"], r["obligation_count"], r["gross_minor"], r["net_minor"],
+        100 * r["netting_efficiency"], r["instruction_count"], r["deferred_count"],
+        ",".join(r["batch_ids"]) or "-",
+    )  # fmt: skip
+
+
+def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
+    """Load the reference data, make sure the topics exist, start the threads."""
+    roles = {"ingest", "netting", "acks"} if role == "all" else {role}
+    bootstrap = settings.bootstrap()
+    refdata = load_refdata_from_topics(bootstrap, codec, group="clearing-refdata-load")
+    plan = load_topic_plan()
+    specs = [*plan.for_rails(refdata.rails), *changelog_topics()]
+    create_topics(AdminClient({"bootstrap.servers": bootstrap}), specs)
+    process = WorkerProcess(settings, codec, roles)
+    holder = RefdataHolder(refdata)
+    process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)
+    if "netting" in roles:
+        process.netting = NettingWorker(
+            bootstrap, codec, context_source(holder), settings.worker_id, on_cycle=log_cycle
+        )
+        process.spawn("netting", process.netting.run)
+        seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}
+        scheduler = CycleScheduler(bootstrap, codec, seconds, settings.worker_id, time.time)
+        process.spawn("scheduler", scheduler.run)
+    runtime = Runtime(codec, holder, None)
+    if "acks" in roles:
+        runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)
+        process.spawn("batches", runtime.batches.run)
+    process.runtime = runtime
+    return process
+
+
+def run_worker(settings: Settings, codec: Codec, role: str, log_level: str) -> None:
+    """Run until SIGINT/SIGTERM."""
+    process = start_worker(settings, codec, role)
+    agent_roles = process.roles & {"ingest", "acks"}
+    if not agent_roles:
+        _wait_for_signal(process.stop)
+        return
+    assert process.runtime is not None
+    app = build_app(settings, process.runtime, agent_roles)
+    worker: Any = faust.Worker(app, loglevel=log_level, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        process.stop.set()
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass

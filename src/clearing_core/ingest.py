@@ -1,0 +1,178 @@
+"""The ingest stage's work on one micro-batch, as a pure function.
+
+Why pure: the Faust agents are thin (they pass raw records in and send what
+comes out), so every rule here (decode, the topic's record type, duplicate
+event ids, validation, exact pricing) is tested without a broker.
+
+Why pricing keeps no state here: each event's exact price ``q x p`` is split
+into whole minor units and a remainder in millionths, both carried on the
+obligation. The netting stage, which counts every obligation id exactly once
+inside Kafka transactions, adds the remainders up per contract and settles
+each whole unit they reach. So a re-delivered event yields the identical
+obligation, and no crash can count a remainder twice or lose it.
+Nothing is dropped silently: every input ends as an obligation or a
+``Rejected`` record with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from clearing_core import ids
+from clearing_core.codec import Codec, CodecError
+from clearing_core.money import MoneyOverflowError, checked_mul
+from clearing_core.refdata import ReferenceData
+from clearing_core.refdata.models import PRICE_SCALE
+from clearing_core.validation import (
+    DEFAULT_LIMITS,
+    PricedInput,
+    Rejection,
+    ValidationLimits,
+    validate_event,
+)
+
+SEEN_SEPARATOR = "|"
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A record as the broker gave it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+@dataclass
+class IngestResult:
+    """What one batch produces: records to send and state to store."""
+
+    obligations: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    seen_updates: dict[str, str] = field(default_factory=dict)
+
+
+def body_digest(value: bytes) -> str:
+    """Identity of an event's content, to tell a resend from a conflicting reuse of an id."""
+    return hashlib.sha256(value).hexdigest()[:32]
+
+
+def seen_entry(digest: str, event_time_ms: int, partition: int) -> str:
+    """What the de-duplication table stores per event id: digest, event time and source
+    partition (time and partition let the table forget ids older than the maximum
+    event age, partition by partition)."""
+    return f"{digest}{SEEN_SEPARATOR}{event_time_ms}{SEEN_SEPARATOR}{partition}"
+
+
+def seen_time_and_partition(entry: str) -> tuple[int, int]:
+    _, time_ms, partition = entry.split(SEEN_SEPARATOR)
+    return int(time_ms), int(partition)
+
+
+def currency_hint(
+    record_type: str, record: Mapping[str, Any], refdata: ReferenceData
+) -> str | None:
+    """The currency an event would have settled in, where the reference data tells."""
+    if record_type == "Payment":
+        currency = record.get("currency")
+        return currency if currency in refdata.currencies else None
+    if record_type == "MeterReading":
+        contract = refdata.contracts.get(str(record.get("contract_id")))
+        return contract.currency if contract else None
+    book = refdata.price_books.get(str(record.get("price_book_id")))
+    return book.currency if book else None
+
+
+def rejected_record(
+    event: RawEvent, reason_code: str, message: str, event_id: str | None = None,
+    currency: str | None = None, stage: str = "ingest",
+) -> dict[str, Any]:  # fmt: skip
+    """The ``Rejected`` record of an input any stage refuses: the original bytes and
+    where they came from, so the record can be inspected and re-driven."""
+    return {
+        "source_topic": event.topic, "source_partition": event.partition,
+        "source_offset": event.offset, "source_key": event.key, "original": event.value,
+        "reason_code": reason_code, "message": message[:500], "stage": stage,
+        "event_id": event_id, "principal": None,
+        "rejected_at": datetime.fromtimestamp(event.timestamp_ms / 1000, tz=UTC),
+        "currency": currency,
+    }  # fmt: skip
+
+
+def obligation_record(priced: PricedInput, amount_minor: int, remainder_ppm: int) -> dict[str, Any]:
+    return {
+        "obligation_id": ids.obligation_id(priced.source, [priced.event_id]),
+        "debtor_id": priced.debtor_id, "creditor_id": priced.creditor_id,
+        "currency": priced.currency, "amount_minor": amount_minor,
+        "priority": priced.priority, "source": priced.source,
+        "contract_id": priced.contract_id, "source_event_count": 1, "source_digest": None,
+        "event_time": datetime.fromtimestamp(priced.event_time_ms / 1000, tz=UTC),
+        "remainder_ppm": remainder_ppm, "carry_key": priced.carry_key or None,
+    }  # fmt: skip
+
+
+def process_batch(
+    events: Sequence[RawEvent],
+    *,
+    codec: Codec,
+    refdata: ReferenceData,
+    expected_type: Mapping[str, str],
+    seen: Mapping[str, str],
+    limits: ValidationLimits = DEFAULT_LIMITS,
+) -> IngestResult:
+    """Decode, check, de-duplicate, validate and price a batch, in input order."""
+    result = IngestResult()
+    for event in events:
+        outcome = _check(event, codec, refdata, expected_type, seen, result.seen_updates, limits)
+        if isinstance(outcome, dict):
+            result.rejections.append(outcome)
+            continue
+        priced, digest = outcome
+        try:
+            amount, remainder = divmod(checked_mul(priced.quantity, priced.unit_price), PRICE_SCALE)
+        except MoneyOverflowError as exc:
+            result.rejections.append(
+                rejected_record(event, exc.reason_code, str(exc), priced.event_id, priced.currency)
+            )
+            continue
+        result.seen_updates[priced.event_id] = seen_entry(
+            digest, priced.event_time_ms, event.partition
+        )
+        record = obligation_record(priced, amount, remainder)
+        result.obligations.append((priced.currency.encode(), record))
+    return result
+
+
+def _check(
+    event: RawEvent, codec: Codec, refdata: ReferenceData, expected_type: Mapping[str, str],
+    seen: Mapping[str, str], seen_now: Mapping[str, str], limits: ValidationLimits,
+) -> dict[str, Any] | tuple[PricedInput, str]:  # fmt: skip
+    try:
+        decoded = codec.decode(event.value, topic=event.topic)
+    except CodecError as exc:
+        return rejected_record(event, exc.reason_code, str(exc))
+    record, wanted = decoded.record, expected_type.get(event.topic)
+    event_id = record.get("event_id") if isinstance(record.get("event_id"), str) else None
+    hint = currency_hint(decoded.name, record, refdata) if wanted == decoded.name else None
+    if wanted != decoded.name:
+        return rejected_record(event, "WRONG_SCHEMA", f"{decoded.name} on {event.topic}", event_id)
+    digest = body_digest(event.value)
+    previous = seen_now.get(str(event_id)) or seen.get(str(event_id))
+    if previous is not None:
+        same = previous.split(SEEN_SEPARATOR, 1)[0] == digest
+        code = "DUPLICATE_EVENT" if same else "DUPLICATE_EVENT_CONFLICT"
+        text = "event id already accepted" if same else "event id reused with a different body"
+        return rejected_record(event, code, f"{event_id}: {text}", event_id, hint)
+    checked = validate_event(
+        decoded.name, record, refdata, reference_time_ms=event.timestamp_ms, limits=limits
+    )
+    if isinstance(checked, Rejection):
+        return rejected_record(event, checked.reason_code, checked.message, event_id, hint)
+    return checked, digest

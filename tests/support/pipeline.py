@@ -1,0 +1,112 @@
+"""Small helpers so a pipeline test reads in a few lines: workers as real processes,
+events in, cycle reports and batches out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from clearing_core.codec import SingleObjectCodec
+from clearing_services.kafka_io import produce_all, producer_config, read_topic
+from clearing_services.topics import batch_topic, event_topic
+
+REPO = Path(__file__).resolve().parents[2]
+CLEARING = [sys.executable, "-m", "clearing_services.cli"]
+
+
+def env(bootstrap: str, state: Path, worker_id: str = "w1") -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "CLEARING_STORE": "memory://",
+        "CLEARING_STATE_DIR": str(state),
+        "CLEARING_WORKER_ID": worker_id,
+    }
+
+
+def clearing(bootstrap: str, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLEARING, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env(bootstrap, state),
+        cwd=REPO,
+        check=False,
+    )
+
+
+@contextmanager
+def worker(
+    bootstrap: str, state: Path, role: str = "all", worker_id: str = "w1"
+) -> Iterator[subprocess.Popen[str]]:
+    """A real worker process for the duration of the block; its log is kept beside."""
+    log = (state / f"worker-{worker_id}.log").open("w")
+    process = subprocess.Popen(
+        [*CLEARING, "worker", role],
+        env=env(bootstrap, state, worker_id),
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def send_events(
+    bootstrap: str, codec: SingleObjectCodec, kind: str, records: list[dict[str, Any]]
+) -> None:
+    spec = event_topic(kind)
+    items = [(str(r[spec.key_field]).encode(), codec.encode(spec.record_type, r)) for r in records]
+    produce_all(Producer(producer_config(bootstrap)), spec.topic, items)
+
+
+def decoded(
+    bootstrap: str, codec: SingleObjectCodec, topic: str, group: str
+) -> list[dict[str, Any]]:
+    return [codec.decode(r.value).record for r in read_topic(bootstrap, topic, group)]
+
+
+def wait_for_reports(
+    bootstrap: str, codec: SingleObjectCodec, currency: str, count: int, timeout_s: float = 120.0
+) -> list[dict[str, Any]]:
+    """The cycle reports of a currency, once there are at least ``count``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reports = [
+            r
+            for r in decoded(bootstrap, codec, "clearing.cycles", f"w-{time.time_ns()}")
+            if r["currency"] == currency
+        ]
+        if len(reports) >= count or time.monotonic() > deadline:
+            return sorted(reports, key=lambda r: r["cycle_seq"])
+        time.sleep(0.5)
+
+
+def batches(bootstrap: str, codec: SingleObjectCodec, rail: str) -> dict[str, dict[str, Any]]:
+    records = decoded(bootstrap, codec, batch_topic(rail), f"b-{time.time_ns()}")
+    return {b["batch_id"]: b for b in records}
+
+
+def flows(batch: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    return [
+        (i["payer_id"], i["payee_id"], i["amount_minor"], i["amount_rail_units"])
+        for i in batch["instructions"]
+    ]

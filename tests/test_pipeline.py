@@ -1,0 +1,195 @@
+"""The mission end to end on a real broker: events in, settlement batches out,
+through real worker processes (Faust agents and the netting loop).
+
+A module-scoped broker of its own keeps the contract's fixed topic names and
+consumer groups clear of the other tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from clearing_core.codec import SingleObjectCodec
+from clearing_services.broker.select import local_broker
+from clearing_services.kafka_io import produce_all, producer_config
+from clearing_services.settings import load_settings
+from tests.conftest import free_port
+from tests.support.pipeline import (
+    REPO,
+    batches,
+    clearing,
+    decoded,
+    flows,
+    send_events,
+    wait_for_reports,
+    worker,
+)
+
+pytestmark = pytest.mark.broker
+HOUSE = "CLEARING_HOUSE"
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("pipeline-broker")
+    node = local_broker(load_settings(), home=home, port=free_port(),
+                        controller_port=free_port(), heap_mb=512)  # fmt: skip
+    status, _ = node.start()
+    try:
+        yield status.bootstrap
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
+    path = tmp_path_factory.mktemp("pipeline-state")
+    done = clearing(
+        bootstrap, path, "refdata", "publish", str(REPO / "tests/data/pipeline-refdata.yaml")
+    )
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def meter(event_id: str, energy_wh: int, contract: str = "PPA-QH07-SZ01") -> dict[str, Any]:
+    t = now()
+    return {"event_id": event_id, "reporter_id": "SOLAR-QINGHAI-07", "contract_id": contract,
+            "meter_id": "MTR-QH07-01", "interval_start": t - timedelta(minutes=15),
+            "interval_end": t, "energy_wh": energy_wh, "reading_quality": "ACTUAL",
+            "reported_at": t}  # fmt: skip
+
+
+def payment(
+    event_id: str, payer: str, payee: str, kind: str, amount: int, ccy: str = "CNH"
+) -> dict[str, Any]:
+    return {"event_id": event_id, "reporter_id": payer, "payer_id": payer, "payee_id": payee,
+            "kind": kind, "currency": ccy, "amount_minor": amount, "reference": None,
+            "value_date": now().date(), "reported_at": now()}  # fmt: skip
+
+
+def usage(event_id: str, tokens: int) -> dict[str, Any]:
+    t = now()
+    return {"event_id": event_id, "reporter_id": "GPUCLOUD-SG-02", "provider_id": "GPUCLOUD-SG-02",
+            "customer_id": "DC-SHENZHEN-01", "price_book_id": "PB-GPUCLOUD-SG-02",
+            "sku": "output_token", "quantity": tokens, "model": "llm-70b",
+            "usage_start": t - timedelta(minutes=1), "usage_end": t, "reported_at": t}  # fmt: skip
+
+
+def close(bootstrap: str, state: Path, currency: str) -> None:
+    done = clearing(bootstrap, state, "cycle", "close", "--currency", currency)
+    assert done.returncode == 0, done.stderr
+
+
+def test_known_scenario_gives_exactly_the_expected_batches(
+    bootstrap: str, state: Path, codec: SingleObjectCodec
+) -> None:
+    with worker(bootstrap, state):
+        send_events(bootstrap, codec, "meter", [
+            meter("m-1", 10_000_000),                     # 10 MWh x 350 CNH = 350,000 fen
+            meter("m-1", 10_000_000),                     # the same event again
+            meter("m-2", 7, contract="PPA-UNKNOWN"),      # bad: unknown contract
+        ])  # fmt: skip
+        send_events(bootstrap, codec, "payment", [
+            payment("p-1", "DC-SHENZHEN-01", "LEASECO-HK-01", "FINANCE_LEASE_RENT", 120_000),
+            payment("p-2", "LEASECO-HK-01", "SOLAR-QINGHAI-07", "OM_FEE", 50_000),
+            payment("p-3", "DC-SHENZHEN-01", "DC-SHENZHEN-01", "TRANSFER", 1),  # bad: self
+        ])  # fmt: skip
+        send_events(bootstrap, codec, "compute", [usage("c-1", 1_000_000)])  # 10.00 USD
+        produce_all(Producer(producer_config(bootstrap)), "clearing.events.compute",
+                    [(b"GPUCLOUD-SG-02", b"\xc3\x01\x00\x01")])  # bad: truncated  # fmt: skip
+        wait_for_dlq(bootstrap, codec, 4)
+        close(bootstrap, state, "CNH")
+        close(bootstrap, state, "USD")
+        (cnh,) = wait_for_reports(bootstrap, codec, "CNH", 1)
+        (usd,) = wait_for_reports(bootstrap, codec, "USD", 1)
+
+    assert (cnh["obligation_count"], cnh["gross_minor"], cnh["net_minor"]) == (3, 520_000, 470_000)
+    # the resent meter event and the self-payment are CNH's; an unknown contract has no currency
+    assert (cnh["duplicate_count"], cnh["rejected_count"]) == (0, 2)
+    assert cnh["treasury"] == [
+        {"from_rail": "cnh-cips", "to_rail": "cnh-stable", "amount_minor": 470_000}
+    ]
+    assert flows(batches(bootstrap, codec, "cnh-cips")["cnh-cips-CNH-00000001"]) == [
+        ("DC-SHENZHEN-01", HOUSE, 470_000, 470_000),
+    ]
+    assert flows(batches(bootstrap, codec, "cnh-stable")["cnh-stable-CNH-00000001"]) == [
+        (HOUSE, "LEASECO-HK-01", 70_000, 700_000_000),
+        (HOUSE, "SOLAR-QINGHAI-07", 400_000, 4_000_000_000),
+    ]
+    assert (usd["gross_minor"], usd["net_minor"]) == (1_000, 1_000)
+    assert flows(batches(bootstrap, codec, "usd-swift")["usd-swift-USD-00000001"]) == [
+        (HOUSE, "GPUCLOUD-SG-02", 1_000, 1_000),
+        ("DC-SHENZHEN-01", HOUSE, 1_000, 1_000),
+    ]
+    reasons = sorted(r["reason_code"] for r in decoded(bootstrap, codec, "clearing.dlq", "dlq-1"))
+    assert reasons == ["DUPLICATE_EVENT", "SELF_PAYMENT", "TRUNCATED_AVRO", "UNKNOWN_CONTRACT"]
+    positions = {(p["participant_id"], p["currency"]): p["net_minor"]
+                 for p in decoded(bootstrap, codec, "clearing.positions", "pos-1")}  # fmt: skip
+    assert positions[("DC-SHENZHEN-01", "CNH")] == -470_000
+    assert positions[("SOLAR-QINGHAI-07", "CNH")] == 400_000
+
+    replayed = clearing(bootstrap, state, "replay", "--json")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert '"batches_identical": 3' in replayed.stdout
+
+
+def wait_for_dlq(bootstrap: str, codec: SingleObjectCodec, count: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 120
+    while len(decoded(bootstrap, codec, "clearing.dlq", f"d-{time.time_ns()}")) < count:
+        assert time.monotonic() < deadline, "rejections did not reach the DLQ"
+        time.sleep(0.5)
+
+
+def test_a_failed_acknowledgement_moves_its_amount_into_the_next_cycle(
+    bootstrap: str, state: Path, codec: SingleObjectCodec
+) -> None:
+    """Runs after the scenario above: the bank fails DC's USD payment to the house."""
+    (failed,) = [i for i in batches(bootstrap, codec, "usd-swift")["usd-swift-USD-00000001"]
+                 ["instructions"] if i["payer_id"] == "DC-SHENZHEN-01"]  # fmt: skip
+    acks = [
+        {"batch_id": "usd-swift-USD-00000001", "instruction_id": failed["instruction_id"],
+         "rail_id": "usd-swift", "status": "FAILED", "reason_code": "AM04",
+         "reason": "insufficient funds", "bank_id": "BANK-1", "bank_reference": None,
+         "acked_at": now()},
+        {"batch_id": "usd-swift-USD-00000099", "instruction_id": "x", "rail_id": "usd-swift",
+         "status": "SETTLED", "reason_code": None, "reason": None, "bank_id": "BANK-1",
+         "bank_reference": None, "acked_at": now()},
+    ]  # fmt: skip
+    with worker(bootstrap, state):
+        items = [(a["batch_id"].encode(), codec.encode("SettlementAck", a)) for a in acks]
+        produce_all(Producer(producer_config(bootstrap)), "clearing.settlement.acks", items * 2)
+        wait_for_dlq(bootstrap, codec, 4 + 2)  # the unknown batch, twice
+        wait_for_obligation(bootstrap, codec, "f:" + failed["instruction_id"])
+        close(bootstrap, state, "USD")
+        reports = wait_for_reports(bootstrap, codec, "USD", 2)
+    second = reports[1]
+    assert (second["failed_carried_count"], second["failed_carried_minor"]) == (1, 1_000)
+    assert second["duplicate_count"] == 1  # the acknowledgement was sent twice
+    assert flows(batches(bootstrap, codec, "usd-swift")["usd-swift-USD-00000002"]) == [
+        ("DC-SHENZHEN-01", HOUSE, 1_000, 1_000),
+    ]
+    dlq = decoded(bootstrap, codec, "clearing.dlq", "dlq-2")
+    assert sorted(r["reason_code"] for r in dlq if r["stage"] == "acks") == ["UNKNOWN_BATCH"] * 2
+
+
+def wait_for_obligation(bootstrap: str, codec: SingleObjectCodec, obligation_id: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 120
+    while True:
+        found = decoded(bootstrap, codec, "clearing.obligations", f"o-{time.time_ns()}")
+        if any(r.get("obligation_id") == obligation_id for r in found):
+            return
+        assert time.monotonic() < deadline, f"{obligation_id} never reached clearing.obligations"
+        time.sleep(0.5)
