@@ -1,11 +1,15 @@
 """Benchmark of the netting core, all in one run.
 
 1. The net-position kernel (``net_positions``, validation included) on 10M
-   obligations, 10k participants, 4 currencies, against ``np.add.at`` (the
-   bare scatter, no checks, no gross: the baseline most favourable to numpy),
-   a pure-Python dict loop doing the kernel's work (checks, gross, positions;
-   timed on a slice, scaled) and a memory-bandwidth ceiling (numpy copy of
-   the same input bytes).
+   obligations, 10k participants, 4 currencies, on all numba threads (one
+   chunk each; the thread count is in the JSON), against ``np.add.at`` (the
+   bare scatter, no checks, no gross: the baseline most favourable to
+   numpy), a pure-Python dict loop doing the kernel's work (checks, gross,
+   positions; best of 5 on a 200k slice with the garbage collector off, as
+   timeit does, scaled) and a memory-bandwidth ceiling (numpy copy of the
+   same input bytes). The serial kernel is timed too. The kernel and the
+   numpy baselines run in turns, best of each, so that load from other
+   processes falls on both sides of a ratio.
 2. Gridlock resolution (``resolve_gridlock``) of 1M obligations of one
    currency with 20% of the participants capped below their net debit.
 3. ``clearing net`` end to end (a fresh process) on a 1M-line CSV with caps.
@@ -16,6 +20,7 @@ Run: ``.venv/bin/python bench/netting.py`` (add ``--quick`` for a smoke run).
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -26,11 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from clearing_core.netting import NO_CAP, net_positions, resolve_gridlock
+from clearing_core.netting import NO_CAP, kernels, net_positions, resolve_gridlock
 
 SEED = 20260101
 INT64_MAX = 2**63 - 1
@@ -92,17 +98,29 @@ def python_dict_loop(
     return position
 
 
-def bench_kernel(m: int, n: int, currencies: int) -> dict[str, float]:
+def interleaved_best(
+    rounds: int, runs: dict[str, tuple[int, Callable[[], Any]]]
+) -> dict[str, float]:
+    """Best wall time of each run over ``rounds`` rounds that take turns
+    (``repeats`` runs each per round), so that a kernel and the baselines it
+    is compared with see the same load from other processes."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, (repeats, run) in runs.items():
+            best[name] = min(best[name], best_of(repeats, run))
+    return best
+
+
+def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     debtor, creditor, currency, amount = obligations(m, n, currencies, rng)
     nbytes = debtor.nbytes + creditor.nbytes + currency.nbytes + amount.nbytes
     kwargs = {"n_participants": n, "n_currencies": currencies}
-    position, _ = net_positions(
-        debtor[:1000], creditor[:1000], currency[:1000], amount[:1000], **kwargs
-    )
-    log(f"kernel: {m:,} obligations, {n:,} participants, {currencies} currencies")
-    kernel_s = best_of(5, lambda: net_positions(debtor, creditor, currency, amount, **kwargs))
-    position, _ = net_positions(debtor, creditor, currency, amount, **kwargs)
+    args = (debtor, creditor, currency, amount, n, currencies)
+    chunks = kernels.parallel_chunks(m, n, currencies)
+    position, _ = net_positions(debtor, creditor, currency, amount, **kwargs)  # compile, threads
+    serial = kernels._net_positions_serial(*args)
+    assert np.array_equal(serial[0].reshape(n, currencies), position)
 
     def add_at() -> np.ndarray:
         flat = np.zeros(n * currencies, np.int64)
@@ -110,35 +128,59 @@ def bench_kernel(m: int, n: int, currencies: int) -> dict[str, float]:
         np.add.at(flat, creditor.astype(np.int64) * currencies + currency, amount)
         return flat
 
-    log("np.add.at")
-    add_at_s = best_of(3, add_at)
     assert np.array_equal(add_at().reshape(n, currencies), position)
-
-    sample = min(m, 500_000)
-    lists = [a[:sample].tolist() for a in (debtor, creditor, currency, amount)]
-    log(f"pure Python dict loop on {sample:,} obligations, scaled")
-    python_s = best_of(2, lambda: python_dict_loop(*lists, n, currencies)) * (m / sample)
-
     targets = [np.empty_like(a) for a in (debtor, creditor, currency, amount)]
 
     def copy() -> None:
         for target, source in zip(targets, (debtor, creditor, currency, amount), strict=True):
             np.copyto(target, source)
 
-    log("memory copy of the same input bytes")
-    copy_s = best_of(5, copy)
+    log(
+        f"kernel: {m:,} obligations, {n:,} participants, {currencies} currencies, "
+        f"{chunks} chunk(s) on {numba.get_num_threads()} thread(s); "
+        "serial kernel, np.add.at and memory copy in turns"
+    )
+    best = interleaved_best(
+        7,
+        {
+            "kernel": (3, lambda: net_positions(debtor, creditor, currency, amount, **kwargs)),
+            "serial": (1, lambda: kernels._net_positions_serial(*args)),
+            "add_at": (1, add_at),
+            "copy": (3, copy),
+        },
+    )
+    kernel_s = best["kernel"]
+
+    sample = min(m, 200_000)
+    lists = [a[:sample].tolist() for a in (debtor, creditor, currency, amount)]
+    log(f"pure Python dict loop on {sample:,} obligations, best of 5, scaled")
+    gc.disable()  # as timeit does: the collector would only slow the baseline down
+    try:
+        python_s = best_of(5, lambda: python_dict_loop(*lists, n, currencies)) * (m / sample)
+    finally:
+        gc.enable()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel launch (serial path only)
+        layer = "none"
     return {
         "kernel_obligations": m,
+        "kernel_threads": numba.get_num_threads(),
+        "kernel_chunks": chunks,
+        "kernel_threading_layer": layer,
         "kernel_seconds": kernel_s,
         "kernel_obligations_per_s": m / kernel_s,
-        "numpy_add_at_seconds": add_at_s,
+        "kernel_serial_seconds": best["serial"],
+        "numpy_add_at_seconds": best["add_at"],
+        "python_sample": sample,
         "python_seconds_scaled": python_s,
-        "memory_copy_seconds": copy_s,
-        "memory_copy_gb_per_s": nbytes / copy_s / 1e9,
+        "memory_copy_seconds": best["copy"],
+        "memory_copy_gb_per_s": nbytes / best["copy"] / 1e9,
         "kernel_input_gb_per_s": nbytes / kernel_s / 1e9,
-        "vs_numpy_add_at": add_at_s / kernel_s,
+        "vs_numpy_add_at": best["add_at"] / kernel_s,
+        "vs_numpy_add_at_serial_kernel": best["add_at"] / best["serial"],
         "vs_python": python_s / kernel_s,
-        "vs_memory_copy": copy_s / kernel_s,
+        "vs_memory_copy": best["copy"] / kernel_s,
     }
 
 

@@ -15,7 +15,7 @@ COMMANDS = [
     [], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
     ["broker", "logs"], ["broker", "fetch"], ["topics"], ["topics", "create"],
     ["topics", "list"], ["schemas", "list"], ["demo"], ["produce"], ["cycle"],
-    ["cycle", "close"],
+    ["cycle", "close"], ["worker"], ["refdata"], ["refdata", "publish"], ["replay"], ["net"],
 ]  # fmt: skip
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from clearing_core.errors import ClearingError
+from clearing_core.ingest import RawEvent
 
 FLUSH_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.kafka")
@@ -25,6 +26,11 @@ class DeliveryError(ClearingError):
     """A record could not be written to Kafka."""
 
     reason_code = "DELIVERY_FAILED"
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    """An admin client that logs only errors (librdkafka's notices are noise here)."""
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
 
 
 def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> dict[str, object]:
@@ -60,16 +66,8 @@ def consumer_config(
     return config
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A consumed record, detached from librdkafka."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp_ms: int
+# A consumed record is the same thing the core's stages take as input.
+Record = RawEvent
 
 
 def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:

@@ -24,17 +24,29 @@ TICK_SECONDS = 0.25
 _log = logging.getLogger("clearing.scheduler")
 
 
+def marker_record(
+    marker_id: str, currency: str, reason: str, by: str, at: datetime
+) -> dict[str, Any]:
+    """A ``CycleClose`` record."""
+    return {"marker_id": marker_id, "currency": currency, "reason": reason,
+            "requested_by": by, "requested_at": at}  # fmt: skip
+
+
+def send_markers(bootstrap: str, codec: Codec, markers: list[dict[str, Any]]) -> None:
+    """Write markers to the obligations topic, keyed by currency (their partition)."""
+    items = [
+        (str(m["currency"]).encode(), codec.encode("CycleClose", m, topic=OBLIGATIONS_TOPIC))
+        for m in markers
+    ]
+    produce_all(Producer(producer_config(bootstrap, **{"linger.ms": 0})), OBLIGATIONS_TOPIC, items)
+
+
 def scheduled_marker(currency: str, cycle_seconds: int, now_s: float, by: str) -> dict[str, Any]:
     """The marker of the slot that contains ``now_s`` (seconds since the epoch)."""
     assert cycle_seconds > 0
     slot = int(now_s // cycle_seconds)
-    return {
-        "marker_id": f"sched-{currency}-{cycle_seconds}s-{slot}",
-        "currency": currency,
-        "reason": "SCHEDULE",
-        "requested_by": by,
-        "requested_at": datetime.fromtimestamp(slot * cycle_seconds, tz=UTC),
-    }
+    at = datetime.fromtimestamp(slot * cycle_seconds, tz=UTC)
+    return marker_record(f"sched-{currency}-{cycle_seconds}s-{slot}", currency, "SCHEDULE", by, at)
 
 
 class CycleScheduler:

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from confluent_kafka.admin import AdminClient
 
 from clearing_core.codec import Codec
 from clearing_core.cycle import CycleOutcome
 from clearing_services.app import Runtime, build_app, changelog_topics, fatal
 from clearing_services.batch_index import BatchIndex
+from clearing_services.kafka_io import admin_client
 from clearing_services.netting_worker import NettingWorker
 from clearing_services.refdata_io import (
     RefdataFollower,
@@ -79,7 +79,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     refdata = load_refdata_from_topics(bootstrap, codec, group="clearing-refdata-load")
     plan = load_topic_plan()
     specs = [*plan.for_rails(refdata.rails), *changelog_topics()]
-    create_topics(AdminClient({"bootstrap.servers": bootstrap}), specs)
+    create_topics(admin_client(bootstrap), specs)
     process = WorkerProcess(settings, codec, roles)
     holder = RefdataHolder(refdata)
     process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)

@@ -38,6 +38,29 @@ def first_overflow(rows: Sequence[Row]) -> int | None:
     return None
 
 
+def first_problem(
+    rows: Sequence[Row], n_participants: int, n_currencies: int
+) -> tuple[int, str] | None:
+    """The first obligation, in input order, that fails a check or takes its
+    currency's running gross past int64, with the error code; None if none."""
+    running: dict[int, int] = defaultdict(int)
+    for i, (debtor, creditor, currency, amount) in enumerate(rows):
+        if not 0 <= debtor < n_participants:
+            return i, "debtor"
+        if not 0 <= creditor < n_participants:
+            return i, "creditor"
+        if not 0 <= currency < n_currencies:
+            return i, "currency"
+        if amount <= 0:
+            return i, "amount"
+        if debtor == creditor:
+            return i, "self"
+        running[currency] += amount
+        if running[currency] > INT64_MAX:
+            return i, "overflow"
+    return None
+
+
 def bilateral(rows: Sequence[Row]) -> dict[tuple[int, int, int], int]:
     """Sum per ordered (currency, debtor, creditor)."""
     out: dict[tuple[int, int, int], int] = defaultdict(int)

@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from confluent_kafka.admin import AdminClient
 from rich.table import Table
 
 from clearing_services.broker.local import BrokerStatus
@@ -22,6 +21,7 @@ from clearing_services.cli.common import (
     out_console,
     settings,
 )
+from clearing_services.kafka_io import admin_client
 from clearing_services.topics import create_topics, load_topic_plan
 
 EXIT_STOPPED = 3  # as LSB init scripts: "program is not running"
@@ -171,7 +171,7 @@ def topics_create(
     Example: clearing topics create --rail cnh-stable --rail usd-swift
     """
     plan = load_topic_plan(replication_factor=replication_factor)
-    admin = AdminClient({"bootstrap.servers": bootstrap or settings().bootstrap()})
+    admin = admin_client(bootstrap or settings().bootstrap())
     result = create_topics(admin, plan.for_rails(rails))
     if as_json:
         emit_json({"topics": result.outcome})
@@ -190,7 +190,7 @@ def topics_list(bootstrap: str | None, as_json: bool) -> None:
 
     Example: clearing topics list --json
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap or settings().bootstrap()})
+    admin = admin_client(bootstrap or settings().bootstrap())
     metadata = admin.list_topics(timeout=10)
     found = {
         name: len(t.partitions)

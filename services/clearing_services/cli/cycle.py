@@ -7,15 +7,13 @@ import uuid
 from datetime import UTC, datetime
 
 import click
-from confluent_kafka import Producer
 
 from clearing_core.errors import InputError
 from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import bootstrap_option, emit_json, err_console, json_option
 from clearing_services.cli.common import settings as current_settings
 from clearing_services.codecs import codec_for
-from clearing_services.kafka_io import produce_all, producer_config
-from clearing_services.topics import OBLIGATIONS_TOPIC
+from clearing_services.scheduler import marker_record, send_markers
 
 CURRENCY_CODE_LENGTH = 3
 
@@ -40,18 +38,11 @@ def close(currency: str, requested_by: str | None, bootstrap: str | None, as_jso
     if len(code) != CURRENCY_CODE_LENGTH or not code.isalpha():
         raise InputError(f"--currency {currency!r} is not a 3-letter currency code")
     cfg = current_settings()
-    marker = {
-        "marker_id": f"manual-{uuid.uuid4().hex}",
-        "currency": code,
-        "reason": "MANUAL",
-        "requested_by": requested_by or getpass.getuser(),
-        "requested_at": datetime.now(UTC),
-    }
-    value = codec_for(cfg, SchemaCatalog.load()).encode(
-        "CycleClose", marker, topic=OBLIGATIONS_TOPIC
-    )
-    producer = Producer(producer_config(bootstrap or cfg.bootstrap()))
-    produce_all(producer, OBLIGATIONS_TOPIC, [(code.encode(), value)])
+    marker = marker_record(
+        f"manual-{uuid.uuid4().hex}", code, "MANUAL", requested_by or getpass.getuser(),
+        datetime.now(UTC),
+    )  # fmt: skip
+    send_markers(bootstrap or cfg.bootstrap(), codec_for(cfg, SchemaCatalog.load()), [marker])
     if as_json:
         emit_json({"marker_id": marker["marker_id"], "currency": code})
     else:

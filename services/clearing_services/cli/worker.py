@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import click
-from confluent_kafka.admin import AdminClient
 
 from clearing_core.refdata import load_default_refdata, load_refdata
 from clearing_core.schemas import SchemaCatalog
@@ -18,6 +17,7 @@ from clearing_services.cli.common import (
     settings,
 )
 from clearing_services.codecs import codec_for
+from clearing_services.kafka_io import admin_client
 from clearing_services.refdata_io import (
     RefdataHolder,
     context_source,
@@ -65,9 +65,7 @@ def refdata_publish(file: Path | None, bootstrap: str | None, as_json: bool) -> 
     data = load_refdata(file) if file else load_default_refdata()
     codec = codec_for(cfg, SchemaCatalog.load())
     where = bootstrap or cfg.bootstrap()
-    create_topics(
-        AdminClient({"bootstrap.servers": where}), load_topic_plan().for_rails(data.rails)
-    )
+    create_topics(admin_client(where), load_topic_plan().for_rails(data.rails))
     count = publish_refdata(where, codec, data, by=cfg.worker_id)
     summary = {"records": count, "digest": data.digest, "participants": len(data.participants),
                "rails": sorted(data.rails), "currencies": sorted(data.currencies)}  # fmt: skip
