@@ -48,6 +48,7 @@ test-fast: venv
 
 bench: kafka
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/netting.py
 
 clean:
 	-$(BIN)/clearing broker stop

@@ -120,7 +120,9 @@ def net_positions(
     shape (n_participants, n_currencies), and gross per currency.
 
     Raises ``ObligationInputError`` for a bad index, a non-positive amount, a
-    self-obligation, or a currency whose sum overflows int64.
+    self-obligation, or a currency whose sum overflows int64, naming the
+    first such obligation in input order. Large batches run on all numba
+    threads, with the same results (``kernels.parallel_chunks``).
     """
     check_counts(n_participants, n_currencies)
     debtor = as_index_array(debtor_idx, "debtor_idx", n_participants)
