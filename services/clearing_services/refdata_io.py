@@ -24,11 +24,13 @@ from clearing_core.refdata.snapshot import REFDATA_TOPICS
 from clearing_core.settlement import RailSpec
 from clearing_services.kafka_io import (
     Record,
+    admin_client,
     consumer_config,
     producer_config,
     read_topic,
     watermarks,
 )
+from clearing_services.topics import batch_topic_spec, create_topics, load_topic_plan
 
 PUBLISH_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.refdata")
@@ -156,6 +158,11 @@ class RefdataFollower:
             _log.error("reference data update ignored: %s", exc)
             return
         if fresh.digest != self.holder.current.digest:
+            new_rails = set(fresh.rails) - set(self.holder.current.rails)
+            if new_rails:  # their batch topics must exist before a cycle settles on them
+                template = load_topic_plan().batch_template
+                specs = [batch_topic_spec(template, rail) for rail in sorted(new_rails)]
+                create_topics(admin_client(self.bootstrap), specs)
             self.holder.current = fresh
             self.versions_seen += 1
             _log.warning("reference data changed: digest %s", fresh.digest[:16])
