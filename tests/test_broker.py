@@ -119,3 +119,11 @@ def test_topics_create_is_idempotent(kafka_bootstrap: str) -> None:
         assert len(metadata.topics[spec.name].partitions) == spec.partitions
     again = create_topics(admin, plan.for_rails(["usd-stable"]))
     assert again.created == []
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from clearing_services.broker.local import _kafka_uuid
+
+    ids = [_kafka_uuid() for _ in range(5_000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

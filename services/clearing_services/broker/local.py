@@ -95,8 +95,13 @@ def server_properties(config: BrokerConfig) -> dict[str, str]:
 
 
 def _kafka_uuid() -> str:
-    """A cluster id in Kafka's form: 16 random bytes, URL-safe base64, no padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A cluster id in Kafka's form: 16 random bytes, URL-safe base64, no padding; like
+    Kafka's own Uuid.randomUuid, never one starting with '-', which a command line
+    would take for an option."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def _alive(pid: int) -> bool:
@@ -186,7 +191,7 @@ class LocalBroker:
             cluster_id_file.write_text(_kafka_uuid() + "\n")
         command = [
             "java", *self._jvm_flags(heap_mb=256), "kafka.tools.StorageTool", "format",
-            "-t", cluster_id_file.read_text().strip(), "-c", str(properties_file),
+            f"--cluster-id={cluster_id_file.read_text().strip()}", "-c", str(properties_file),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
