@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from clearing_core.netting import NO_CAP, kernels, net_positions, resolve_gridlock
+from clearing_services.settings import tune_process_environment
+
+tune_process_environment(os.environ)  # before the first parallel kernel launch
 
 SEED = 20260101
 INT64_MAX = 2**63 - 1
@@ -141,7 +145,7 @@ def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
         "serial kernel, np.add.at and memory copy in turns"
     )
     best = interleaved_best(
-        7,
+        10,
         {
             "kernel": (3, lambda: net_positions(debtor, creditor, currency, amount, **kwargs)),
             "serial": (1, lambda: kernels._net_positions_serial(*args)),

@@ -22,9 +22,10 @@ from clearing_core.schemas import SchemaCatalog
 from clearing_services.broker.distribution import BrokerUnavailableError
 from clearing_services.broker.health import wait_until_healthy
 from clearing_services.broker.select import local_broker
-from clearing_services.settings import load_settings
+from clearing_services.settings import load_settings, tune_process_environment
 
 REPO = Path(__file__).resolve().parents[1]
+tune_process_environment(os.environ)
 # authlib (pulled in by confluent_kafka.schema_registry) installs an "always" filter for its
 # deprecation warnings when first imported; importing it here, outside pytest's per-test
 # warning capture, lets the filter in pyproject.toml take precedence.

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from clearing_core.netting import ObligationInputError, net_positions
 from clearing_core.netting import kernels as k
+from clearing_services.settings import tune_process_environment
 from tests.netting import reference as ref
 from tests.netting.conftest import NETTING_SETTINGS, NO_JIT
 
@@ -284,3 +285,18 @@ def test_full_size_parallel_run_equals_serial() -> None:
     assert serial[3] < 900_000
     for chunks in (2, 3, 4, 8):
         assert_identical(k._net_positions_parallel(*args, chunks), serial)
+
+
+@pytest.mark.parametrize(
+    ("environ", "policy"),
+    [
+        ({}, "PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
+        ({"GOMP_SPINCOUNT": "1000"}, None),
+    ],
+)
+def test_openmp_waits_passively_unless_told_otherwise(
+    environ: dict[str, str], policy: str | None
+) -> None:
+    tune_process_environment(environ)
+    assert environ.get("OMP_WAIT_POLICY") == policy

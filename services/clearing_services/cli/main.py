@@ -6,6 +6,7 @@ so ``--json`` output can be piped.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from clearing_services.cli.net import net
 from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
 from clearing_services.cli.worker import refdata, replay, worker
+from clearing_services.settings import tune_process_environment
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,6 +43,7 @@ cli.add_command(demo)
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; a ``ClearingError`` becomes ``error: ...`` and its exit code."""
+    tune_process_environment(os.environ)
     try:
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ClearingError as exc:

@@ -60,17 +60,12 @@ _PAD = 8
 
 _threading_layer = cast(Callable[[], str], numba_parallel.threading_layer)
 
-# GNU OpenMP (numba's "omp" threading layer) spins by default, at the end of
-# each parallel region, waiting for the other threads. When another process
-# holds a core, the spinning thread and a descheduled worker share the
-# other one: a 10M batch then took 40-56 ms instead of 23 ms serially, and
-# a 1M batch 40 ms instead of 2 ms. Passive waiting degrades to about the
-# serial time and costs at most ~0.2 ms per launch. This only sets a
-# default: an explicit setting wins, and libgomp reads it when it loads (at
-# the first parallel launch), so it has no effect if something loaded
-# libgomp earlier.
-if "GOMP_SPINCOUNT" not in os.environ:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# GNU OpenMP (numba's "omp" threading layer) spins at the end of each parallel
+# region; under load that makes the parallel kernel slower than the serial one.
+# The process entry points set OMP_WAIT_POLICY=PASSIVE for that reason
+# (clearing_services.settings.tune_process_environment): a library must not
+# change its process's environment.
 
 
 def _parallel_kernel(fn: F) -> F:
