@@ -20,7 +20,7 @@ from clearing_core.netting import ObligationInputError, net_positions
 from clearing_core.netting import kernels as k
 from clearing_services.settings import tune_process_environment
 from tests.netting import reference as ref
-from tests.netting.conftest import NETTING_SETTINGS, NO_JIT
+from tests.netting.conftest import NETTING_SETTINGS
 
 INT64_MAX = 2**63 - 1
 CODES = {
@@ -161,8 +161,7 @@ def random_columns(m: int, n: int, currencies: int, seed: int) -> tuple[np.ndarr
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let batches of a few hundred obligations take the parallel path."""
     monkeypatch.setattr(k, "PARALLEL_CHUNK_MIN", 8)
-    if numba.get_num_threads() < 2:
-        pytest.skip("numba runs one thread here: there is no parallel path")
+    assert numba.get_num_threads() >= 2, "the parallel path needs two numba threads (2 cores)"
 
 
 @pytest.mark.usefixtures("small_chunks")
@@ -245,7 +244,7 @@ def test_fork_handler_turns_the_parallel_path_off_after_openmp(
     assert not k._Parallel.lock.locked()
 
 
-@pytest.mark.skipif(NO_JIT or not hasattr(os, "fork"), reason="needs compiled threads and fork")
+@pytest.mark.jit_only  # needs compiled threads and fork
 @pytest.mark.usefixtures("small_chunks")
 def test_forked_child_after_a_parallel_run_still_nets() -> None:
     """GNU OpenMP aborts a forked child that launches threads again; the
@@ -266,7 +265,7 @@ def test_forked_child_after_a_parallel_run_still_nets() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@pytest.mark.skipif(NO_JIT, reason="a million obligations in pure Python is too slow")
+@pytest.mark.jit_only  # a million obligations in pure Python is too slow
 def test_full_size_parallel_run_equals_serial() -> None:
     """Real chunk sizes: a clean batch, then an overflow in the second half
     and a bad obligation after it."""
