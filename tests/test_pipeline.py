@@ -25,6 +25,7 @@ from tests.support.pipeline import (
     clearing,
     decoded,
     flows,
+    scrape,
     send_events,
     wait_for_reports,
     worker,
@@ -92,7 +93,7 @@ def close(bootstrap: str, state: Path, currency: str) -> None:
 def test_known_scenario_gives_exactly_the_expected_batches(
     bootstrap: str, state: Path, codec: SingleObjectCodec
 ) -> None:
-    with worker(bootstrap, state):
+    with worker(bootstrap, state) as process:
         send_events(bootstrap, codec, "meter", [
             meter("m-1", 10_000_000),                     # 10 MWh x 350 CNH = 350,000 fen
             meter("m-1", 10_000_000),                     # the same event again
@@ -111,6 +112,7 @@ def test_known_scenario_gives_exactly_the_expected_batches(
         close(bootstrap, state, "USD")
         (cnh,) = wait_for_reports(bootstrap, codec, "CNH", 1)
         (usd,) = wait_for_reports(bootstrap, codec, "USD", 1)
+        metrics = scrape(process.metrics_url)
 
     assert (cnh["obligation_count"], cnh["gross_minor"], cnh["net_minor"]) == (3, 520_000, 470_000)
     # the resent meter event and the self-payment are CNH's; an unknown contract has no currency
@@ -140,6 +142,16 @@ def test_known_scenario_gives_exactly_the_expected_batches(
     replayed = clearing(bootstrap, state, "replay", "--json")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert '"batches_identical": 3' in replayed.stdout
+
+    meter_in = 'clearing_events_in_total{stage="ingest",topic="clearing.events.meter"}'
+    assert metrics[meter_in] == 3
+    assert metrics['clearing_rejects_total{reason="SELF_PAYMENT",stage="ingest"}'] == 1
+    assert metrics['clearing_records_out_total{topic="clearing.obligations"}'] == 4
+    assert metrics['clearing_cycles_total{currency="CNH"}'] == 1
+    assert metrics['clearing_cycle_gross_minor{currency="CNH"}'] == 520_000
+    assert metrics['clearing_netting_efficiency_ratio{currency="CNH"}'] == pytest.approx(
+        1 - 470_000 / 520_000
+    )
 
 
 def wait_for_dlq(bootstrap: str, codec: SingleObjectCodec, count: int) -> None:

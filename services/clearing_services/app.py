@@ -28,6 +28,7 @@ from clearing_core.codec import Codec, CodecError
 from clearing_core.ingest import RawEvent, process_batch, rejected_record, seen_time_and_partition
 from clearing_core.validation import DEFAULT_LIMITS
 from clearing_services.batch_index import BatchIndex
+from clearing_services.metrics import Metrics
 from clearing_services.refdata_io import RefdataHolder
 from clearing_services.settings import Settings
 from clearing_services.topics import (
@@ -53,23 +54,13 @@ Send = tuple[faust.TopicT, bytes, bytes]
 
 
 @dataclass
-class AgentStats:
-    """Counters shared with the worker (metrics, tests)."""
-
-    events_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    obligations_out: int = 0
-    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    acks_in: int = 0
-
-
-@dataclass
 class Runtime:
     """What the agents share: the codec, the reference data and the batch index."""
 
     codec: Codec
     refdata: RefdataHolder
     batches: BatchIndex | None
-    stats: AgentStats = field(default_factory=AgentStats)
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def fatal(what: str, exc: BaseException) -> None:
@@ -194,12 +185,13 @@ async def _ingest_partition(
     for rejected in result.rejections:
         value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
         sends.append((dlq, rejected["source_topic"].encode(), value))
-        runtime.stats.rejected[rejected["reason_code"]] += 1
+        runtime.metrics.rejects.labels("ingest", rejected["reason_code"]).inc()
     await _send_all(sends)
     for event_id, entry in result.seen_updates.items():
         seen[event_id] = entry
-    runtime.stats.events_in[raw[0].topic] += len(raw)
-    runtime.stats.obligations_out += len(result.obligations)
+    runtime.metrics.events_in.labels("ingest", raw[0].topic).inc(len(raw))
+    runtime.metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(len(result.obligations))
+    runtime.metrics.records_out.labels(DLQ_TOPIC).inc(len(result.rejections))
 
 
 def _sweep(stream: Any, events: Sequence[Any], seen: Any) -> None:
@@ -238,7 +230,7 @@ async def _apply_acks(
     codec = runtime.codec
     sends: list[Send] = []
     for event in raw:
-        runtime.stats.acks_in += 1
+        runtime.metrics.events_in.labels("acks", event.topic).inc()
         problem: AckProblem | None
         try:
             ack = codec.decode(event.value, topic=event.topic)
@@ -259,7 +251,7 @@ async def _apply_acks(
             rejected = rejected_record(event, problem.reason_code, problem.message, stage="acks")
             value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
             sends.append((outputs["dlq"], ACKS_TOPIC.encode(), value))
-            runtime.stats.rejected[problem.reason_code] += 1
+            runtime.metrics.rejects.labels("acks", problem.reason_code).inc()
     await _send_all(sends)
 
 

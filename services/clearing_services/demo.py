@@ -27,7 +27,7 @@ from clearing_core.generator import EventGenerator
 from clearing_core.refdata import ReferenceData
 from clearing_services.app import changelog_topics
 from clearing_services.cli.produce import encode_generated, publish
-from clearing_services.kafka_io import admin_client, consumer_config, watermarks
+from clearing_services.kafka_io import admin_client, consumer_config, group_lag, watermarks
 from clearing_services.refdata_io import RefdataHolder, context_source, publish_refdata
 from clearing_services.replay import ReplayReport, replay
 from clearing_services.scheduler import marker_record, send_markers
@@ -105,29 +105,11 @@ class CycleWatcher:
         self.consumer.close()
 
 
-def group_lag(bootstrap: str, group: str) -> int:
-    """Records not yet committed by a consumer group, over all its partitions."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    admin = admin_client(bootstrap)
-    (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
-    committed = future.result(timeout=10).topic_partitions or []
-    consumer = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
-    try:
-        return sum(
-            max(0, watermarks(consumer, TopicPartition(tp.topic, tp.partition))[1] - tp.offset)
-            for tp in committed
-            if tp.offset >= 0
-        )
-    finally:
-        consumer.close()
-
-
 def wait_until_ingested(bootstrap: str, timeout_s: float = 60.0) -> None:
     """Give the ingest agents the time to catch up, so a round's events land in the
     round's cycles (a close with ingest lag simply leaves the rest to the next cycle)."""
     deadline = time.monotonic() + timeout_s
-    while group_lag(bootstrap, "clearing") > 0 and time.monotonic() < deadline:
+    while sum(group_lag(bootstrap, "clearing").values()) > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(1.0)  # the last batch is committed a moment after its outputs are written
 

@@ -180,3 +180,22 @@ def _poll(consumer: Consumer) -> list[Record]:
             raise KafkaException(error)
         out.append(_detach(message))
     return out
+
+
+def group_lag(bootstrap: str, group: str) -> dict[str, int]:
+    """Per topic, the records a consumer group has not committed yet (never negative)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = admin_client(bootstrap)
+    (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
+    committed = future.result(timeout=10).topic_partitions or []
+    consumer = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
+    lag: dict[str, int] = {}
+    try:
+        for tp in committed:
+            if tp.offset >= 0:
+                end = watermarks(consumer, TopicPartition(tp.topic, tp.partition))[1]
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - tp.offset)
+        return lag
+    finally:
+        consumer.close()

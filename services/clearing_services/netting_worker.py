@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome
 from clearing_core.errors import ClearingError
 from clearing_core.ingest import RawEvent, rejected_record
 from clearing_services.kafka_io import consumer_config, producer_config
+from clearing_services.metrics import Metrics
 from clearing_services.netting_state import (
     STATE_TOPIC,
     CurrencyTrack,
@@ -49,17 +49,6 @@ TRANSACTION_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.netting")
 
 
-@dataclass
-class NettingStats:
-    """Counters the worker exposes (and the tests read)."""
-
-    obligations: int = 0
-    duplicates: int = 0
-    cycles: int = 0
-    rejected: int = 0
-    last_outcomes: list[CycleOutcome] = field(default_factory=list)
-
-
 class NettingWorker:
     """Owns a consumer in the netting group and a transactional producer."""
 
@@ -70,12 +59,13 @@ class NettingWorker:
         context_for: Callable[[str], CycleContext],
         worker_id: str,
         on_cycle: Callable[[CycleOutcome], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.codec = codec
         self.context_for = context_for
         self.on_cycle = on_cycle
-        self.stats = NettingStats()
+        self.metrics = metrics or Metrics()
         self.tracks: dict[str, CurrencyTrack] = {}
         self._pending_rejects: list[tuple[bytes, bytes]] = []
         self.consumer = Consumer(
@@ -137,9 +127,10 @@ class NettingWorker:
         if track is None:
             track = self.tracks[currency] = CurrencyTrack(CurrencyLedger(currency), partition)
         if decoded.name == "Obligation":
-            self.stats.obligations += 1
+            self.metrics.events_in.labels("netting", OBLIGATIONS_TOPIC).inc()
             if not track.ledger.add(record, log_time):
-                self.stats.duplicates += 1
+                self.metrics.duplicates.labels(currency).inc()
+            self.metrics.open_obligations.labels(currency).set(track.ledger.open_count)
         elif decoded.name == "CycleClose":
             self._close(track, record, partition, offset, log_time)
         else:
@@ -147,7 +138,7 @@ class NettingWorker:
 
     def _reject(self, message: Message, reason_code: str, text: str) -> None:
         """Remember a rejection; it is written in the next cycle's transaction."""
-        self.stats.rejected += 1
+        self.metrics.rejects.labels("netting", reason_code).inc()
         event = RawEvent(
             OBLIGATIONS_TOPIC, int(message.partition() or 0), int(message.offset() or 0),
             message.key(), message.value() or b"", int(message.timestamp()[1]),
@@ -173,8 +164,7 @@ class NettingWorker:
         track.closed(marker["marker_id"], offset)
         netted = time.perf_counter()
         self._emit(outcome, track, partition, offset, t0, netted)
-        self.stats.cycles += 1
-        self.stats.last_outcomes = [*self.stats.last_outcomes, outcome][-16:]
+        self.metrics.cycle_closed(outcome.report, time.perf_counter() - t0)
         if self.on_cycle is not None:
             self.on_cycle(outcome)
 
@@ -183,8 +173,12 @@ class NettingWorker:
         t0: float, netted: float,
     ) -> None:  # fmt: skip
         """One transaction: batches, positions, report, state, DLQ, offsets."""
-        produce = self.producer.produce
         encode = self.codec.encode
+
+        def produce(topic: str, *, key: bytes, value: bytes) -> None:
+            self.producer.produce(topic, key=key, value=value)
+            self.metrics.records_out.labels(topic).inc()
+
         self.producer.begin_transaction()
         try:
             for batch in outcome.batches:

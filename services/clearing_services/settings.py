@@ -17,6 +17,7 @@ DEFAULT_BROKER_HOST = "127.0.0.1"
 DEFAULT_BROKER_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_BROKER_HEAP_MB = 768  # enough for the demo and tests; small beside the workers on 2 cores
+DEFAULT_METRICS_PORT = 9464  # Prometheus /metrics of a worker; 0 turns it off
 
 
 def package_root() -> Path:
@@ -56,6 +57,7 @@ class Settings:
     broker_heap_mb: int
     store_url: str
     worker_id: str
+    metrics_port: int
     ci: bool
 
     @property
@@ -117,5 +119,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         broker_heap_mb=_int(env, "CLEARING_BROKER_HEAP_MB", DEFAULT_BROKER_HEAP_MB),
         store_url=env.get("CLEARING_STORE") or "rocksdb://",
         worker_id=env.get("CLEARING_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        metrics_port=_int(env, "CLEARING_METRICS_PORT", DEFAULT_METRICS_PORT),
         ci=env.get("CI", "").lower() == "true",
     )

@@ -19,9 +19,11 @@ import faust
 
 from clearing_core.codec import Codec
 from clearing_core.cycle import CycleOutcome
+from clearing_core.errors import ClearingError
 from clearing_services.app import Runtime, build_app, changelog_topics, fatal
 from clearing_services.batch_index import BatchIndex
-from clearing_services.kafka_io import admin_client
+from clearing_services.kafka_io import admin_client, group_lag
+from clearing_services.metrics import Metrics
 from clearing_services.netting_worker import NettingWorker
 from clearing_services.refdata_io import (
     RefdataFollower,
@@ -48,6 +50,7 @@ class WorkerProcess:
     threads: list[threading.Thread] = field(default_factory=list)
     netting: NettingWorker | None = None
     runtime: Runtime | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     def spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def guarded() -> None:
@@ -59,6 +62,18 @@ class WorkerProcess:
         thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
         self.threads.append(thread)
+
+
+LAG_EVERY_S = 10.0
+LAG_GROUPS = ("clearing", "clearing-netting")
+
+
+def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
+    """Publish the consumer lag of the pipeline's groups as a gauge, every few seconds."""
+    while not stop.wait(LAG_EVERY_S):
+        for group in LAG_GROUPS:
+            for topic, lag in group_lag(bootstrap, group).items():
+                metrics.lag_records.labels(group, topic).set(lag)
 
 
 def log_cycle(outcome: CycleOutcome) -> None:
@@ -81,17 +96,26 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     specs = [*plan.for_rails(refdata.rails), *changelog_topics()]
     create_topics(admin_client(bootstrap), specs)
     process = WorkerProcess(settings, codec, roles)
+    try:
+        process.metrics.serve(settings.metrics_port)
+    except OSError as exc:
+        raise ClearingError(
+            f"cannot serve metrics on port {settings.metrics_port} ({exc.strerror}); "
+            "set CLEARING_METRICS_PORT to a free port, or 0 for none"
+        ) from None
+    process.spawn("lag", lambda stop: watch_lag(bootstrap, process.metrics, stop))
     holder = RefdataHolder(refdata)
     process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)
     if "netting" in roles:
         process.netting = NettingWorker(
-            bootstrap, codec, context_source(holder), settings.worker_id, on_cycle=log_cycle
-        )
+            bootstrap, codec, context_source(holder), settings.worker_id, on_cycle=log_cycle,
+            metrics=process.metrics,
+        )  # fmt: skip
         process.spawn("netting", process.netting.run)
         seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}
         scheduler = CycleScheduler(bootstrap, codec, seconds, settings.worker_id, time.time)
         process.spawn("scheduler", scheduler.run)
-    runtime = Runtime(codec, holder, None)
+    runtime = Runtime(codec, holder, None, process.metrics)
     if "acks" in roles:
         runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)
         process.spawn("batches", runtime.batches.run)

@@ -17,13 +17,17 @@ from confluent_kafka import Producer
 from clearing_core.codec import SingleObjectCodec
 from clearing_services.kafka_io import produce_all, producer_config, read_topic
 from clearing_services.topics import batch_topic, event_topic
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLEARING = [sys.executable, "-m", "clearing_services.cli"]
 
 
-def env(bootstrap: str, state: Path, worker_id: str = "w1") -> dict[str, str]:
+def env(
+    bootstrap: str, state: Path, worker_id: str = "w1", metrics_port: int = 0
+) -> dict[str, str]:
     return {
+        "CLEARING_METRICS_PORT": str(metrics_port),
         **os.environ,
         "KAFKA_BOOTSTRAP": bootstrap,
         "CLEARING_STORE": "memory://",
@@ -48,16 +52,19 @@ def clearing(bootstrap: str, state: Path, *args: str) -> subprocess.CompletedPro
 def worker(
     bootstrap: str, state: Path, role: str = "all", worker_id: str = "w1"
 ) -> Iterator[subprocess.Popen[str]]:
-    """A real worker process for the duration of the block; its log is kept beside."""
+    """A real worker process for the duration of the block; its log is kept beside, and
+    its Prometheus endpoint is at ``process.metrics_url``."""
     log = (state / f"worker-{worker_id}.log").open("w")
+    port = free_port()
     process = subprocess.Popen(
         [*CLEARING, "worker", role],
-        env=env(bootstrap, state, worker_id),
+        env=env(bootstrap, state, worker_id, metrics_port=port),
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    process.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
     try:
         yield process
     finally:
@@ -76,6 +83,20 @@ def send_events(
     spec = event_topic(kind)
     items = [(str(r[spec.key_field]).encode(), codec.encode(spec.record_type, r)) for r in records]
     produce_all(Producer(producer_config(bootstrap)), spec.topic, items)
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A worker's metrics as {"name{labels}": value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def decoded(

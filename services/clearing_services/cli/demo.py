@@ -14,13 +14,13 @@ from clearing_services.cli.common import emit_json, err_console, json_option, se
 from clearing_services.codecs import codec_for
 from clearing_services.demo import (
     DemoPlan,
-    group_lag,
     prepare,
     run_rounds,
     start_demo_worker,
     stop_worker,
     wait_for_worker,
 )
+from clearing_services.kafka_io import group_lag
 
 
 def _money(minor: int) -> str:
@@ -85,7 +85,7 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
         err_console.print(HEADER, style="bold")
 
         def on_report(report: dict[str, Any]) -> None:
-            err_console.print(_line(report, group_lag(info.bootstrap, "clearing")))
+            err_console.print(_line(report, sum(group_lag(info.bootstrap, "clearing").values())))
 
         def on_round(round_no: int, count: int) -> None:
             err_console.print(f"[cyan]round {round_no}/{rounds}[/cyan]: {count:,} events sent; "
