@@ -16,6 +16,8 @@ COMMANDS = [
     ["broker", "logs"], ["broker", "fetch"], ["topics"], ["topics", "create"],
     ["topics", "list"], ["schemas", "list"], ["demo"], ["produce"], ["cycle"],
     ["cycle", "close"], ["worker"], ["refdata"], ["refdata", "publish"], ["replay"], ["net"],
+    ["batches"], ["batches", "tail"], ["export"], ["export", "iso20022"], ["export", "token"],
+    ["ack"], ["lag"],
 ]  # fmt: skip
 
 

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 import click
 
 from clearing_core.errors import ClearingError
+from clearing_services.cli.bank import ack, batches, export
 from clearing_services.cli.broker import broker, topics
 from clearing_services.cli.cycle import cycle
 from clearing_services.cli.demo import demo
+from clearing_services.cli.lag import lag
 from clearing_services.cli.net import net
 from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
@@ -38,6 +40,10 @@ cli.add_command(replay)
 cli.add_command(produce)
 cli.add_command(cycle)
 cli.add_command(net)
+cli.add_command(lag)
+cli.add_command(batches)
+cli.add_command(export)
+cli.add_command(ack)
 cli.add_command(demo)
 
 
