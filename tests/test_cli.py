@@ -17,7 +17,7 @@ COMMANDS = [
     ["topics", "list"], ["schemas", "list"], ["demo"], ["produce"], ["cycle"],
     ["cycle", "close"], ["worker"], ["refdata"], ["refdata", "publish"], ["replay"], ["net"],
     ["batches"], ["batches", "tail"], ["export"], ["export", "iso20022"], ["export", "token"],
-    ["ack"], ["lag"],
+    ["ack"], ["lag"], ["dashboard"],
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from clearing_core.errors import ClearingError
 from clearing_services.cli.bank import ack, batches, export
 from clearing_services.cli.broker import broker, topics
 from clearing_services.cli.cycle import cycle
+from clearing_services.cli.dashboard import dashboard
 from clearing_services.cli.demo import demo
 from clearing_services.cli.lag import lag
 from clearing_services.cli.net import net
@@ -41,6 +42,7 @@ cli.add_command(produce)
 cli.add_command(cycle)
 cli.add_command(net)
 cli.add_command(lag)
+cli.add_command(dashboard)
 cli.add_command(batches)
 cli.add_command(export)
 cli.add_command(ack)
