@@ -97,10 +97,12 @@ def produce(
         refdata = load_refdata_from_topics(where, codec, group="clearing-produce")
         generator = EventGenerator(refdata, seed=seed, now_ms=int(time.time() * 1000),
                                    prefix=f"gen{seed}")  # fmt: skip
-        generated = generator.events(generate, bad_ratio, duplicate_ratio)
-        events = [encode_generated(codec, e) for e in generated]
+        with err_console.status(f"generating and encoding {generate:,} events..."):
+            generated = generator.events(generate, bad_ratio, duplicate_ratio)
+            events = [encode_generated(codec, e) for e in generated]
     t0 = time.perf_counter()
-    counts = publish(where, events)
+    with err_console.status(f"publishing {len(events):,} events..."):
+        counts = publish(where, events)
     seconds = time.perf_counter() - t0
     if as_json:
         emit_json({"produced": dict(counts), "seconds": round(seconds, 3)})
