@@ -52,6 +52,14 @@ class WorkerProcess:
     runtime: Runtime | None = None
     metrics: Metrics = field(default_factory=Metrics)
 
+    def shutdown(self, timeout_s: float = 15.0) -> None:
+        """Stop the threads and let them close their consumers (leaving their groups
+        at once rather than after a session timeout)."""
+        self.stop.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self.threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
     def spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def guarded() -> None:
             try:
@@ -129,6 +137,7 @@ def run_worker(settings: Settings, codec: Codec, role: str, log_level: str) -> N
     agent_roles = process.roles & {"ingest", "acks"}
     if not agent_roles:
         _wait_for_signal(process.stop)
+        process.shutdown()
         return
     assert process.runtime is not None
     app = build_app(settings, process.runtime, agent_roles)
@@ -136,7 +145,7 @@ def run_worker(settings: Settings, codec: Codec, role: str, log_level: str) -> N
     try:
         worker.execute_from_commandline()
     finally:
-        process.stop.set()
+        process.shutdown()
 
 
 def _wait_for_signal(stop: threading.Event) -> None:
