@@ -124,6 +124,10 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
         # The event-id tables are rebuilt from their changelogs on a rebalance; standby
         # copies would double the recovery reads on 2 cores for no gain here.
         table_standby_replicas=0,
+        # A worker killed without leaving its group holds its partitions until the
+        # session times out: keep that short so a restart takes over within seconds.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     outputs = {
         "obligations": app.topic(OBLIGATIONS_TOPIC, key_type=bytes, value_type=bytes),

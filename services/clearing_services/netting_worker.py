@@ -68,11 +68,13 @@ class NettingWorker:
         self.metrics = metrics or Metrics()
         self.tracks: dict[str, CurrencyTrack] = {}
         self._pending_rejects: list[tuple[bytes, bytes]] = []
-        self.consumer = Consumer(
-            consumer_config(
-                bootstrap, GROUP, **{"partition.assignment.strategy": "cooperative-sticky"}
-            )
-        )
+        overrides: dict[str, str | int | float | bool] = {
+            "partition.assignment.strategy": "cooperative-sticky",
+            # a killed worker's partitions move on within seconds
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 3_000,
+        }
+        self.consumer = Consumer(consumer_config(bootstrap, GROUP, **overrides))
         self.producer = Producer(
             producer_config(bootstrap, **{"transactional.id": f"clearing-netting-{worker_id}"})
         )
