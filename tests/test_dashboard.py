@@ -12,7 +12,6 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from typing import Any
 import pytest
 
 from clearing_core.codec import SingleObjectCodec
-from clearing_services.broker.select import local_broker
-from clearing_services.settings import load_settings
 from tests.conftest import free_port
 from tests.support.pipeline import (
     REPO,
@@ -29,7 +26,12 @@ from tests.support.pipeline import (
     clearing,
     decoded,
     env,
+    meter,
+    own_broker,
+    payment,
+    publish_test_refdata,
     send_events,
+    stop_process,
     wait_for_reports,
     worker,
 )
@@ -40,42 +42,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("dashboard-broker")
-    node = local_broker(load_settings(), home=home, port=free_port(),
-                        controller_port=free_port(), heap_mb=512)  # fmt: skip
-    status, _ = node.start()
-    try:
-        yield status.bootstrap
-    finally:
-        node.stop()
+    with own_broker(tmp_path_factory.mktemp("dashboard-broker")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    path = tmp_path_factory.mktemp("dashboard-state")
-    done = clearing(
-        bootstrap, path, "refdata", "publish", str(REPO / "tests/data/pipeline-refdata.yaml")
-    )
-    assert done.returncode == 0, done.stderr
-    return path
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def meter(event_id: str, energy_wh: int, contract: str = "PPA-QH07-SZ01") -> dict[str, Any]:
-    t = now()
-    return {"event_id": event_id, "reporter_id": "SOLAR-QINGHAI-07", "contract_id": contract,
-            "meter_id": "MTR-QH07-01", "interval_start": t - timedelta(minutes=15),
-            "interval_end": t, "energy_wh": energy_wh, "reading_quality": "ACTUAL",
-            "reported_at": t}  # fmt: skip
-
-
-def payment(event_id: str, payer: str, payee: str, kind: str, amount: int) -> dict[str, Any]:
-    return {"event_id": event_id, "reporter_id": payer, "payer_id": payer, "payee_id": payee,
-            "kind": kind, "currency": "CNH", "amount_minor": amount, "reference": None,
-            "value_date": now().date(), "reported_at": now()}  # fmt: skip
+    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("dashboard-state"))
 
 
 def wait_until(what: str, check: Any, timeout_s: float = 120.0) -> Any:
@@ -261,12 +234,7 @@ def dashboard_server(bootstrap: str, state: Path) -> Any:
             wait_until("the dashboard server", lambda: _answers(url + "/api/health"), 60)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             log.close()
 
     return run()

@@ -10,23 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from clearing_services.broker.select import local_broker
-from clearing_services.settings import load_settings
-from tests.conftest import free_port
-from tests.support.pipeline import clearing
+from tests.support.pipeline import clearing, own_broker
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture(scope="module")
 def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    node = local_broker(load_settings(), home=tmp_path_factory.mktemp("demo-broker"),
-                        port=free_port(), controller_port=free_port(), heap_mb=512)  # fmt: skip
-    status, _ = node.start()
-    try:
-        yield status.bootstrap
-    finally:
-        node.stop()
+    with own_broker(tmp_path_factory.mktemp("demo-broker")) as address:
+        yield address
 
 
 def test_demo_runs_end_to_end_and_replays(bootstrap: str, tmp_path: Path) -> None:

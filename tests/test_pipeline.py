@@ -15,16 +15,18 @@ import pytest
 from confluent_kafka import Producer
 
 from clearing_core.codec import SingleObjectCodec
-from clearing_services.broker.select import local_broker
 from clearing_services.kafka_io import produce_all, producer_config
-from clearing_services.settings import load_settings
-from tests.conftest import free_port
 from tests.support.pipeline import (
-    REPO,
+    REFDATA_FILE,
     batches,
     clearing,
     decoded,
     flows,
+    meter,
+    now,
+    own_broker,
+    payment,
+    publish_test_refdata,
     scrape,
     send_events,
     wait_for_reports,
@@ -37,44 +39,13 @@ HOUSE = "CLEARING_HOUSE"
 
 @pytest.fixture(scope="module")
 def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("pipeline-broker")
-    node = local_broker(load_settings(), home=home, port=free_port(),
-                        controller_port=free_port(), heap_mb=512)  # fmt: skip
-    status, _ = node.start()
-    try:
-        yield status.bootstrap
-    finally:
-        node.stop()
+    with own_broker(tmp_path_factory.mktemp("pipeline-broker")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    path = tmp_path_factory.mktemp("pipeline-state")
-    done = clearing(
-        bootstrap, path, "refdata", "publish", str(REPO / "tests/data/pipeline-refdata.yaml")
-    )
-    assert done.returncode == 0, done.stderr
-    return path
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def meter(event_id: str, energy_wh: int, contract: str = "PPA-QH07-SZ01") -> dict[str, Any]:
-    t = now()
-    return {"event_id": event_id, "reporter_id": "SOLAR-QINGHAI-07", "contract_id": contract,
-            "meter_id": "MTR-QH07-01", "interval_start": t - timedelta(minutes=15),
-            "interval_end": t, "energy_wh": energy_wh, "reading_quality": "ACTUAL",
-            "reported_at": t}  # fmt: skip
-
-
-def payment(
-    event_id: str, payer: str, payee: str, kind: str, amount: int, ccy: str = "CNH"
-) -> dict[str, Any]:
-    return {"event_id": event_id, "reporter_id": payer, "payer_id": payer, "payee_id": payee,
-            "kind": kind, "currency": ccy, "amount_minor": amount, "reference": None,
-            "value_date": now().date(), "reported_at": now()}  # fmt: skip
+    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("pipeline-state"))
 
 
 def usage(event_id: str, tokens: int) -> dict[str, Any]:
@@ -211,7 +182,7 @@ def generated(seed: int, count: int) -> list[Any]:
     from clearing_core.generator import EventGenerator
     from clearing_core.refdata import load_refdata
 
-    refdata = load_refdata(REPO / "tests/data/pipeline-refdata.yaml")
+    refdata = load_refdata(REFDATA_FILE)
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     gen = EventGenerator(refdata, seed=seed, now_ms=now_ms, prefix=f"s{seed}")
     return gen.events(count, bad_ratio=0.02, duplicate_ratio=0.02)

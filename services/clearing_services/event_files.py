@@ -34,8 +34,10 @@ class EncodedEvent:
     value: bytes
 
 
-def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, JSON-like object) for each data line of the file."""
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON-like object) for each data line of a JSON-lines or CSV file
+    (CSV by suffix; empty cells are left out so defaults apply)."""
+    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -43,6 +45,8 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
         for row in reader:
+            if None in row:
+                raise InputError(f"{path}:{reader.line_num}: more values than header columns")
             yield reader.line_num, {k: v for k, v in row.items() if v not in ("", None)}
         return
     for number, line in enumerate(text.splitlines(), start=1):
@@ -71,7 +75,7 @@ def encode_event_file(
     if fmt == "csv" and default_type is None:
         raise InputError(f"{path}: a CSV file needs --type meter|compute|payment")
     events: list[EncodedEvent] = []
-    for number, obj in _rows(path, fmt):
+    for number, obj in read_rows(path):
         if len(events) >= FILE_LINES_MAX:
             raise InputError(f"{path}: more than {FILE_LINES_MAX} events")
         kind = obj.pop("type", default_type)

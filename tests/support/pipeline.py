@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,62 @@ from clearing_services.topics import batch_topic, event_topic
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+REFDATA_FILE = REPO / "tests/data/pipeline-refdata.yaml"
 CLEARING = [sys.executable, "-m", "clearing_services.cli"]
+
+
+@contextmanager
+def own_broker(home: Path) -> Iterator[str]:
+    """A broker of a test module's own: the contract's fixed topic names and consumer
+    groups stay clear of every other test."""
+    from clearing_services.broker.select import local_broker
+    from clearing_services.settings import load_settings
+
+    node = local_broker(load_settings(), home=home, port=free_port(),
+                        controller_port=free_port(), heap_mb=512)  # fmt: skip
+    status, _ = node.start()
+    try:
+        yield status.bootstrap
+    finally:
+        node.stop()
+
+
+def publish_test_refdata(bootstrap: str, state: Path) -> Path:
+    """Publish tests/data/pipeline-refdata.yaml; returns ``state`` for the fixtures."""
+    done = clearing(bootstrap, state, "refdata", "publish", str(REFDATA_FILE))
+    assert done.returncode == 0, done.stderr
+    return state
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def meter(event_id: str, energy_wh: int, contract: str = "PPA-QH07-SZ01") -> dict[str, Any]:
+    """A reading of the test reference data's PPA (35,000 fen per MWh)."""
+    t = now()
+    return {"event_id": event_id, "reporter_id": "SOLAR-QINGHAI-07", "contract_id": contract,
+            "meter_id": "MTR-QH07-01", "interval_start": t - timedelta(minutes=15),
+            "interval_end": t, "energy_wh": energy_wh, "reading_quality": "ACTUAL",
+            "reported_at": t}  # fmt: skip
+
+
+def payment(
+    event_id: str, payer: str, payee: str, kind: str, amount: int, ccy: str = "CNH"
+) -> dict[str, Any]:
+    return {"event_id": event_id, "reporter_id": payer, "payer_id": payer, "payee_id": payee,
+            "kind": kind, "currency": ccy, "amount_minor": amount, "reference": None,
+            "value_date": now().date(), "reported_at": now()}  # fmt: skip
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after a minute; always reaped."""
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def env(
@@ -68,12 +124,7 @@ def worker(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

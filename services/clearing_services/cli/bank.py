@@ -8,10 +8,7 @@ a token transfer batch), and send back one acknowledgement per instruction.
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
-import io
-import json
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,6 +43,7 @@ from clearing_services.cli.common import (
     settings,
 )
 from clearing_services.codecs import codec_for
+from clearing_services.event_files import read_rows
 from clearing_services.kafka_io import (
     Record,
     consumer_config,
@@ -375,31 +373,12 @@ def export_token(batch_id: str, out: Path | None, bootstrap: str | None) -> None
 
 
 def _ack_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        for row in reader:
-            if None in row:
-                raise InputError(f"{path}:{reader.line_num}: more values than header columns")
-            clean: dict[str, Any] = {k: v for k, v in row.items() if v not in ("", None)}
-            acked = clean.get("acked_at")
-            if isinstance(acked, str) and acked.strip().isdigit():
-                clean["acked_at"] = int(acked.strip())
-            yield reader.line_num, clean
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: not JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}:{number}: expected a JSON object")
-        yield number, obj
+    """The file's rows; a CSV ``acked_at`` of digits is epoch milliseconds."""
+    for number, row in read_rows(path):
+        acked = row.get("acked_at")
+        if isinstance(acked, str) and acked.strip().isdigit():
+            row["acked_at"] = int(acked.strip())
+        yield number, row
 
 
 def encode_ack_file(path: Path, codec: Codec, catalog: SchemaCatalog) -> list[tuple[bytes, bytes]]:
