@@ -213,46 +213,6 @@ def group_members(bootstrap: str, group: str) -> int:
     return len(future.result(timeout=10).members)
 
 
-def test_two_workers_share_the_work_and_agree_with_one(
-    bootstrap: str, state: Path, codec: SingleObjectCodec
-) -> None:
-    events = generated(seed=11, count=1_500)
-    valid = sum(1 for e in events if e.expect is None)
-    with worker(bootstrap, state, worker_id="w2"):
-        wait_for_members(bootstrap, 1)
-        with worker(bootstrap, state, worker_id="w3"):
-            wait_for_members(bootstrap, 2)
-            share_and_close(bootstrap, state, codec, events, valid)
-    assert len({o["obligation_id"] for o in obligations_of(bootstrap, codec, "s11")}) == valid
-    replayed = clearing(bootstrap, state, "replay", "--json")
-    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-
-
-def wait_for_members(bootstrap: str, count: int) -> None:
-    import time
-
-    deadline = time.monotonic() + 180
-    while min(group_members(bootstrap, g) for g in ("clearing", "clearing-netting")) < count:
-        assert time.monotonic() < deadline, f"{count} workers never joined both groups"
-        time.sleep(1)
-
-
-def share_and_close(
-    bootstrap: str, state: Path, codec: SingleObjectCodec, events: list[Any], valid: int
-) -> None:
-    import time
-
-    before = {c: len(wait_for_reports(bootstrap, codec, c, 0)) for c in ("CNH", "USD")}
-    send_generated(bootstrap, codec, events)
-    deadline = time.monotonic() + 240
-    while len(obligations_of(bootstrap, codec, "s11")) < valid:
-        assert time.monotonic() < deadline, "not every valid event became an obligation"
-        time.sleep(1)
-    for currency in ("CNH", "USD"):
-        close(bootstrap, state, currency)
-        wait_for_reports(bootstrap, codec, currency, before[currency] + 1)
-
-
 def test_a_worker_killed_mid_cycle_loses_nothing_and_counts_nothing_twice(
     bootstrap: str, state: Path, codec: SingleObjectCodec
 ) -> None:
