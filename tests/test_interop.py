@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +39,8 @@ def _readings(count: int) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_confluent_to_faust_and_back(
-    kafka_bootstrap: str, codec: SingleObjectCodec, unique: str, guarantee: str
+    kafka_bootstrap: str, codec: SingleObjectCodec, unique: str, guarantee: str,
+    tmp_path: Path,
 ) -> None:
     """confluent-kafka produces, a Faust agent consumes and decodes, the agent produces
     (in a Kafka transaction under exactly_once) and confluent-kafka reads it back."""
@@ -54,7 +56,7 @@ def test_confluent_to_faust_and_back(
     )  # fmt: skip
     env = {**os.environ, "ECHO_BOOTSTRAP": kafka_bootstrap, "ECHO_IN": topic_in,
            "ECHO_OUT": topic_out, "ECHO_APP_ID": f"interop-{unique}",
-           "ECHO_GUARANTEE": guarantee}  # fmt: skip
+           "ECHO_GUARANTEE": guarantee, "ECHO_DATADIR": str(tmp_path / "faust")}  # fmt: skip
     worker = subprocess.Popen(
         [sys.executable, "-m", "tests.support.faust_echo", "worker", "-l", "warn",
          "--without-web"],

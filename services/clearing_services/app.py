@@ -15,13 +15,15 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.streams import Stream
+from faust.streams import Stream, _current_event
 
 from clearing_core.acks import AckProblem, failed_obligation
 from clearing_core.codec import Codec, CodecError
@@ -76,6 +78,30 @@ def _raw(event: Any) -> RawEvent:
         topic=message.topic, partition=message.partition, offset=message.offset,
         key=message.key, value=message.value or b"", timestamp_ms=int(message.timestamp * 1000),
     )  # fmt: skip
+
+
+@contextmanager
+def _table_partition_of(event: Any) -> Iterator[None]:
+    """Direct table writes to the store and changelog partition of ``event``.
+
+    Faust takes that partition from the task-local current event. Only the context
+    variable is set here: the stream's shared ``current_event`` attribute is read by
+    ``take_events``' buffering task, and replacing it there files a newly buffered
+    record under an old event, so that record is acknowledged without ever being
+    processed (seen as lost events after a rebalance)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def _check_unique(events: Sequence[Any]) -> None:
+    """A batch holds each (partition, offset) once; anything else means the stream's
+    buffer is corrupt and acknowledging it could skip records."""
+    positions = {(e.message.partition, e.message.offset) for e in events}
+    if len(positions) != len(events):
+        raise RuntimeError(f"batch of {len(events)} events holds {len(positions)} positions")
 
 
 def _by_partition(events: Sequence[Any]) -> Iterable[list[Any]]:
@@ -161,11 +187,12 @@ def _ingest_agent(
         assert isinstance(stream, Stream)  # take_events is on the concrete stream
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
+                _check_unique(events)
                 for group in _by_partition(events):
-                    await _ingest_partition(stream, group, runtime, seen, expected, outputs)
+                    await _ingest_partition(group, runtime, seen, expected, outputs)
                 if time.monotonic() - last_sweep[0] > SWEEP_EVERY_S:
                     last_sweep[0] = time.monotonic()
-                    _sweep(stream, events, seen)
+                    _sweep(events, seen)
             except Exception as exc:
                 fatal(f"ingest of {spec.topic}", exc)
 
@@ -173,7 +200,7 @@ def _ingest_agent(
 
 
 async def _ingest_partition(
-    stream: Any, group: list[Any], runtime: Runtime, seen: Any, expected: dict[str, str],
+    group: list[Any], runtime: Runtime, seen: Any, expected: dict[str, str],
     outputs: dict[str, faust.TopicT],
 ) -> None:  # fmt: skip
     codec = runtime.codec
@@ -182,8 +209,6 @@ async def _ingest_partition(
         raw, codec=codec, refdata=runtime.refdata.get(), expected_type=expected, seen=seen,
         limits=DEFAULT_LIMITS,
     )  # fmt: skip
-    # Table writes go to the changelog partition of the current event: this partition's.
-    stream._set_current_event(group[-1])
     obligations, dlq = outputs["obligations"], outputs["dlq"]
     sends: list[Send] = []
     for key, record in result.obligations:
@@ -194,14 +219,15 @@ async def _ingest_partition(
         sends.append((dlq, rejected["source_topic"].encode(), value))
         runtime.metrics.rejects.labels("ingest", rejected["reason_code"]).inc()
     await _send_all(sends)
-    for event_id, entry in result.seen_updates.items():
-        seen[event_id] = entry
+    with _table_partition_of(group[-1]):
+        for event_id, entry in result.seen_updates.items():
+            seen[event_id] = entry
     runtime.metrics.events_in.labels("ingest", raw[0].topic).inc(len(raw))
     runtime.metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(len(result.obligations))
     runtime.metrics.records_out.labels(DLQ_TOPIC).inc(len(result.rejections))
 
 
-def _sweep(stream: Any, events: Sequence[Any], seen: Any) -> None:
+def _sweep(events: Sequence[Any], seen: Any) -> None:
     """Forget event ids older than the maximum event age (the validator rejects such
     events anyway), for the partitions of this batch."""
     horizon = max(int(e.message.timestamp * 1000) for e in events) - DEFAULT_LIMITS.max_age_ms
@@ -212,9 +238,9 @@ def _sweep(stream: Any, events: Sequence[Any], seen: Any) -> None:
             time_ms, entry_partition = seen_time_and_partition(entry)
             if entry_partition == partition and time_ms < horizon:
                 stale.append(key)
-        stream._set_current_event(group[-1])
-        for key in stale:
-            del seen[key]
+        with _table_partition_of(group[-1]):
+            for key in stale:
+                del seen[key]
 
 
 def _acks_agent(app: faust.App, runtime: Runtime, outputs: dict[str, faust.TopicT]) -> None:

@@ -19,6 +19,7 @@ app = faust.App(
     os.environ["ECHO_APP_ID"],
     broker=f"kafka://{BOOTSTRAP}",
     store="memory://",
+    datadir=os.environ["ECHO_DATADIR"],
     value_serializer="raw",
     key_serializer="raw",
     web_enabled=False,
