@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := src services tests bench
 
-.PHONY: help venv kafka demo test test-fast lint format bench coverage-nojit clean
+.PHONY: help venv kafka demo test test-fast lint format chaos bench coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
 	@echo "make test   - set up, lint, and run the whole test suite against a real broker"
 	@echo "make lint   - ruff and mypy (strict on src/ and services/)"
+	@echo "make chaos  - the long chaos run: kills, broker restarts, pauses (last line JSON)"
 	@echo "make bench  - the benchmarks (they print ratios, last line JSON)"
 
 $(STAMP): pyproject.toml
@@ -45,6 +46,9 @@ test: kafka lint
 
 test-fast: venv
 	$(BIN)/pytest -m "not broker and not slow"
+
+chaos: kafka
+	$(BIN)/python -m tests.support.chaos
 
 bench: kafka
 	$(BIN)/python bench/codec.py

@@ -27,6 +27,7 @@ from faust.streams import Stream, _current_event
 
 from clearing_core.acks import AckProblem, failed_obligation
 from clearing_core.codec import Codec, CodecError
+from clearing_core.identity import header_pairs
 from clearing_core.ingest import RawEvent, process_batch, rejected_record, seen_time_and_partition
 from clearing_core.validation import DEFAULT_LIMITS
 from clearing_services.batch_index import BatchIndex
@@ -77,6 +78,7 @@ def _raw(event: Any) -> RawEvent:
     return RawEvent(
         topic=message.topic, partition=message.partition, offset=message.offset,
         key=message.key, value=message.value or b"", timestamp_ms=int(message.timestamp * 1000),
+        headers=header_pairs(getattr(message, "headers", None)),  # signatures: docs/identity.md
     )  # fmt: skip
 
 
@@ -96,12 +98,21 @@ def _table_partition_of(event: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-def _check_unique(events: Sequence[Any]) -> None:
-    """A batch holds each (partition, offset) once; anything else means the stream's
-    buffer is corrupt and acknowledging it could skip records."""
-    positions = {(e.message.partition, e.message.offset) for e in events}
-    if len(positions) != len(events):
-        raise RuntimeError(f"batch of {len(events)} events holds {len(positions)} positions")
+def _distinct(events: Sequence[Any]) -> list[Any]:
+    """Each (partition, offset) once. After a rebalance Faust seeks back to the committed
+    offsets and delivers again records that ``take_events`` still holds, so one batch
+    can carry a record twice; the second copy would be refused as a duplicate event."""
+    positions: set[tuple[int, int]] = set()
+    distinct = []
+    for event in events:
+        position = (event.message.partition, event.message.offset)
+        if position not in positions:
+            positions.add(position)
+            distinct.append(event)
+    if len(distinct) < len(events):
+        _log.info("batch of %d events held %d delivered twice", len(events),
+                  len(events) - len(distinct))  # fmt: skip
+    return distinct
 
 
 def _by_partition(events: Sequence[Any]) -> Iterable[list[Any]]:
@@ -187,8 +198,7 @@ def _ingest_agent(
         assert isinstance(stream, Stream)  # take_events is on the concrete stream
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
-                _check_unique(events)
-                for group in _by_partition(events):
+                for group in _by_partition(_distinct(events)):
                     await _ingest_partition(group, runtime, seen, expected, outputs)
                 if time.monotonic() - last_sweep[0] > SWEEP_EVERY_S:
                     last_sweep[0] = time.monotonic()

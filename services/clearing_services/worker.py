@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 
 from clearing_core.codec import Codec
 from clearing_core.cycle import CycleOutcome
@@ -77,10 +78,19 @@ LAG_GROUPS = ("clearing", "clearing-netting")
 
 
 def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
-    """Publish the consumer lag of the pipeline's groups as a gauge, every few seconds."""
+    """Publish the consumer lag of the pipeline's groups as a gauge, every few seconds.
+
+    The gauge only observes: while the broker is away (a restart, a network split) a
+    failed probe is logged and tried again next time, never a reason to end the worker.
+    """
     while not stop.wait(LAG_EVERY_S):
         for group in LAG_GROUPS:
-            for topic, lag in group_lag(bootstrap, group).items():
+            try:
+                lags = group_lag(bootstrap, group)
+            except (KafkaException, TimeoutError) as exc:
+                _log.warning("lag of group %s not measured this time: %r", group, exc)
+                continue
+            for topic, lag in lags.items():
                 metrics.lag_records.labels(group, topic).set(lag)
 
 
