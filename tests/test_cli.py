@@ -17,7 +17,8 @@ COMMANDS = [
     ["topics", "list"], ["schemas", "list"], ["demo"], ["produce"], ["cycle"],
     ["cycle", "close"], ["worker"], ["refdata"], ["refdata", "publish"], ["replay"], ["net"],
     ["batches"], ["batches", "tail"], ["export"], ["export", "iso20022"], ["export", "token"],
-    ["ack"], ["lag"], ["dashboard"],
+    ["ack"], ["lag"], ["dashboard"], ["keys"], ["keys", "generate"], ["keys", "public"],
+    ["security"], ["security", "provision"],
 ]  # fmt: skip
 
 

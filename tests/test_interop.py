@@ -39,7 +39,10 @@ def _readings(count: int) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_confluent_to_faust_and_back(
-    kafka_bootstrap: str, codec: SingleObjectCodec, unique: str, guarantee: str,
+    kafka_bootstrap: str,
+    codec: SingleObjectCodec,
+    unique: str,
+    guarantee: str,
     tmp_path: Path,
 ) -> None:
     """confluent-kafka produces, a Faust agent consumes and decodes, the agent produces

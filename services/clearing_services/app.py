@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import weakref
 from collections import defaultdict
@@ -31,8 +30,12 @@ from clearing_core.identity import header_pairs
 from clearing_core.ingest import RawEvent, process_batch, rejected_record, seen_time_and_partition
 from clearing_core.validation import DEFAULT_LIMITS
 from clearing_services.batch_index import BatchIndex
+from clearing_services.failure import fatal
+from clearing_services.gaps import CommittedOf, PartitionCursor, ReadRange, complete
+from clearing_services.kafka_io import group_offsets, read_range
 from clearing_services.metrics import Metrics
 from clearing_services.refdata_io import RefdataHolder
+from clearing_services.security import faust_credentials
 from clearing_services.settings import Settings
 from clearing_services.topics import (
     ACKS_TOPIC,
@@ -48,7 +51,6 @@ BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.25
 SWEEP_EVERY_S = 300.0
 BATCH_WAIT_S = 5.0
-EXIT_FATAL = 70
 _log = logging.getLogger("clearing.agents")
 _STR: faust.Schema[str, str] = faust.Schema(
     key_type=str, value_type=str, key_serializer="json", value_serializer="json"
@@ -64,13 +66,11 @@ class Runtime:
     refdata: RefdataHolder
     batches: BatchIndex | None
     metrics: Metrics = field(default_factory=Metrics)
-
-
-def fatal(what: str, exc: BaseException) -> None:
-    """Log and end the process now: nothing after the last acknowledged input is committed."""
-    _log.critical("%s failed, exiting without committing: %r", what, exc, exc_info=exc)
-    logging.shutdown()
-    os._exit(EXIT_FATAL)
+    cursor: PartitionCursor = field(default_factory=PartitionCursor)
+    # (topic, partition) -> the ingest group's committed offset; and the records of a
+    # range read straight from the broker (both set by build_app)
+    committed_of: CommittedOf | None = None
+    read_range: ReadRange | None = None
 
 
 def _raw(event: Any) -> RawEvent:
@@ -165,7 +165,9 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
         # session times out: keep that short so a restart takes over within seconds.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        **faust_credentials(settings.kafka_security),  # SASL/SCRAM over TLS: docs/security.md
     )
+    _follow_partitions(app, runtime, settings.bootstrap())
     outputs = {
         "obligations": app.topic(OBLIGATIONS_TOPIC, key_type=bytes, value_type=bytes),
         "dlq": app.topic(DLQ_TOPIC, key_type=bytes, value_type=bytes),
@@ -177,6 +179,18 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
     if "acks" in roles:
         _acks_agent(app, runtime, outputs)
     return app
+
+
+def _follow_partitions(app: faust.App, runtime: Runtime, bootstrap: str) -> None:
+    """Let the agents check their partitions' offsets (gaps.py): where each continues
+    after an assignment, and how to read what the consumer skipped."""
+    runtime.committed_of = lambda tp: group_offsets(bootstrap, APP_ID, [tp])[tp][0]
+    runtime.read_range = lambda tp, start, end: read_range(bootstrap, tp[0], tp[1], start, end)
+
+    async def forget(*_args: Any, **_kwargs: Any) -> None:
+        runtime.cursor.forget()  # a new assignment: continue from the committed offsets
+
+    app.on_partitions_assigned.connect(forget)
 
 
 async def _send_all(sends: list[Send]) -> None:
@@ -214,10 +228,10 @@ async def _ingest_partition(
     outputs: dict[str, faust.TopicT],
 ) -> None:  # fmt: skip
     codec = runtime.codec
-    raw = [_raw(e) for e in group]
+    raw = await _complete([_raw(e) for e in group], runtime)
     result = process_batch(
         raw, codec=codec, refdata=runtime.refdata.get(), expected_type=expected, seen=seen,
-        limits=DEFAULT_LIMITS,
+        limits=DEFAULT_LIMITS, keys_must_match=True,
     )  # fmt: skip
     obligations, dlq = outputs["obligations"], outputs["dlq"]
     sends: list[Send] = []
@@ -232,9 +246,20 @@ async def _ingest_partition(
     with _table_partition_of(group[-1]):
         for event_id, entry in result.seen_updates.items():
             seen[event_id] = entry
+    runtime.cursor.advance((raw[0].topic, raw[0].partition), [e.offset for e in raw])
     runtime.metrics.events_in.labels("ingest", raw[0].topic).inc(len(raw))
     runtime.metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(len(result.obligations))
     runtime.metrics.records_out.labels(DLQ_TOPIC).inc(len(result.rejections))
+
+
+async def _complete(raw: list[RawEvent], runtime: Runtime) -> list[RawEvent]:
+    """The batch of one partition in offset order, with any record the consumer skipped
+    read from the broker and put in its place (blocking reads, so on a thread)."""
+    assert runtime.committed_of is not None
+    assert runtime.read_range is not None
+    return await asyncio.get_running_loop().run_in_executor(
+        None, complete, runtime.cursor, raw, runtime.committed_of, runtime.read_range
+    )
 
 
 def _sweep(events: Sequence[Any], seen: Any) -> None:

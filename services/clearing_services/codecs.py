@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from clearing_core.codec import Codec, SingleObjectCodec
-from clearing_core.schemas import SchemaCatalog
+from clearing_core.errors import InputError
+from clearing_core.schemas import SchemaCatalog, SchemaCatalogError
 from clearing_services.settings import Settings
 
 
 def codec_for(settings: Settings, catalog: SchemaCatalog | None = None) -> Codec:
-    """``SingleObjectCodec`` unless ``SCHEMA_REGISTRY_URL`` is set."""
+    """``SingleObjectCodec`` unless ``SCHEMA_REGISTRY_URL`` is set. The catalog also
+    reads the writer versions in ``CLEARING_WRITER_SCHEMAS`` (docs/schemas.md)."""
     catalog = catalog or SchemaCatalog.load()
+    if settings.writer_schema_dirs:
+        try:
+            catalog = catalog.with_writer_dirs(settings.writer_schema_dirs)
+        except SchemaCatalogError as exc:
+            raise InputError(f"CLEARING_WRITER_SCHEMAS: {exc}") from exc
     if not settings.schema_registry_url:
         return SingleObjectCodec(catalog)
     from confluent_kafka.schema_registry import SchemaRegistryClient

@@ -28,7 +28,7 @@ from clearing_core.codec import Codec
 from clearing_core.dashboard import DashboardState, OffsetsSample
 from clearing_core.lag import report_json
 from clearing_services.codecs import codec_for
-from clearing_services.kafka_io import admin_client
+from clearing_services.kafka_io import admin_client, consumer_config
 from clearing_services.lag import LagMonitor, log_offsets
 from clearing_services.settings import Settings, load_settings
 from clearing_services.topics import (
@@ -43,6 +43,15 @@ DEFAULT_PORT = 8050
 SAMPLE_INTERVAL_S = 2.0
 TOPIC_REFRESH_S = 5.0
 _log = logging.getLogger("clearing.dashboard")
+
+
+_TAIL_CONFIG: dict[str, str | int | float | bool] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+    "queued.max.messages.kbytes": 16384,  # bounded prefetch
+}
 
 
 class Dashboard:
@@ -105,16 +114,11 @@ class Dashboard:
 
     def _tail(self) -> None:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": f"clearing-dashboard-{uuid.uuid4().hex[:8]}",  # never joined
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "queued.max.messages.kbytes": 16384,  # bounded prefetch
-                "log_level": 3,
-            }
+            consumer_config(
+                self.bootstrap,
+                f"clearing-dashboard-{uuid.uuid4().hex[:8]}",  # never joined
+                **_TAIL_CONFIG,
+            )
         )
         assigned: set[tuple[str, int]] = set()
         next_refresh = 0.0

@@ -12,11 +12,21 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from clearing_core.errors import ClearingError
+from clearing_core.identity import header_pairs
 from clearing_core.ingest import RawEvent
+from clearing_services.settings import ClientSecurity
 
 FLUSH_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.kafka")
@@ -28,9 +38,26 @@ class DeliveryError(ClearingError):
     reason_code = "DELIVERY_FAILED"
 
 
+# The process's connection profile: how every client built here authenticates.
+# Set once at process start from the settings (the CLI's group callback calls
+# ``use_security``); PLAINTEXT until then, which adds nothing to a configuration.
+_security = ClientSecurity()
+
+
+def use_security(security: ClientSecurity) -> None:
+    """Make ``security`` the connection profile of this process's clients."""
+    global _security
+    _security = security
+
+
+def client_security() -> ClientSecurity:
+    """The process's connection profile (see ``use_security``)."""
+    return _security
+
+
 def admin_client(bootstrap: str) -> AdminClient:
     """An admin client that logs only errors (librdkafka's notices are noise here)."""
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3, **_security.librdkafka()})
 
 
 def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> dict[str, object]:
@@ -46,6 +73,7 @@ def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> di
         "linger.ms": 5,
         "batch.size": 1 << 20,
         "log_level": 3,
+        **_security.librdkafka(),
     }
     config.update(overrides)
     return config
@@ -61,6 +89,7 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "log_level": 3,
+        **_security.librdkafka(),
     }
     config.update(overrides)
     return config
@@ -108,7 +137,29 @@ def _detach(message: Message) -> Record:
         key=message.key() if isinstance(message.key(), bytes) else None,
         value=value if isinstance(value, bytes) else b"",
         timestamp_ms=int(timestamp),
+        headers=header_pairs(message.headers()),
     )
+
+
+def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout_s: float = 30.0
+) -> list[Record]:
+    """The committed records of one partition with offsets in ``[start, end)``; offsets
+    held by transaction markers or aborted records yield nothing."""
+    consumer = Consumer(consumer_config(bootstrap, f"clearing-range-{topic}"))
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            records.extend(r for r in _poll(consumer) if start <= r.offset < end)
+            (position,) = consumer.position([TopicPartition(topic, partition)])
+            if position.offset >= end:
+                return records
+            if time.monotonic() > deadline:
+                raise DeliveryError(f"{topic}[{partition}] {start}..{end} not read in time")
+    finally:
+        consumer.close()
 
 
 def consume_batches(consumer: Consumer, idle_timeout_s: float = 5.0) -> Iterator[list[Record]]:
@@ -199,3 +250,25 @@ def group_lag(bootstrap: str, group: str) -> dict[str, int]:
         return lag
     finally:
         consumer.close()
+
+
+def group_offsets(
+    bootstrap: str, group: str, owned: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(committed, log end) of the given partitions for a consumer group; a partition
+    with no commit yet counts from its log start."""
+    admin = admin_client(bootstrap)  # held: a dropped client never answers its futures
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in owned])
+    (future,) = admin.list_consumer_group_offsets([request]).values()
+    answer = future.result(timeout=10).topic_partitions or []
+    committed = {(tp.topic, tp.partition): tp.offset for tp in answer}
+    probe = Consumer(consumer_config(bootstrap, f"{group}-offsets-probe"))
+    try:
+        out = {}
+        for topic, partition in owned:
+            low, high = watermarks(probe, TopicPartition(topic, partition))
+            start = committed.get((topic, partition), -1)
+            out[(topic, partition)] = (start if start >= 0 else low, high)
+        return out
+    finally:
+        probe.close()

@@ -27,7 +27,7 @@ from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from clearing_core.errors import ClearingError
 from clearing_core.lag import GroupReport, OffsetSample, PartitionWindow, evaluate_partition
-from clearing_services.kafka_io import admin_client
+from clearing_services.kafka_io import admin_client, consumer_config
 
 REQUEST_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 5.0
@@ -35,6 +35,17 @@ TIMESTAMP_NOT_AVAILABLE = 0
 _ACTIVE_STATES = {"STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING", "RECONCILING"}
 
 TP = tuple[str, int]
+
+
+_PROBE_CONFIG: dict[str, str | int | float | bool] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_uncommitted",
+    "enable.partition.eof": True,
+    "fetch.max.bytes": 1 << 20,
+    "max.partition.fetch.bytes": 1 << 16,
+}
 
 
 class LagError(ClearingError):
@@ -171,18 +182,11 @@ def probe_record_times(
     if not positions:
         return {}
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"clearing-lag-probe-{uuid.uuid4().hex[:8]}",  # never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_uncommitted",
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 1 << 20,
-            "max.partition.fetch.bytes": 1 << 16,
-            "log_level": 3,
-        }
+        consumer_config(
+            bootstrap,
+            f"clearing-lag-probe-{uuid.uuid4().hex[:8]}",  # never joined
+            **_PROBE_CONFIG,
+        )
     )
     found: dict[TP, int | None] = {}
     try:

@@ -24,6 +24,7 @@ from clearing_core.codec import Codec, CodecError
 from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome
 from clearing_core.errors import ClearingError
 from clearing_core.ingest import RawEvent, rejected_record
+from clearing_services.failure import deadline
 from clearing_services.kafka_io import consumer_config, producer_config
 from clearing_services.metrics import Metrics
 from clearing_services.netting_state import (
@@ -174,7 +175,17 @@ class NettingWorker:
         self, outcome: CycleOutcome, track: CurrencyTrack, partition: int, offset: int,
         t0: float, netted: float,
     ) -> None:  # fmt: skip
-        """One transaction: batches, positions, report, state, DLQ, offsets."""
+        """One transaction: batches, positions, report, state, DLQ, offsets; a transaction
+        that hangs past twice its timeout ends the process (failure.deadline)."""
+        with deadline(
+            2 * TRANSACTION_SECONDS_MAX, f"the transaction of {outcome.report['cycle_id']}"
+        ):
+            self._transact(outcome, track, partition, offset, t0, netted)
+
+    def _transact(
+        self, outcome: CycleOutcome, track: CurrencyTrack, partition: int, offset: int,
+        t0: float, netted: float,
+    ) -> None:  # fmt: skip
         encode = self.codec.encode
 
         def produce(topic: str, *, key: bytes, value: bytes) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_BROKER_HOST = "127.0.0.1"
@@ -43,6 +43,84 @@ def infra_dir() -> Path:
     return root / "infra"
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+
+
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How this process's Kafka clients authenticate: the connection profile.
+
+    ``PLAINTEXT`` (the default) adds nothing to a client's configuration.
+    ``SASL_SSL``: SCRAM over TLS as ``username``, trusting ``ca_file`` (None: the
+    system's CAs); the secure local broker (``clearing broker start --secure``)
+    writes these values for its operator to ``<home>/admin.env``.
+    """
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.protocol == "SASL_SSL"
+
+    def librdkafka(self) -> dict[str, str]:
+        """The librdkafka (confluent-kafka) properties of this profile."""
+        if not self.secure:
+            return {}
+        assert self.username is not None
+        assert self.password is not None
+        props = {
+            "security.protocol": self.protocol,
+            "sasl.mechanism": self.mechanism,
+            "sasl.username": self.username,
+            "sasl.password": self.password,
+        }
+        if self.ca_file is not None:
+            props["ssl.ca.location"] = str(self.ca_file)
+        return props
+
+
+def _input_error(message: str) -> Exception:
+    from clearing_core.errors import InputError
+
+    return InputError(message)
+
+
+def load_client_security(env: Mapping[str, str]) -> ClientSecurity:
+    """``CLEARING_KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT | SASL_SSL), ``..._SASL_MECHANISM``
+    (SCRAM-SHA-512 | SCRAM-SHA-256), ``..._SASL_USERNAME``, ``..._SASL_PASSWORD`` and
+    ``..._CA_FILE``; one clear error for a value that cannot work."""
+    protocol = (env.get("CLEARING_KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").strip().upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise _input_error(
+            f"CLEARING_KAFKA_SECURITY_PROTOCOL={protocol!r} is not supported: "
+            f"use {' or '.join(SECURITY_PROTOCOLS)}"
+        )
+    if protocol == "PLAINTEXT":
+        return ClientSecurity()
+    mechanism = (env.get("CLEARING_KAFKA_SASL_MECHANISM") or SASL_MECHANISMS[0]).strip().upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise _input_error(
+            f"CLEARING_KAFKA_SASL_MECHANISM={mechanism!r} is not supported: "
+            f"use {' or '.join(SASL_MECHANISMS)}"
+        )
+    username = env.get("CLEARING_KAFKA_SASL_USERNAME") or ""
+    password = env.get("CLEARING_KAFKA_SASL_PASSWORD") or ""
+    if not username or not password:
+        raise _input_error(
+            "CLEARING_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs CLEARING_KAFKA_SASL_USERNAME "
+            "and CLEARING_KAFKA_SASL_PASSWORD"
+        )
+    ca = env.get("CLEARING_KAFKA_CA_FILE") or None
+    if ca is not None and not Path(ca).is_file():
+        raise _input_error(f"CLEARING_KAFKA_CA_FILE={ca!r} is not a file")
+    return ClientSecurity(protocol, mechanism, username, password, Path(ca) if ca else None)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command or worker needs to know about its surroundings."""
@@ -59,6 +137,13 @@ class Settings:
     worker_id: str
     metrics_port: int
     ci: bool
+    # CLEARING_WRITER_SCHEMAS: directories of extra writer schema versions (docs/schemas.md)
+    writer_schema_dirs: tuple[Path, ...] = ()
+    # CLEARING_KAFKA_*: how the Kafka clients authenticate (ClientSecurity)
+    kafka_security: ClientSecurity = ClientSecurity()
+    # CLEARING_STALL_SECONDS_MAX: no commit for this long with records waiting ends a
+    # worker (services/clearing_services/watchdog.py); above the longest table recovery
+    stall_seconds_max: int = 300
 
     @property
     def local_bootstrap(self) -> str:
@@ -120,5 +205,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         store_url=env.get("CLEARING_STORE") or "rocksdb://",
         worker_id=env.get("CLEARING_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         metrics_port=_int(env, "CLEARING_METRICS_PORT", DEFAULT_METRICS_PORT),
+        stall_seconds_max=_int(env, "CLEARING_STALL_SECONDS_MAX", 300),
         ci=env.get("CI", "").lower() == "true",
+        kafka_security=load_client_security(env),
+        writer_schema_dirs=tuple(
+            Path(p) for p in (env.get("CLEARING_WRITER_SCHEMAS") or "").split(os.pathsep) if p
+        ),
     )

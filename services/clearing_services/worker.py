@@ -21,8 +21,9 @@ from confluent_kafka import KafkaException
 from clearing_core.codec import Codec
 from clearing_core.cycle import CycleOutcome
 from clearing_core.errors import ClearingError
-from clearing_services.app import Runtime, build_app, changelog_topics, fatal
+from clearing_services.app import APP_ID, Runtime, build_app, changelog_topics
 from clearing_services.batch_index import BatchIndex
+from clearing_services.failure import fatal
 from clearing_services.kafka_io import admin_client, group_lag
 from clearing_services.metrics import Metrics
 from clearing_services.netting_worker import NettingWorker
@@ -34,7 +35,8 @@ from clearing_services.refdata_io import (
 )
 from clearing_services.scheduler import CycleScheduler
 from clearing_services.settings import Settings
-from clearing_services.topics import create_topics, load_topic_plan
+from clearing_services.topics import ACKS_TOPIC, EVENT_TOPICS, create_topics, load_topic_plan
+from clearing_services.watchdog import StallDetector, watch_stalls
 
 ROLES = ("ingest", "netting", "acks", "all")
 _log = logging.getLogger("clearing.worker")
@@ -151,11 +153,55 @@ def run_worker(settings: Settings, codec: Codec, role: str, log_level: str) -> N
         return
     assert process.runtime is not None
     app = build_app(settings, process.runtime, agent_roles)
+    _watch_agents(process, app)
     worker: Any = faust.Worker(app, loglevel=log_level, quiet=True)
     try:
         worker.execute_from_commandline()
+    except SystemExit as exc:
+        if worker._signal_stop_time is None:  # mode's Worker: no SIGTERM/SIGINT came
+            _faust_ended(exc, app)
+        raise
     finally:
         process.shutdown()
+
+
+def _faust_ended(exc: SystemExit, app: faust.App) -> None:
+    """Faust ended without being asked to: mode's worker turns any error during its
+    run or its shutdown into a bare ``exit(1)`` that says nothing. Say what is known
+    and end the process as every fatal error does, for its supervisor to restart."""
+    reason = (
+        exc.__context__  # the error mode caught and swallowed
+        or getattr(app, "crash_reason", None)
+        or RuntimeError(f"exit status {exc.code}")
+    )
+    fatal("the Faust worker (ingest and acks agents)", reason)
+
+
+def _watch_agents(process: WorkerProcess, app: faust.App) -> None:
+    """Start the stall watchdog over the partitions Faust has given this worker."""
+    settings = process.settings
+    watched = {spec.topic for spec in EVENT_TOPICS} | {ACKS_TOPIC}
+
+    def owned() -> list[tuple[str, int]]:
+        # Only look once Faust has made its consumer (``app.consumer`` would make one
+        # here, on the wrong thread); before its first assignment it owns nothing.
+        if getattr(app, "_consumer", None) is None:
+            return []
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # an aiokafka consumer not started yet or being rebuilt
+            return []
+        return sorted((tp.topic, tp.partition) for tp in assigned if tp.topic in watched)
+
+    def stalled(partitions: list[tuple[str, int]]) -> None:
+        fatal("watchdog", RuntimeError(
+            f"no commit for {settings.stall_seconds_max} s with records waiting on {partitions}"
+        ))  # fmt: skip
+
+    detector = StallDetector(float(settings.stall_seconds_max))
+    process.spawn("watchdog", lambda stop: watch_stalls(
+        settings.bootstrap(), APP_ID, owned, detector, time.monotonic, stalled, stop,
+    ))  # fmt: skip
 
 
 def _wait_for_signal(stop: threading.Event) -> None:

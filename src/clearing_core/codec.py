@@ -26,6 +26,7 @@ from clearing_core.schemas import (
 )
 
 RECORD_BYTES_MAX = 1 << 20  # no contract record comes near 1 MiB; bigger is an attack or a bug
+PREFIX_PROBE_BYTES = 4096  # zeros added to tell a cut record from garbage (strings cut shorter)
 
 
 class CodecError(ValueError):
@@ -48,6 +49,24 @@ class TruncatedRecordError(CodecError):
 
 class MalformedRecordError(CodecError):
     reason_code = "MALFORMED_AVRO"
+
+
+class EmptyRecordError(TruncatedRecordError):
+    """No bytes at all: an empty value or a tombstone (null value) on a data topic."""
+
+    reason_code = "EMPTY_VALUE"
+
+
+class TrailingBytesError(MalformedRecordError):
+    """A complete record followed by bytes that belong to no field."""
+
+    reason_code = "TRAILING_BYTES"
+
+
+class InvalidTextError(MalformedRecordError):
+    """A string field whose bytes are not valid UTF-8."""
+
+    reason_code = "INVALID_UTF8"
 
 
 class WrongSchemaError(CodecError):
@@ -125,6 +144,8 @@ class SingleObjectCodec:
 
     def writer_version(self, data: bytes) -> SchemaVersion:
         """The schema version a record was written with, from its header."""
+        if not data:
+            raise EmptyRecordError("empty value (0 bytes): no record at all")
         if len(data) < HEADER_BYTES:
             if data[: len(SINGLE_OBJECT_MAGIC)] != SINGLE_OBJECT_MAGIC[: len(data)]:
                 raise NotSingleObjectError("not Avro single-object encoding (bad magic)")
@@ -167,15 +188,35 @@ class SingleObjectCodec:
             record = schemaless_reader(buffer, plan.writer, plan.reader)
         except (EOFError, StopIteration) as exc:
             raise TruncatedRecordError(f"{plan.name}: body ends early") from exc
+        except UnicodeDecodeError as exc:
+            cut_short = plan.buffer_type is not _StrictBytesIO and buffer.tell() >= len(data)
+            if cut_short:  # a lenient buffer: a string cut short by the end of the data
+                raise TruncatedRecordError(f"{plan.name}: body ends early") from exc
+            raise InvalidTextError(f"{plan.name}: a string field is not UTF-8 ({exc})") from exc
         except Exception as exc:  # fastavro raises many types for corrupt bodies
+            if buffer.tell() >= len(data) and self._is_prefix(plan, data):
+                raise TruncatedRecordError(f"{plan.name}: body ends early") from exc
             raise MalformedRecordError(f"{plan.name}: corrupt body ({exc})") from exc
         if buffer.tell() != len(data):
-            raise MalformedRecordError(
+            raise TrailingBytesError(
                 f"{plan.name}: {len(data) - buffer.tell()} trailing bytes after the record"
             )
         if not isinstance(record, dict):
             raise WrongSchemaError(f"{plan.name} is not a record type")
         return Decoded(plan.name, record)
+
+    @staticmethod
+    def _is_prefix(plan: _ReadPlan, data: bytes) -> bool:
+        """Whether a body that failed at its end reads once zeros are added: then it is
+        the start of some valid record (cut short), not garbage. Zeros complete any
+        varint and read as empty strings, zero longs and first branches."""
+        padded = io.BytesIO(data + bytes(PREFIX_PROBE_BYTES))
+        padded.seek(HEADER_BYTES)
+        try:
+            schemaless_reader(padded, plan.writer, plan.reader)
+        except Exception:
+            return False
+        return True
 
     def decode_as(self, data: bytes, name: str) -> dict[str, Any]:
         """Decode and insist on one record type (e.g. events of one topic)."""

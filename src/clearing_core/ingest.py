@@ -24,11 +24,14 @@ from typing import Any
 
 from clearing_core import ids
 from clearing_core.codec import Codec, CodecError
+from clearing_core.identity import authenticated_principal, check_identity
+from clearing_core.input_checks import key_problem
 from clearing_core.money import MoneyOverflowError, checked_mul
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.models import PRICE_SCALE
 from clearing_core.validation import (
     DEFAULT_LIMITS,
+    EVENT_ID_LENGTH_MAX,
     PricedInput,
     Rejection,
     ValidationLimits,
@@ -36,6 +39,10 @@ from clearing_core.validation import (
 )
 
 SEEN_SEPARATOR = "|"
+# A dead-letter record stays well under the codec's 1 MiB and Faust's 1,000,000-byte
+# request limit: ids are short, so a longer key is garbage; values rarely come near.
+REJECTED_ORIGINAL_MAX = 900 * 1024
+REJECTED_KEY_MAX = 4 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class RawEvent:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()  # (name, value), in order
 
 
 @dataclass
@@ -64,16 +72,26 @@ def body_digest(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()[:32]
 
 
-def seen_entry(digest: str, event_time_ms: int, partition: int) -> str:
-    """What the de-duplication table stores per event id: digest, event time and source
-    partition (time and partition let the table forget ids older than the maximum
-    event age, partition by partition)."""
-    return f"{digest}{SEEN_SEPARATOR}{event_time_ms}{SEEN_SEPARATOR}{partition}"
+def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> str:
+    """What the de-duplication table stores per event id: digest, event time, source
+    partition and offset. Time and partition let the table forget ids older than the
+    maximum event age, partition by partition; partition and offset tell a record the
+    broker delivers again (after a crash or rebalance) from a participant's resend."""
+    return SEEN_SEPARATOR.join((digest, str(event_time_ms), str(partition), str(offset)))
 
 
 def seen_time_and_partition(entry: str) -> tuple[int, int]:
-    _, time_ms, partition = entry.split(SEEN_SEPARATOR)
-    return int(time_ms), int(partition)
+    fields = entry.split(SEEN_SEPARATOR)
+    return int(fields[1]), int(fields[2])
+
+
+def _redelivered(entry: str, digest: str, event: RawEvent) -> bool:
+    """The very record that was accepted before, delivered again: it yields the same
+    obligation again (same id), which the netting stage counts once."""
+    fields = entry.split(SEEN_SEPARATOR)
+    return len(fields) == 4 and fields[0] == digest and fields[2:] == [
+        str(event.partition), str(event.offset),
+    ]  # fmt: skip
 
 
 def currency_hint(
@@ -92,15 +110,23 @@ def currency_hint(
 
 def rejected_record(
     event: RawEvent, reason_code: str, message: str, event_id: str | None = None,
-    currency: str | None = None, stage: str = "ingest",
+    currency: str | None = None, stage: str = "ingest", principal: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The ``Rejected`` record of an input any stage refuses: the original bytes and
-    where they came from, so the record can be inspected and re-driven."""
+    where they came from, so the record can be inspected and re-driven. A key or value
+    too big to fit a record under the size limits is cut, and the message says so (else
+    the dead-letter send itself would fail); an over-long event id is left out."""
+    original, key = event.value[:REJECTED_ORIGINAL_MAX], event.key
+    key = key[:REJECTED_KEY_MAX] if key is not None else None
+    if len(original) < len(event.value) or (key is not None and len(key) < len(event.key or b"")):
+        message = f"key/value cut to {len(key or b'')}/{len(original)} bytes; {message}"
+    if event_id is not None and len(event_id) > EVENT_ID_LENGTH_MAX:
+        event_id = None
     return {
         "source_topic": event.topic, "source_partition": event.partition,
-        "source_offset": event.offset, "source_key": event.key, "original": event.value,
+        "source_offset": event.offset, "source_key": key, "original": original,
         "reason_code": reason_code, "message": message[:500], "stage": stage,
-        "event_id": event_id, "principal": None,
+        "event_id": event_id, "principal": principal,
         "rejected_at": datetime.fromtimestamp(event.timestamp_ms / 1000, tz=UTC),
         "currency": currency,
     }  # fmt: skip
@@ -126,11 +152,17 @@ def process_batch(
     expected_type: Mapping[str, str],
     seen: Mapping[str, str],
     limits: ValidationLimits = DEFAULT_LIMITS,
+    keys_must_match: bool = False,
 ) -> IngestResult:
-    """Decode, check, de-duplicate, validate and price a batch, in input order."""
+    """Decode, check, de-duplicate, validate and price a batch, in input order.
+    An event without a Kafka key is always refused; ``keys_must_match`` also refuses
+    one whose key is not its contract, provider or payer id (DESIGN section 4)."""
     result = IngestResult()
     for event in events:
-        outcome = _check(event, codec, refdata, expected_type, seen, result.seen_updates, limits)
+        outcome = _check(
+            event, codec, refdata, expected_type, seen, result.seen_updates, limits,
+            keys_must_match,
+        )  # fmt: skip
         if isinstance(outcome, dict):
             result.rejections.append(outcome)
             continue
@@ -143,7 +175,7 @@ def process_batch(
             )
             continue
         result.seen_updates[priced.event_id] = seen_entry(
-            digest, priced.event_time_ms, event.partition
+            digest, priced.event_time_ms, event.partition, event.offset
         )
         record = obligation_record(priced, amount, remainder)
         result.obligations.append((priced.currency.encode(), record))
@@ -153,6 +185,7 @@ def process_batch(
 def _check(
     event: RawEvent, codec: Codec, refdata: ReferenceData, expected_type: Mapping[str, str],
     seen: Mapping[str, str], seen_now: Mapping[str, str], limits: ValidationLimits,
+    keys_must_match: bool,
 ) -> dict[str, Any] | tuple[PricedInput, str]:  # fmt: skip
     try:
         decoded = codec.decode(event.value, topic=event.topic)
@@ -163,9 +196,17 @@ def _check(
     hint = currency_hint(decoded.name, record, refdata) if wanted == decoded.name else None
     if wanted != decoded.name:
         return rejected_record(event, "WRONG_SCHEMA", f"{decoded.name} on {event.topic}", event_id)
+    denied = check_identity(event, decoded.name, record, refdata)  # who produced it, first
+    principal = authenticated_principal(event, denied)
+    if denied is not None:
+        why = (denied.reason_code, denied.message)
+        return rejected_record(event, *why, event_id, hint, principal=principal)
+    bad_key = key_problem(event.key, decoded.name, record, must_match=keys_must_match)
+    if bad_key is not None:
+        return rejected_record(event, *bad_key, event_id, hint)
     digest = body_digest(event.value)
     previous = seen_now.get(str(event_id)) or seen.get(str(event_id))
-    if previous is not None:
+    if previous is not None and not _redelivered(previous, digest, event):
         same = previous.split(SEEN_SEPARATOR, 1)[0] == digest
         code = "DUPLICATE_EVENT" if same else "DUPLICATE_EVENT_CONFLICT"
         text = "event id already accepted" if same else "event id reused with a different body"
@@ -174,5 +215,7 @@ def _check(
         decoded.name, record, refdata, reference_time_ms=event.timestamp_ms, limits=limits
     )
     if isinstance(checked, Rejection):
-        return rejected_record(event, checked.reason_code, checked.message, event_id, hint)
+        return rejected_record(
+            event, checked.reason_code, checked.message, event_id, hint, principal=principal
+        )
     return checked, digest

@@ -156,6 +156,23 @@ class SchemaCatalog:
         """A catalog that can also read records written with ``writers``."""
         return SchemaCatalog(self._current.values(), [*self._by_fingerprint.values(), *writers])
 
+    def with_writer_dirs(self, directories: Iterable[Path]) -> SchemaCatalog:
+        """A catalog that also reads records written with the schemas in ``directories``
+        (e.g. a v2 that producers use before the readers are upgraded).
+
+        Every schema there must be a version of a record type this catalog has a current
+        version of: records are always decoded into the current version, so a writer
+        schema of an unknown type could never be read and is refused here, at start.
+        """
+        writers = [v for d in directories for v in load_directory(d)]
+        for version in writers:
+            if version.name not in self._current:
+                raise SchemaCatalogError(
+                    f"{Path(version.source).name}: writer schema of {version.name}, "
+                    "which has no current version"
+                )
+        return self.with_writers(writers)
+
     def current(self, name: str) -> SchemaVersion:
         full = name if "." in name else f"{NAMESPACE}.{name}"
         try:

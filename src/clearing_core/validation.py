@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from clearing_core.errors import InputError
+from clearing_core.input_checks import InputReason, first_unprintable
 from clearing_core.money import INT64_MAX
 from clearing_core.pricing import tariff_at
 from clearing_core.refdata.models import CARRY_MAX, PRICE_SCALE, Participant, PaymentKind
@@ -119,7 +120,7 @@ ValidationResult = PricedInput | Rejection
 class _RejectError(Exception):
     """Internal early exit: the first failed check."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason | InputReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -143,6 +144,11 @@ def _check_text(record: Mapping[str, Any], field: str, limit: int = ID_LENGTH_MA
     if len(value) > limit:
         raise _RejectError(
             Reason.FIELD_TOO_LONG, f"{field} is {len(value)} characters (max {limit})"
+        )
+    bad = first_unprintable(value)
+    if bad is not None:
+        raise _RejectError(
+            InputReason.UNPRINTABLE_FIELD, f"{field} holds unprintable character U+{ord(bad):04X}"
         )
     return value
 

@@ -107,6 +107,7 @@ class Fleet:
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     generation: dict[int, int] = field(default_factory=dict)
     restarts: int = 0
+    exits: list[str] = field(default_factory=list)  # "slot <n>: code <c>" of each self-exit
 
     def start(self, slot: int) -> None:
         self.generation[slot] = self.generation.get(slot, 0) + 1
@@ -114,7 +115,8 @@ class Fleet:
         state.mkdir(parents=True, exist_ok=True)
         log = (state / "worker.log").open("ab")
         env = {**os.environ, "KAFKA_BOOTSTRAP": self.bootstrap, "CLEARING_STATE_DIR": str(state),
-               "CLEARING_WORKER_ID": f"chaos{slot}", "CLEARING_METRICS_PORT": "0"}  # fmt: skip
+               "CLEARING_WORKER_ID": f"chaos{slot}", "CLEARING_METRICS_PORT": "0",
+               "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # fmt: skip
         self.processes[slot] = subprocess.Popen(
             [*CLEARING, "worker", "all"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
         )
@@ -130,6 +132,7 @@ class Fleet:
         for slot, process in list(self.processes.items()):
             if process.poll() is not None:
                 self.restarts += 1
+                self.exits.append(f"slot {slot}: exit code {process.returncode}")
                 self.start(slot)
 
     def kill(self, slot: int) -> None:
@@ -278,7 +281,7 @@ class ChaosRun:
     def _summary(self) -> str:
         r = self.result
         return (f"events {r.events}, kills {r.kills}, broker restarts {r.broker_restarts}, "
-                f"rebalances {r.rebalances}, worker restarts {self.fleet.restarts}, "
+                f"rebalances {r.rebalances}, worker restarts {self.fleet.exits}, "
                 f"expected {r.expected_minor}, settled {r.settled_minor}, lost {r.lost}, "
                 f"duplicates {r.duplicates}, mismatched {r.mismatched_positions}")  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
@@ -41,12 +42,19 @@ def _split(bootstrap: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def probe(bootstrap: str, timeout_s: float = 3.0) -> ClusterInfo | None:
-    """Metadata from the cluster, or None when it does not answer in time."""
+def probe(
+    bootstrap: str, timeout_s: float = 3.0, security: Mapping[str, str] | None = None
+) -> ClusterInfo | None:
+    """Metadata from the cluster, or None when it does not answer in time.
+
+    ``security``: librdkafka properties of an authenticated connection (SASL_SSL);
+    a secure broker answers nothing without them."""
     host, port = _split(bootstrap)
     if not port_open(host, port, timeout_s=min(timeout_s, 1.0)):
         return None
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}, logger=_SILENT)
+    config: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, "log_level": 0}
+    config.update(security or {})
+    admin = AdminClient(config, logger=_SILENT)
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except Exception:  # KafkaException on timeout or transport failure
@@ -62,12 +70,16 @@ def probe(bootstrap: str, timeout_s: float = 3.0) -> ClusterInfo | None:
 
 
 def wait_until_healthy(
-    bootstrap: str, timeout_s: float, poll_s: float = 0.25
+    bootstrap: str,
+    timeout_s: float,
+    poll_s: float = 0.25,
+    security: Mapping[str, str] | None = None,
 ) -> ClusterInfo | None:
     """Poll ``probe`` until it answers or the time is up."""
     deadline = time.monotonic() + timeout_s
     while True:
-        info = probe(bootstrap, timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
+        left = min(2.0, max(0.1, deadline - time.monotonic()))
+        info = probe(bootstrap, timeout_s=left, security=security)
         if info is not None or time.monotonic() >= deadline:
             return info
         time.sleep(poll_s)

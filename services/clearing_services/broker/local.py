@@ -22,6 +22,16 @@ from pathlib import Path
 
 from clearing_services.broker.distribution import BrokerUnavailableError, KafkaDistribution
 from clearing_services.broker.health import ClusterInfo, port_open, probe, wait_until_healthy
+from clearing_services.broker.secure import (
+    admin_client_properties,
+    admin_password,
+    is_secure_home,
+    scram_format_argument,
+    secure_properties,
+    tls_files,
+    write_credentials,
+)
+from clearing_services.broker.tls import ensure_tls, write_private
 
 START_SECONDS_MAX = 90.0
 STOP_SECONDS_MAX = 30.0
@@ -39,6 +49,7 @@ class BrokerConfig:
     tag: str = "clearing"
     log4j_config: Path | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
+    secure: bool = False  # SASL_SSL + StandardAuthorizer (broker/secure.py)
 
     @property
     def bootstrap(self) -> str:
@@ -62,8 +73,11 @@ class BrokerStatus:
         return self.state == "running"
 
 
-def server_properties(config: BrokerConfig) -> dict[str, str]:
-    """The broker's configuration: small, single-replica, no auto-created topics."""
+def server_properties(
+    config: BrokerConfig, security: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The broker's configuration: small, single-replica, no auto-created topics;
+    ``security`` (the secure mode's listeners and authorizer) replaces the defaults."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -90,6 +104,7 @@ def server_properties(config: BrokerConfig) -> dict[str, str]:
         "log.retention.check.interval.ms": "60000",
         "controlled.shutdown.enable": "true",
     }
+    props.update(security or {})
     props.update(config.overrides)
     return props
 
@@ -169,6 +184,13 @@ class LocalBroker:
             detail=extra.get("detail", ""),
         )
 
+    def client_properties(self) -> dict[str, str]:
+        """librdkafka security properties for this node: the operator's SASL_SSL
+        connection for a secure home, none for a plain one."""
+        if is_secure_home(self.config.home):
+            return admin_client_properties(self.config.home)
+        return {}
+
     def status(self, timeout_s: float = 3.0) -> BrokerStatus:
         """The truth: our process alive and answering metadata, or not."""
         pid = self._recorded_pid()
@@ -177,14 +199,18 @@ class LocalBroker:
             if port_open(self.config.host, self.config.port):
                 detail = f"port {self.config.port} is answered by a process this home did not start"
             return self._status("stopped", None, detail=detail)
-        info = probe(self.config.bootstrap, timeout_s=timeout_s)
+        info = probe(self.config.bootstrap, timeout_s=timeout_s, security=self.client_properties())
         if info is None:
             return self._status("unhealthy", pid, detail="process alive but no metadata response")
         return replace(self._status("running", pid), cluster=info)
 
-    def _format_storage(self, properties_file: Path) -> None:
-        """Format the KRaft log directory once; a formatted home keeps its cluster id."""
-        if (self.config.home / "data" / "meta.properties").is_file():
+    def _formatted(self) -> bool:
+        return (self.config.home / "data" / "meta.properties").is_file()
+
+    def _format_storage(self, properties_file: Path, scram: str | None = None) -> None:
+        """Format the KRaft log directory once; a formatted home keeps its cluster id.
+        ``scram``: an ``--add-scram`` credential to bootstrap into the metadata."""
+        if self._formatted():
             return
         cluster_id_file = self.config.home / "cluster.id"
         if not cluster_id_file.is_file():
@@ -193,6 +219,8 @@ class LocalBroker:
             "java", *self._jvm_flags(heap_mb=256), "kafka.tools.StorageTool", "format",
             f"--cluster-id={cluster_id_file.read_text().strip()}", "-c", str(properties_file),
         ]  # fmt: skip
+        if scram is not None:
+            command += ["--add-scram", scram]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -226,10 +254,14 @@ class LocalBroker:
         for sub in ("data", "logs"):
             (self.config.home / sub).mkdir(parents=True, exist_ok=True)
         properties_file = self.config.home / "server.properties"
-        properties_file.write_text(
-            "".join(f"{k}={v}\n" for k, v in server_properties(self.config).items())
-        )
-        self._format_storage(properties_file)
+        if self.config.secure:
+            self._prepare_secure(properties_file)
+        else:
+            self._refuse_plain_start_of_secure_home()
+            properties_file.write_text(
+                "".join(f"{k}={v}\n" for k, v in server_properties(self.config).items())
+            )
+            self._format_storage(properties_file)
         command = [
             "java",
             *self._jvm_flags(self.config.heap_mb),
@@ -245,7 +277,9 @@ class LocalBroker:
         self.pid_file.write_text(
             json.dumps({"pid": process.pid, "bootstrap": self.config.bootstrap}) + "\n"
         )
-        info = wait_until_healthy(self.config.bootstrap, timeout_s)
+        info = wait_until_healthy(
+            self.config.bootstrap, timeout_s, security=self.client_properties()
+        )
         if info is None:
             exited = process.poll()
             self.stop()
@@ -256,6 +290,32 @@ class LocalBroker:
             )
             raise BrokerUnavailableError(f"the local broker {why}; see {self.log_dir}/stdout.log")
         return replace(self._status("running", process.pid), cluster=info), True
+
+    def _refuse_plain_start_of_secure_home(self) -> None:
+        if is_secure_home(self.config.home):
+            raise BrokerUnavailableError(
+                f"{self.config.home} holds a secure broker (SASL_SSL, ACLs); start it with "
+                "--secure, or use another --home for a plain one"
+            )
+
+    def _prepare_secure(self, properties_file: Path) -> None:
+        """TLS files, the operator's password, server.properties (0600), and the storage
+        formatted with the operator's SCRAM credential."""
+        home = self.config.home
+        if self._formatted() and not is_secure_home(home):
+            raise BrokerUnavailableError(
+                f"{home} was formatted for a plain broker: it has no operator credential; "
+                "use a new --home for --secure"
+            )
+        tls = ensure_tls(tls_files(home).folder, self.config.host)
+        password = admin_password(home)
+        security = secure_properties(
+            self.config.host, self.config.port, self.config.controller_port, tls, password
+        )
+        props = server_properties(self.config, security)
+        write_private(properties_file, "".join(f"{k}={v}\n" for k, v in props.items()).encode())
+        write_credentials(home, self.config.bootstrap, password)  # first: a retry reuses it
+        self._format_storage(properties_file, scram=scram_format_argument(password))
 
     def stop(self, timeout_s: float = STOP_SECONDS_MAX) -> bool:
         """Controlled shutdown (SIGTERM), then SIGKILL; True if a broker was running."""

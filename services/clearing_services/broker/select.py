@@ -27,6 +27,7 @@ def local_broker(
     port: int | None = None,
     controller_port: int | None = None,
     heap_mb: int | None = None,
+    secure: bool = False,
 ) -> LocalBroker:
     """The local node as the settings (or the arguments) describe it."""
     config = BrokerConfig(
@@ -37,6 +38,7 @@ def local_broker(
         heap_mb=heap_mb or settings.broker_heap_mb,
         tag=checkout_tag(),
         log4j_config=infra_dir() / "kafka" / "log4j2.properties",
+        secure=secure,
     )
     return LocalBroker(config, distribution(settings))
 
@@ -44,7 +46,11 @@ def local_broker(
 def ensure_broker(settings: Settings, timeout_s: float = 60.0) -> tuple[ClusterInfo, bool]:
     """A reachable broker, starting the local one if needed; (info, started_here)."""
     if settings.bootstrap_servers:
-        info = wait_until_healthy(settings.bootstrap_servers, timeout_s=timeout_s)
+        info = wait_until_healthy(
+            settings.bootstrap_servers,
+            timeout_s=timeout_s,
+            security=settings.kafka_security.librdkafka(),
+        )
         if info is None:
             raise BrokerUnavailableError(
                 f"KAFKA_BOOTSTRAP={settings.bootstrap_servers} does not answer metadata requests"

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -136,7 +136,7 @@ def read_batches(
 
 def _follow(
     bootstrap: str, codec: Codec, rail: str, start: dict[int, int]
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Batches written to the rail's topic from ``start`` (offset per partition) on,
     until interrupted; partitions added later are read from their beginning."""
     topic = batch_topic(rail)
@@ -241,11 +241,14 @@ def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | Non
         return
     if not as_json:
         err_console.print(f"following {batch_topic(rail)} (Ctrl-C to stop)")
+    stream = _follow(where, codec, rail, ends)
     try:
-        for batch in _follow(where, codec, rail, ends):
+        for batch in stream:
             show(batch)
     except KeyboardInterrupt:
         return
+    finally:
+        stream.close()  # closes the consumer now, not at interpreter exit
 
 
 # --------------------------------------------------------------------------- export

@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from clearing_services.broker.local import BrokerStatus
+from clearing_services.broker.secure import credentials_file
 from clearing_services.broker.select import local_broker
 from clearing_services.cli.common import (
     bootstrap_option,
@@ -63,26 +64,39 @@ def _say_status(status: BrokerStatus, started: bool | None = None) -> None:
 @_port
 @_cport
 @click.option("--heap-mb", type=int, help="JVM heap (default 768).")
+@click.option(
+    "--secure", is_flag=True,
+    help="SASL_SSL (SCRAM-SHA-512) client listener, TLS from a CA made in the home, "
+    "StandardAuthorizer with deny by default; the operator's credentials go to "
+    "<home>/admin.env (docs/security.md).",
+)  # fmt: skip
 @json_option
 def start(
     home: Path | None, port: int | None, controller_port: int | None, heap_mb: int | None,
-    as_json: bool,
+    secure: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Fetch Kafka if needed, format and start the node; harmless when already running.
 
     Example: clearing broker start --port 9092
+
+    Example: clearing broker start --secure --home .run/kafka-secure --port 9192
     """
     node = local_broker(
-        settings(), home=home, port=port, controller_port=controller_port, heap_mb=heap_mb
-    )
+        settings(), home=home, port=port, controller_port=controller_port, heap_mb=heap_mb,
+        secure=secure,
+    )  # fmt: skip
     if not node.distribution.is_fetched():
         err_console.print("fetching Apache Kafka jars from Maven Central (once)...")
     t0 = time.monotonic()
     status, started = node.start()
+    credentials = credentials_file(node.config.home) if secure else None
     if as_json:
-        emit_json({**_status_dict(status), "started": started, "seconds": time.monotonic() - t0})
+        emit_json({**_status_dict(status), "started": started, "seconds": time.monotonic() - t0,
+                   "credentials": str(credentials) if credentials else None})  # fmt: skip
     else:
         _say_status(status, started)
+        if credentials is not None:
+            err_console.print(f"  operator: set -a; . {credentials}; set +a", style="dim")
 
 
 @broker.command()

@@ -15,14 +15,18 @@ import click
 from clearing_core.errors import ClearingError
 from clearing_services.cli.bank import ack, batches, export
 from clearing_services.cli.broker import broker, topics
+from clearing_services.cli.common import settings
 from clearing_services.cli.cycle import cycle
 from clearing_services.cli.dashboard import dashboard
 from clearing_services.cli.demo import demo
+from clearing_services.cli.keys import keys
 from clearing_services.cli.lag import lag
 from clearing_services.cli.net import net
 from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
+from clearing_services.cli.security import security
 from clearing_services.cli.worker import refdata, replay, worker
+from clearing_services.kafka_io import use_security
 from clearing_services.settings import tune_process_environment
 
 
@@ -30,6 +34,7 @@ from clearing_services.settings import tune_process_environment
 @click.version_option(package_name="clearing-house", prog_name="clearing")
 def cli() -> None:
     """Event-streaming clearing house for energy and AI compute."""
+    use_security(settings().kafka_security)  # the connection profile of this process
 
 
 cli.add_command(broker)
@@ -39,6 +44,7 @@ cli.add_command(refdata)
 cli.add_command(worker)
 cli.add_command(replay)
 cli.add_command(produce)
+cli.add_command(keys)
 cli.add_command(cycle)
 cli.add_command(net)
 cli.add_command(lag)
@@ -47,6 +53,7 @@ cli.add_command(batches)
 cli.add_command(export)
 cli.add_command(ack)
 cli.add_command(demo)
+cli.add_command(security)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,6 +18,8 @@ exist, do two contracts share a meter) live in ``checks.py``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
@@ -52,6 +54,7 @@ PRIORITY_MAX = 2**31 - 1  # Avro int
 # Payments run through the same exact pricing path as meters and compute, at a
 # unit price of PRICE_SCALE, so one payment must leave room for that product.
 PAYMENT_AMOUNT_MAX = (INT64_MAX - CARRY_MAX) // PRICE_SCALE
+ED25519_KEY_BYTES = 32  # a raw Ed25519 public key (RFC 8032)
 
 
 class SettlementModel(StrEnum):
@@ -107,6 +110,28 @@ def _lei(value: str) -> str:
     return value
 
 
+def decode_key_bytes(value: str) -> bytes:
+    """Key bytes written as hex (exactly 64 digits: 32 bytes) or standard base64."""
+    text = value.strip()
+    try:
+        if len(text) == 2 * ED25519_KEY_BYTES and all(c in "0123456789abcdefABCDEF" for c in text):
+            return bytes.fromhex(text)
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{value[:80]!r} is neither base64 nor hex") from None
+
+
+def _public_key(value: str) -> str:
+    """An Ed25519 public key written as base64 or hex -> its canonical base64 (so the
+    YAML file, the topics and the digest hold one spelling of one key)."""
+    raw = decode_key_bytes(value)
+    if len(raw) != ED25519_KEY_BYTES:
+        raise ValueError(
+            f"an Ed25519 public key is {ED25519_KEY_BYTES} bytes, {value[:80]!r} is {len(raw)}"
+        )
+    return base64.b64encode(raw).decode("ascii")
+
+
 def _timestamp_ms(value: Any) -> Any:
     """int ms, aware datetime, date (UTC midnight) or ISO text -> int ms."""
     if isinstance(value, bool):
@@ -144,6 +169,7 @@ Priority = Annotated[StrictInt, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 Tariff = Annotated[StrictInt, Field(gt=0, le=TARIFF_MAX)]
 PositiveInt64 = Annotated[StrictInt, Field(gt=0, le=INT64_MAX)]
 TimestampMs = Annotated[StrictInt, Field(ge=0, le=TIMESTAMP_MS_MAX), BeforeValidator(_timestamp_ms)]
+PublicKey = Annotated[StrictStr, Field(max_length=200), AfterValidator(_public_key)]
 
 
 class RefRecord(BaseModel):
@@ -196,6 +222,8 @@ class Participant(RefRecord):
     country: Country | None = None
     accounts: Annotated[tuple[CurrencyAccount, ...], Field(max_length=64)]
     active: StrictBool = True
+    # Verifies the signatures of the events it reports (docs/identity.md).
+    public_key: PublicKey | None = None
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> Participant:
@@ -277,6 +305,18 @@ class PaymentKindSpec(RefRecord):
     max_amount_minor: Annotated[StrictInt, Field(gt=0, le=PAYMENT_AMOUNT_MAX)]
 
 
+class RefdataPolicy(RefRecord):
+    """House-wide rules, one record: the document's ``policy`` mapping. Published to
+    ``clearing.refdata.policy`` under ``POLICY_KEY`` only where it differs from the
+    defaults, so data that leaves it out publishes and digests as before."""
+
+    AVRO_NAME: ClassVar[str] = "clearing.RefdataPolicy"
+    require_signed_events: StrictBool = False
+
+
+POLICY_KEY = "policy"
+
+
 class RefdataDocument(BaseModel):
     """The whole YAML document: a version label and one list per record type."""
 
@@ -288,6 +328,7 @@ class RefdataDocument(BaseModel):
     contracts: Annotated[tuple[PpaContract, ...], Field(max_length=1_000_000)] = ()
     price_books: Annotated[tuple[PriceBook, ...], Field(max_length=100_000)] = ()
     payment_kinds: Annotated[tuple[PaymentKindSpec, ...], Field(max_length=64)] = ()
+    policy: RefdataPolicy = RefdataPolicy()
 
 
 # Section name -> (model, id field). The order is the document's and the topics'.

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from clearing_core.refdata.checks import RefdataError, find_problems
 from clearing_core.refdata.models import (
+    POLICY_KEY,
     SECTIONS,
     Currency,
     CurrencyAccount,
@@ -27,6 +28,7 @@ from clearing_core.refdata.models import (
     PriceEntry,
     Rail,
     RefdataDocument,
+    RefdataPolicy,
     RefRecord,
 )
 from clearing_core.refdata.parse import document_from_data
@@ -40,10 +42,15 @@ REFDATA_TOPICS: Mapping[str, str] = MappingProxyType({
     "clearing.PpaContract": "clearing.refdata.contracts",
     "clearing.PriceBook": "clearing.refdata.pricebooks",
     "clearing.PaymentKindSpec": "clearing.refdata.paymentkinds",
+    "clearing.RefdataPolicy": "clearing.refdata.policy",
 })  # fmt: skip
 _T = TypeVar("_T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECTION_BY_TYPE = {model.AVRO_NAME: section for section, (model, _) in SECTIONS.items()}
+_DEFAULT_POLICY = RefdataPolicy()
+# Optional fields added after DIGEST_FORMAT 1: left out of the digest while unset, so
+# reference data that does not use them keeps the digest it had.
+_LATER_OPTIONAL_FIELDS = frozenset({"public_key"})
 
 
 class RefdataRecord(NamedTuple):
@@ -151,6 +158,11 @@ class ReferenceData:
     def account(self, participant_id: str, currency: str) -> CurrencyAccount | None:
         return self._accounts.get((participant_id, currency))
 
+    @property
+    def policy(self) -> RefdataPolicy:
+        """House-wide rules (``require_signed_events``)."""
+        return self.document.policy
+
     # Settlement set-up: these raise, since asking about a missing account is a bug.
 
     def rail_for(self, participant_id: str, currency: str) -> Rail:
@@ -188,6 +200,9 @@ class ReferenceData:
         for section, (model, _) in SECTIONS.items():
             for record in getattr(self.document, section):
                 yield RefdataRecord(model.AVRO_NAME, _key(record, section), record.to_avro())
+        if self.document.policy != _DEFAULT_POLICY:
+            policy = self.document.policy
+            yield RefdataRecord(policy.AVRO_NAME, POLICY_KEY, policy.to_avro())
 
     @classmethod
     def from_records(
@@ -200,8 +215,12 @@ class ReferenceData:
         ``clearing.`` namespace.
         """
         sections: dict[str, dict[str, Mapping[str, Any]]] = {s: {} for s in SECTIONS}
+        policy: dict[str, Mapping[str, Any]] = {}  # absent (or deleted): the defaults
         for record_type, key, value in records:
             full_type = record_type if "." in record_type else f"clearing.{record_type}"
+            if full_type == RefdataPolicy.AVRO_NAME:
+                _take_policy(policy, key, value)
+                continue
             section = _SECTION_BY_TYPE.get(full_type)
             if section is None:
                 raise RefdataError([f"records: unknown record type {record_type!r}"])
@@ -215,7 +234,8 @@ class ReferenceData:
                      f"{value.get(id_field)!r}"]
                 )  # fmt: skip
             sections[section][key] = value
-        data = {"version": version, **{s: list(v.values()) for s, v in sections.items()}}
+        data = {"version": version, **{s: list(v.values()) for s, v in sections.items()},
+                **policy}  # fmt: skip
         return cls(document_from_data(data))
 
     def to_data(self) -> dict[str, Any]:
@@ -228,6 +248,12 @@ class ReferenceData:
             for field in ("valid_from", "valid_to"):
                 if contract[field] is not None:
                     contract[field] = _EPOCH + timedelta(milliseconds=contract[field])
+        for participant in data["participants"]:
+            for field in _LATER_OPTIONAL_FIELDS:
+                if participant.get(field) is None:
+                    participant.pop(field, None)
+        if self.document.policy != _DEFAULT_POLICY:
+            data["policy"] = self.document.policy.to_avro()
         return data
 
 
@@ -235,9 +261,28 @@ def _index(records: Iterable[_T], key: Callable[[_T], str]) -> Mapping[str, _T]:
     return MappingProxyType({key(r): r for r in records})
 
 
+def _take_policy(policy: dict[str, Mapping[str, Any]], key: str, value: Any) -> None:
+    """A ``clearing.RefdataPolicy`` record of the log: the latest wins, None deletes."""
+    if key != POLICY_KEY:
+        raise RefdataError([f"records: policy key {key!r} is not {POLICY_KEY!r}"])
+    policy.clear()
+    if value is not None:
+        policy["policy"] = value
+
+
+def _canonical(record: RefRecord) -> dict[str, Any]:
+    values = record.to_avro()
+    for field in _LATER_OPTIONAL_FIELDS:
+        if field in values and values[field] is None:
+            del values[field]
+    return values
+
+
 def _digest(document: RefdataDocument) -> str:
     canonical: dict[str, Any] = {"format": DIGEST_FORMAT}
     for section in SECTIONS:
-        canonical[section] = [r.to_avro() for r in getattr(document, section)]
+        canonical[section] = [_canonical(r) for r in getattr(document, section)]
+    if document.policy != _DEFAULT_POLICY:
+        canonical["policy"] = document.policy.to_avro()
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()

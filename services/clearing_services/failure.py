@@ -1,0 +1,43 @@
+"""How a worker fails: loudly, at once, and without committing.
+
+Every part of a worker (Faust agents, the netting loop, the followers) ends the
+whole process on an error it cannot handle, with exit status 70, so that its
+supervisor starts a fresh one; nothing after the last committed input counts.
+A call that may never return gets a deadline that does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_FATAL = 70
+_log = logging.getLogger("clearing.failure")
+
+
+def fatal(what: str, exc: BaseException) -> None:
+    """Log and end the process now: nothing after the last acknowledged input is committed."""
+    _log.critical("%s failed, exiting without committing: %r", what, exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(EXIT_FATAL)
+
+
+@contextmanager
+def deadline(seconds: float, what: str) -> Iterator[None]:
+    """End the process if the block has not finished after ``seconds``.
+
+    For calls whose own timeout cannot be trusted: librdkafka's
+    ``send_offsets_to_transaction`` can block for ever while the group coordinator
+    is away (librdkafka issues #5456 and #5511), seen here after a broker restart.
+    The open transaction is then never committed, so a restart loses nothing."""
+    assert seconds > 0
+    timer = threading.Timer(seconds, fatal, (what, TimeoutError(f"no return in {seconds:.0f} s")))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
