@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from confluent_kafka import Producer
 from faust.streams import Stream, _current_event
 
 from clearing_core.acks import AckProblem, failed_obligation
@@ -32,7 +33,12 @@ from clearing_core.validation import DEFAULT_LIMITS
 from clearing_services.batch_index import BatchIndex
 from clearing_services.failure import fatal
 from clearing_services.gaps import CommittedOf, PartitionCursor, ReadRange, complete
-from clearing_services.kafka_io import group_offsets, read_range
+from clearing_services.kafka_io import (
+    group_offsets,
+    produce_records,
+    producer_config,
+    read_range,
+)
 from clearing_services.metrics import Metrics
 from clearing_services.refdata_io import RefdataHolder
 from clearing_services.security import faust_credentials
@@ -55,7 +61,7 @@ _log = logging.getLogger("clearing.agents")
 _STR: faust.Schema[str, str] = faust.Schema(
     key_type=str, value_type=str, key_serializer="json", value_serializer="json"
 )
-Send = tuple[faust.TopicT, bytes, bytes]
+Send = tuple[str, bytes, bytes]  # topic, key, value
 
 
 @dataclass
@@ -168,16 +174,13 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
         **faust_credentials(settings.kafka_security),  # SASL/SCRAM over TLS: docs/security.md
     )
     _follow_partitions(app, runtime, settings.bootstrap())
-    outputs = {
-        "obligations": app.topic(OBLIGATIONS_TOPIC, key_type=bytes, value_type=bytes),
-        "dlq": app.topic(DLQ_TOPIC, key_type=bytes, value_type=bytes),
-    }
+    bootstrap = settings.bootstrap()
     plan = load_topic_plan()
     if "ingest" in roles:
         for spec in EVENT_TOPICS:
-            _ingest_agent(app, runtime, spec, plan.get(spec.topic).partitions, outputs)
+            _ingest_agent(app, runtime, spec, plan.get(spec.topic).partitions, Sender(bootstrap))
     if "acks" in roles:
-        _acks_agent(app, runtime, outputs)
+        _acks_agent(app, runtime, Sender(bootstrap))
     return app
 
 
@@ -193,15 +196,23 @@ def _follow_partitions(app: faust.App, runtime: Runtime, bootstrap: str) -> None
     app.on_partitions_assigned.connect(forget)
 
 
-async def _send_all(sends: list[Send]) -> None:
-    """Send, then wait until the broker has every record (before the input is acked)."""
-    pending = [await topic.send(key=key, value=value) for topic, key, value in sends]
-    await asyncio.gather(*pending)
+class Sender:
+    """One agent's confluent-kafka producer. A batch's records are produced together
+    and awaited together on a thread, before the agent lets Faust acknowledge the
+    input: Faust's per-record ``topic.send`` took a quarter of an ingest worker's
+    time (docs/performance.md)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = Producer(producer_config(bootstrap))
+
+    async def send_all(self, sends: list[Send]) -> None:
+        if sends:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, produce_records, self.producer, sends)
 
 
 def _ingest_agent(
-    app: faust.App, runtime: Runtime, spec: EventTopic, partitions: int,
-    outputs: dict[str, faust.TopicT],
+    app: faust.App, runtime: Runtime, spec: EventTopic, partitions: int, sender: Sender,
 ) -> None:  # fmt: skip
     source = app.topic(spec.topic, key_type=bytes, value_type=bytes)
     seen = app.Table(seen_table_name(spec), schema=_STR, partitions=partitions)
@@ -213,7 +224,7 @@ def _ingest_agent(
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
                 for group in _by_partition(_distinct(events)):
-                    await _ingest_partition(group, runtime, seen, expected, outputs)
+                    await _ingest_partition(group, runtime, seen, expected, sender)
                 if time.monotonic() - last_sweep[0] > SWEEP_EVERY_S:
                     last_sweep[0] = time.monotonic()
                     _sweep(events, seen)
@@ -224,8 +235,7 @@ def _ingest_agent(
 
 
 async def _ingest_partition(
-    group: list[Any], runtime: Runtime, seen: Any, expected: dict[str, str],
-    outputs: dict[str, faust.TopicT],
+    group: list[Any], runtime: Runtime, seen: Any, expected: dict[str, str], sender: Sender,
 ) -> None:  # fmt: skip
     codec = runtime.codec
     raw = await _complete([_raw(e) for e in group], runtime)
@@ -233,7 +243,7 @@ async def _ingest_partition(
         raw, codec=codec, refdata=runtime.refdata.get(), expected_type=expected, seen=seen,
         limits=DEFAULT_LIMITS, keys_must_match=True,
     )  # fmt: skip
-    obligations, dlq = outputs["obligations"], outputs["dlq"]
+    obligations, dlq = OBLIGATIONS_TOPIC, DLQ_TOPIC
     sends: list[Send] = []
     for key, record in result.obligations:
         value = codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
@@ -242,7 +252,7 @@ async def _ingest_partition(
         value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
         sends.append((dlq, rejected["source_topic"].encode(), value))
         runtime.metrics.rejects.labels("ingest", rejected["reason_code"]).inc()
-    await _send_all(sends)
+    await sender.send_all(sends)
     with _table_partition_of(group[-1]):
         for event_id, entry in result.seen_updates.items():
             seen[event_id] = entry
@@ -278,23 +288,21 @@ def _sweep(events: Sequence[Any], seen: Any) -> None:
                 del seen[key]
 
 
-def _acks_agent(app: faust.App, runtime: Runtime, outputs: dict[str, faust.TopicT]) -> None:
+def _acks_agent(app: faust.App, runtime: Runtime, sender: Sender) -> None:
     source = app.topic(ACKS_TOPIC, key_type=bytes, value_type=bytes)
 
     async def acks(stream: faust.StreamT[Any]) -> None:
         assert isinstance(stream, Stream)
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
-                await _apply_acks([_raw(e) for e in events], runtime, outputs)
+                await _apply_acks([_raw(e) for e in events], runtime, sender)
             except Exception as exc:
                 fatal("acknowledgements", exc)
 
     app.agent(source, name="acks")(acks)
 
 
-async def _apply_acks(
-    raw: list[RawEvent], runtime: Runtime, outputs: dict[str, faust.TopicT]
-) -> None:
+async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> None:
     codec = runtime.codec
     sends: list[Send] = []
     for event in raw:
@@ -314,13 +322,13 @@ async def _apply_acks(
                 if isinstance(outcome, dict):
                     value = codec.encode("Obligation", outcome, topic=OBLIGATIONS_TOPIC)
                     key = str(outcome["currency"]).encode()
-                    sends.append((outputs["obligations"], key, value))
+                    sends.append((OBLIGATIONS_TOPIC, key, value))
         if problem is not None:
             rejected = rejected_record(event, problem.reason_code, problem.message, stage="acks")
             value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
-            sends.append((outputs["dlq"], ACKS_TOPIC.encode(), value))
+            sends.append((DLQ_TOPIC, ACKS_TOPIC.encode(), value))
             runtime.metrics.rejects.labels("acks", problem.reason_code).inc()
-    await _send_all(sends)
+    await sender.send_all(sends)
 
 
 async def _batch(runtime: Runtime, batch_id: str) -> dict[str, Any] | None:

@@ -101,6 +101,12 @@ Record = RawEvent
 
 def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
     """Produce every (key, value) and wait until all are acknowledged; raise on any failure."""
+    return produce_records(producer, ((topic, key, value) for key, value in items))
+
+
+def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None, bytes]]) -> int:
+    """Produce every (topic, key, value) and wait until all are acknowledged; raise on
+    any failure. Blocking: call it on a thread from asynchronous code."""
     failures: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -108,7 +114,8 @@ def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | No
             failures.append(str(err))
 
     count = 0
-    for key, value in items:
+    topics: set[str] = set()
+    for topic, key, value in items:
         while True:
             try:
                 producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
@@ -116,14 +123,16 @@ def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | No
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.1)
         count += 1
+        topics.add(topic)
         producer.poll(0)
     remaining = producer.flush(FLUSH_SECONDS_MAX)
+    where = ", ".join(sorted(topics))
     if remaining:
         raise DeliveryError(
-            f"{remaining} records to {topic} not delivered in {FLUSH_SECONDS_MAX} s"
+            f"{remaining} records to {where} not delivered in {FLUSH_SECONDS_MAX} s"
         )
     if failures:
-        raise DeliveryError(f"{len(failures)} records to {topic} failed: {failures[0]}")
+        raise DeliveryError(f"{len(failures)} records to {where} failed: {failures[0]}")
     return count
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from clearing_core.codec import Codec, CodecError
+from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError
 from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome
 from clearing_core.errors import ClearingError
 from clearing_core.ingest import RawEvent, rejected_record
@@ -45,6 +45,7 @@ from clearing_services.topics import (
 )
 
 GROUP = "clearing-netting"
+STATE_BYTES_MAX = TYPE_BYTES_MAX["NettingState"]
 CONSUME_BATCH_MAX = 20_000
 TRANSACTION_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.netting")
@@ -76,9 +77,12 @@ class NettingWorker:
             "heartbeat.interval.ms": 3_000,
         }
         self.consumer = Consumer(consumer_config(bootstrap, GROUP, **overrides))
-        self.producer = Producer(
-            producer_config(bootstrap, **{"transactional.id": f"clearing-netting-{worker_id}"})
-        )
+        transactional: dict[str, str | int | float | bool] = {
+            "transactional.id": f"clearing-netting-{worker_id}",
+            # the netting state may reach its topic's 16 MiB (codec.TYPE_BYTES_MAX)
+            "message.max.bytes": STATE_BYTES_MAX + (1 << 20),
+        }
+        self.producer = Producer(producer_config(bootstrap, **transactional))
         self.producer.init_transactions(30)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -26,6 +26,10 @@ from clearing_core.schemas import (
 )
 
 RECORD_BYTES_MAX = 1 << 20  # no contract record comes near 1 MiB; bigger is an attack or a bug
+# Types allowed to be larger, each up to its topic's max.message.bytes (infra/topics.yaml):
+# the netting state carries a cycle's deferred obligations (~130 bytes each), so a cycle
+# that defers 10,000 obligations under tight caps already needs 1.4 MB.
+TYPE_BYTES_MAX = {"NettingState": 16 << 20}
 PREFIX_PROBE_BYTES = 4096  # zeros added to tell a cut record from garbage (strings cut shorter)
 
 
@@ -136,11 +140,13 @@ class SingleObjectCodec:
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise EncodeError(f"{version.short_name}: {exc}") from exc
         data = buffer.getvalue()
-        if len(data) > self.record_bytes_max:
-            raise RecordTooLargeError(
-                f"{version.short_name}: {len(data)} bytes > {self.record_bytes_max}"
-            )
+        limit = self._limit(version.short_name)
+        if len(data) > limit:
+            raise RecordTooLargeError(f"{version.short_name}: {len(data)} bytes > {limit}")
         return data
+
+    def _limit(self, short_name: str) -> int:
+        return max(self.record_bytes_max, TYPE_BYTES_MAX.get(short_name, 0))
 
     def writer_version(self, data: bytes) -> SchemaVersion:
         """The schema version a record was written with, from its header."""
@@ -179,9 +185,11 @@ class SingleObjectCodec:
         return plan
 
     def decode(self, data: bytes, *, topic: str = "") -> Decoded:
-        if len(data) > self.record_bytes_max:
+        if len(data) > max(self.record_bytes_max, *TYPE_BYTES_MAX.values()):
             raise RecordTooLargeError(f"{len(data)} bytes > {self.record_bytes_max}")
-        plan = self._plan(data)
+        plan = self._plan(data)  # the header alone names the type and so its limit
+        if len(data) > self._limit(plan.name):
+            raise RecordTooLargeError(f"{plan.name}: {len(data)} bytes > {self._limit(plan.name)}")
         buffer = plan.buffer_type(data)
         buffer.seek(HEADER_BYTES)
         try:

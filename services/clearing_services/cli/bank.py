@@ -46,6 +46,7 @@ from clearing_services.codecs import codec_for
 from clearing_services.event_files import read_rows
 from clearing_services.kafka_io import (
     Record,
+    client_security,
     consumer_config,
     produce_all,
     producer_config,
@@ -80,7 +81,11 @@ def _one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def _group() -> str:
-    return f"clearing-bank-{uuid.uuid4().hex[:12]}"
+    """A throw-away group id. A bank's principal may only use groups named
+    ``bank-<its id>...`` on a secure broker (docs/security.md)."""
+    principal = client_security().username
+    prefix = f"bank-{principal}" if principal else "clearing-bank"
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def _decode_batches(codec: Codec, records: list[Record]) -> list[dict[str, Any]]:
