@@ -40,7 +40,8 @@ def test_other_types_keep_the_one_mebibyte_limit(codec: SingleObjectCodec) -> No
     rejected = {"source_topic": "t", "source_partition": 0, "source_offset": 0,
                 "source_key": None, "original": b"x" * (RECORD_BYTES_MAX + 1),
                 "reason_code": "R", "message": "m", "stage": "ingest", "event_id": None,
-                "currency": None, "principal": None, "rejected_at": datetime(2026, 11, 24, tzinfo=UTC)}  # fmt: skip
+                "currency": None, "principal": None,
+                "rejected_at": datetime(2026, 11, 24, tzinfo=UTC)}  # fmt: skip
     with pytest.raises(RecordTooLargeError):
         codec.encode("Rejected", rejected)
 
