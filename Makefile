@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := src services tests bench
 
-.PHONY: help venv kafka demo test test-fast lint format chaos bench coverage-nojit clean
+.PHONY: help venv kafka demo test test-fast lint format chaos bench bench-e2e bench-e2e-profile coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
@@ -53,6 +53,13 @@ chaos: kafka
 bench: kafka
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/netting.py
+
+bench-e2e: kafka
+	$(BIN)/python bench/e2e.py
+
+bench-e2e-profile: kafka
+	$(BIN)/python -m pip install -q py-spy
+	$(BIN)/python bench/e2e.py --events 600000 --naive-events 20000 --profile 45
 
 clean:
 	-$(BIN)/clearing broker stop

@@ -81,3 +81,14 @@ def test_a_new_assignment_continues_from_the_committed_offset() -> None:
     cursor.forget()
     log.committed = 40
     assert offsets(complete(cursor, events(42), log.committed_of, log.read)) == [40, 41, 42]
+
+
+def test_continues_tells_when_no_read_is_needed() -> None:
+    cursor = PartitionCursor()
+    assert not cursor.continues(events(0, 1))  # after an assignment: ask the group first
+    cursor.advance(TP, [0, 1, 2])
+    assert cursor.continues(events(3, 4, 5))
+    assert cursor.continues(events(1, 2, 3))  # delivered again, in order
+    assert not cursor.continues(events(4, 5))  # record 3 left out
+    assert not cursor.continues(events(3, 5))  # record 4 left out
+    assert not cursor.continues(events(4, 3))  # out of order

@@ -28,7 +28,13 @@ from faust.streams import Stream, _current_event
 from clearing_core.acks import AckProblem, failed_obligation
 from clearing_core.codec import Codec, CodecError
 from clearing_core.identity import header_pairs
-from clearing_core.ingest import RawEvent, process_batch, rejected_record, seen_time_and_partition
+from clearing_core.ingest import (
+    IngestResult,
+    RawEvent,
+    process_batch,
+    rejected_record,
+    seen_time_and_partition,
+)
 from clearing_core.validation import DEFAULT_LIMITS
 from clearing_services.batch_index import BatchIndex
 from clearing_services.failure import fatal
@@ -223,8 +229,7 @@ def _ingest_agent(
         assert isinstance(stream, Stream)  # take_events is on the concrete stream
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             try:
-                for group in _by_partition(_distinct(events)):
-                    await _ingest_partition(group, runtime, seen, expected, sender)
+                await _ingest_batch(events, runtime, seen, expected, sender)
                 if time.monotonic() - last_sweep[0] > SWEEP_EVERY_S:
                     last_sweep[0] = time.monotonic()
                     _sweep(events, seen)
@@ -234,32 +239,44 @@ def _ingest_agent(
     app.agent(source, name=f"ingest-{spec.alias}")(ingest)
 
 
-async def _ingest_partition(
-    group: list[Any], runtime: Runtime, seen: Any, expected: dict[str, str], sender: Sender,
+async def _ingest_batch(
+    events: Sequence[Any], runtime: Runtime, seen: Any, expected: dict[str, str],
+    sender: Sender,
 ) -> None:  # fmt: skip
-    codec = runtime.codec
-    raw = await _complete([_raw(e) for e in group], runtime)
-    result = process_batch(
-        raw, codec=codec, refdata=runtime.refdata.get(), expected_type=expected, seen=seen,
-        limits=DEFAULT_LIMITS, keys_must_match=True,
-    )  # fmt: skip
-    obligations, dlq = OBLIGATIONS_TOPIC, DLQ_TOPIC
+    """Check and price each partition's events, send every output of the batch at
+    once, and only then record the event ids (table) and move the cursors."""
+    done: list[tuple[Any, list[RawEvent], IngestResult]] = []
     sends: list[Send] = []
-    for key, record in result.obligations:
-        value = codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
-        sends.append((obligations, key, value))
-    for rejected in result.rejections:
-        value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
-        sends.append((dlq, rejected["source_topic"].encode(), value))
-        runtime.metrics.rejects.labels("ingest", rejected["reason_code"]).inc()
+    for group in _by_partition(_distinct(events)):
+        raw = await _complete([_raw(e) for e in group], runtime)
+        result = process_batch(
+            raw, codec=runtime.codec, refdata=runtime.refdata.get(), expected_type=expected,
+            seen=seen, limits=DEFAULT_LIMITS, keys_must_match=True,
+        )  # fmt: skip
+        sends.extend(_outputs(result, runtime))
+        done.append((group[-1], raw, result))
     await sender.send_all(sends)
-    with _table_partition_of(group[-1]):
-        for event_id, entry in result.seen_updates.items():
-            seen[event_id] = entry
-    runtime.cursor.advance((raw[0].topic, raw[0].partition), [e.offset for e in raw])
-    runtime.metrics.events_in.labels("ingest", raw[0].topic).inc(len(raw))
-    runtime.metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(len(result.obligations))
-    runtime.metrics.records_out.labels(DLQ_TOPIC).inc(len(result.rejections))
+    for last, raw, result in done:
+        with _table_partition_of(last):
+            for event_id, entry in result.seen_updates.items():
+                seen[event_id] = entry
+        runtime.cursor.advance((raw[0].topic, raw[0].partition), [e.offset for e in raw])
+        runtime.metrics.events_in.labels("ingest", raw[0].topic).inc(len(raw))
+        runtime.metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(len(result.obligations))
+        runtime.metrics.records_out.labels(DLQ_TOPIC).inc(len(result.rejections))
+
+
+def _outputs(result: IngestResult, runtime: Runtime) -> list[Send]:
+    encode = runtime.codec.encode
+    sends: list[Send] = [
+        (OBLIGATIONS_TOPIC, key, encode("Obligation", record, topic=OBLIGATIONS_TOPIC))
+        for key, record in result.obligations
+    ]
+    for rejected in result.rejections:
+        value = encode("Rejected", rejected, topic=DLQ_TOPIC)
+        sends.append((DLQ_TOPIC, rejected["source_topic"].encode(), value))
+        runtime.metrics.rejects.labels("ingest", rejected["reason_code"]).inc()
+    return sends
 
 
 async def _complete(raw: list[RawEvent], runtime: Runtime) -> list[RawEvent]:
@@ -267,6 +284,8 @@ async def _complete(raw: list[RawEvent], runtime: Runtime) -> list[RawEvent]:
     read from the broker and put in its place (blocking reads, so on a thread)."""
     assert runtime.committed_of is not None
     assert runtime.read_range is not None
+    if runtime.cursor.continues(raw):
+        return raw  # the common case: no broker call, so no thread
     return await asyncio.get_running_loop().run_in_executor(
         None, complete, runtime.cursor, raw, runtime.committed_of, runtime.read_range
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from clearing_core.ingest import RawEvent
 
@@ -50,6 +51,20 @@ class PartitionCursor:
                 ranges.append((expected, offset))
             expected = max(expected, offset + 1)
         return ranges
+
+    def continues(self, events: Sequence[RawEvent]) -> bool:
+        """Whether ``events`` (one partition) follow on where it must, in order, with no
+        record left out: then nothing needs reading or sorting."""
+        if not events:
+            return True
+        expected = self.next_offset.get((events[0].topic, events[0].partition))
+        if expected is None:
+            return False
+        for event in events:
+            if event.offset > expected:
+                return False
+            expected = max(expected, event.offset + 1)
+        return all(a.offset < b.offset for a, b in pairwise(events))
 
     def advance(self, tp: TopicPart, offsets: Sequence[int]) -> None:
         if offsets:

@@ -24,6 +24,7 @@ from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError
 from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome
 from clearing_core.errors import ClearingError
 from clearing_core.ingest import RawEvent, rejected_record
+from clearing_core.netting import warm_up
 from clearing_services.failure import deadline
 from clearing_services.kafka_io import consumer_config, producer_config
 from clearing_services.metrics import Metrics
@@ -84,6 +85,7 @@ class NettingWorker:
         }
         self.producer = Producer(producer_config(bootstrap, **transactional))
         self.producer.init_transactions(30)
+        warm_up()  # the first cycle close must not pay for loading the kernels
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = {tp.partition for tp in partitions}

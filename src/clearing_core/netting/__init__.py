@@ -7,7 +7,7 @@ convert and raise typed errors (``InputError`` for input,
 ``InvariantError`` for a broken invariant).
 """
 
-from clearing_core.netting.api import net_currency, net_obligations
+from clearing_core.netting.api import net_currency, net_obligations, warm_up
 from clearing_core.netting.instructions import settlement_instructions
 from clearing_core.netting.invariants import check_currency_result
 from clearing_core.netting.liquidity import resolve_gridlock
@@ -44,4 +44,5 @@ __all__ = [
     "netting_stats",
     "resolve_gridlock",
     "settlement_instructions",
+    "warm_up",
 ]

@@ -1,0 +1,426 @@
+"""End-to-end throughput of the clearing pipeline against a real broker of its own.
+
+1. Starts a single-node Kafka broker in a temporary folder on free ports, creates
+   the topics, publishes the embedded default reference data (every rail's
+   schedule set to one day, so that the bench, not the worker's own scheduler,
+   decides when cycles close) and pre-loads ``--events`` valid mixed events
+   (EventGenerator: meter 50%, compute 35%, payment 15%) keyed as DESIGN section 4
+   says, with confluent-kafka, encoded 50,000 at a time. The default's net debit
+   caps are left out unless ``--keep-caps`` (why: ``e2e_support.bench_refdata``).
+2. On the same topics, one after the other:
+   a. raw ceiling: a confluent-kafka consumer of its own group reads the three
+      event topics with ``consume(num_messages=10000)`` and does nothing else;
+   b. naive pipeline: ``bench/e2e_naive.py``, a per-event Faust agent in its own
+      process (decode, check and price one event, ``await topic.send`` each
+      obligation); its rate is taken over its first ``--naive-events`` outputs,
+      from the output records' timestamps;
+   c. this project: ``clearing worker all`` (ingest agents, de-duplication
+      tables, netting loop in Kafka transactions). The bench closes every
+      currency but the largest one each ``--close-every`` obligations, and all of
+      them at the end, so the largest currency's last cycle holds all its
+      obligations (1.3M of 2M events). Rate: events from the first obligation's
+      timestamp to the last cycle report's; the worker's RSS is sampled each second.
+   The two baselines run before and again after (c), each in a fresh consumer
+   group; their ratios use the mean of the two, and both are in the JSON, so a
+   change in the machine's load during the run shows as a spread.
+   With ``--profile S`` py-spy samples the worker for S seconds while it ingests
+   (profiling slows it: take the figures from a run without it).
+3. Progress goes to stderr; the last line of stdout is one JSON object.
+
+Run: ``.venv/bin/python bench/e2e.py`` (``--quick``: 200k events; ``--events N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import e2e_profile
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from e2e_support import (
+    ProcessSampler,
+    bench_refdata,
+    first_timestamp_ms,
+    log,
+    own_broker,
+    partition_counts,
+    preload,
+    prepare,
+)
+
+from clearing_core.codec import SingleObjectCodec
+from clearing_core.schemas import SchemaCatalog
+from clearing_services.kafka_io import consumer_config, group_lag, read_topic
+from clearing_services.scheduler import marker_record, send_markers
+from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+NAIVE_OUT = "bench.naive.obligations"
+EVENT_TOPIC_NAMES = [spec.topic for spec in EVENT_TOPICS]
+
+
+def raw_consume(bootstrap: str, total: int) -> dict[str, float]:
+    """Read every event record with batch ``consume`` and nothing else."""
+    consumer = Consumer(consumer_config(bootstrap, f"bench-e2e-raw-{time.time_ns()}"))
+    consumer.subscribe(EVENT_TOPIC_NAMES)
+    count, first_batch, t_first, t_last = 0, 0, 0.0, 0.0
+    deadline = time.monotonic() + 600
+    try:
+        while count < total and time.monotonic() < deadline:
+            messages = consumer.consume(num_messages=10_000, timeout=1.0)
+            for message in messages:
+                error = message.error()
+                if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+            got = sum(1 for m in messages if m.error() is None)
+            if got and not count:
+                t_first, first_batch = time.perf_counter(), got
+            count += got
+            t_last = time.perf_counter() if got else t_last
+    finally:
+        consumer.close()
+    if count < total:
+        raise RuntimeError(f"raw consumer read {count:,} of {total:,} records")
+    # The first batch's records arrived before the clock started: not counted.
+    return {"raw_consume_per_s": (count - first_batch) / (t_last - t_first),
+            "raw_seconds": t_last - t_first}  # fmt: skip
+
+
+def stop(process: subprocess.Popen[Any], timeout_s: float = 60) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def naive_faust(bootstrap: str, tmp: Path, k: int, run: int) -> dict[str, float]:
+    """The naive agent's rate over its first ``k`` outputs (run ``run``: its own app id,
+    so its own consumer group, and its own output topic)."""
+    out_topic = f"{NAIVE_OUT}.{run}"
+    env = {**os.environ, "BENCH_BOOTSTRAP": bootstrap, "BENCH_OUT": out_topic,
+           "BENCH_DATADIR": str(tmp / f"naive-{run}"),
+           "BENCH_APP_ID": f"clearing-bench-naive-{run}"}  # fmt: skip
+    with (tmp / f"naive-{run}.log").open("w") as out:
+        process = subprocess.Popen([sys.executable, str(HERE / "e2e_naive.py")], env=env,
+                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        deadline = time.monotonic() + 120 + k / 200
+        try:
+            while (done := sum(partition_counts(bootstrap, out_topic))) < k:
+                if process.poll() is not None:
+                    raise RuntimeError(f"naive agent exited; see {out.name}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"naive agent: {done:,} of {k:,} outputs in time")
+                time.sleep(1.0)
+        finally:
+            stop(process)
+    records = read_topic(bootstrap, out_topic, f"bench-e2e-naive-{run}")
+    stamps = sorted(r.timestamp_ms for r in records)
+    stamps = stamps[:k]
+    seconds = (stamps[-1] - stamps[0]) / 1000
+    return {"naive_faust_per_s": (len(stamps) - 1) / seconds, "naive_seconds": seconds}
+
+
+class Closer:
+    """Sends the bench's CycleClose markers and counts them (they share the topic)."""
+
+    def __init__(self, bootstrap: str, codec: SingleObjectCodec, currencies: list[str],
+                 big: str, every: int) -> None:  # fmt: skip
+        self.bootstrap, self.codec, self.big, self.every = bootstrap, codec, big, every
+        self.currencies = currencies
+        self.sent = 0
+        self.next_at = every
+        self.run = f"e2e-{time.time_ns()}"
+
+    def _send(self, currencies: list[str], tag: str) -> list[str]:
+        now = datetime.now(UTC)
+        markers = [marker_record(f"{self.run}-{c}-{tag}", c, "MANUAL", "bench-e2e", now)
+                   for c in currencies]  # fmt: skip
+        send_markers(self.bootstrap, self.codec, markers)
+        self.sent += len(markers)
+        return [m["marker_id"] for m in markers]
+
+    def maybe_close(self, written: int) -> None:
+        while written >= self.next_at:
+            self._send([c for c in self.currencies if c != self.big], str(self.next_at))
+            self.next_at += self.every
+
+    def close_all(self) -> list[str]:
+        return self._send(self.currencies, "final")
+
+
+def obligations_written(bootstrap: str, closer: Closer) -> int:
+    return sum(partition_counts(bootstrap, OBLIGATIONS_TOPIC)) - closer.sent
+
+
+def ingest_caught_up(bootstrap: str) -> bool:
+    """Every event committed by the ingest group (for runs with rejections)."""
+    lag = group_lag(bootstrap, "clearing")
+    return all(lag.get(t, -1) == 0 for t in EVENT_TOPIC_NAMES)
+
+
+def start_worker(bootstrap: str, state: Path) -> subprocess.Popen[Any]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLEARING_STORE": "memory://",
+           "CLEARING_STATE_DIR": str(state), "CLEARING_WORKER_ID": "bench-e2e",
+           "CLEARING_METRICS_PORT": "0"}  # fmt: skip
+    state.mkdir(parents=True, exist_ok=True)
+    with (state / "worker.log").open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clearing_services.cli", "worker", "all"],
+            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[Any]:
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--duration", str(seconds),
+               "--rate", "100", "--gil", "--full-filenames", "--format", "raw",
+               "--output", str(out)]  # fmt: skip
+    log(f"profiling the worker for {seconds} s: {out}")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def wait_ingested(bootstrap: str, process: subprocess.Popen[Any], closer: Closer, events: int,
+                  profile: tuple[int, Path] | None) -> subprocess.Popen[Any] | None:  # fmt: skip
+    """Close the small currencies as obligations arrive, until every event is ingested."""
+    deadline = time.monotonic() + 900 + events / 500
+    profiler, last_log, polls = None, 0, 0
+    while (written := obligations_written(bootstrap, closer)) < events:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ingest: {written:,} of {events:,} obligations in time")
+        closer.maybe_close(written)
+        if profile is not None and profiler is None and written >= min(50_000, events // 4):
+            profiler = start_profiler(process.pid, *profile)
+        if written - last_log >= 250_000:
+            log(f"pipeline: {written:,} obligations written")
+            last_log = written
+        polls += 1
+        if polls % 10 == 0 and ingest_caught_up(bootstrap):
+            break
+        time.sleep(0.5)
+    closer.maybe_close(written)
+    return profiler
+
+
+def wait_reports(bootstrap: str, codec: SingleObjectCodec, marker_ids: list[str],
+                 timeout_s: float) -> list[tuple[int, dict[str, Any]]]:  # fmt: skip
+    """Every cycle report (with its record timestamp) once the given markers have one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = read_topic(bootstrap, CYCLES_TOPIC, f"bench-e2e-cycles-{time.time_ns()}")
+        reports = [(r.timestamp_ms, codec.decode(r.value).record) for r in records]
+        if set(marker_ids) <= {r["marker_id"] for _, r in reports}:
+            return reports
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no cycle reports for {marker_ids} in {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tmp: Path,
+             args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    """This project's worker on the preloaded topics, cycles closed by the bench."""
+    closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
+    t_spawn = time.time()
+    process = start_worker(bootstrap, tmp / "worker")
+    sampler = ProcessSampler(process.pid)
+    profile = (args.profile, args.profile_out) if args.profile else None
+    profiler = None
+    try:
+        profiler = wait_ingested(bootstrap, process, closer, args.events, profile)
+        t_ingested = time.time()
+        log(f"pipeline: ingested; closing {', '.join(currencies)}")
+        final = closer.close_all()
+        reports = wait_reports(bootstrap, codec, final, timeout_s=900)
+    finally:
+        if profiler is not None:
+            profiler.wait(timeout=args.profile + 60)
+        cpu_before_stop = sampler.cpu_s
+        stop(process)
+        sampler.stop()
+    t_first_ms = first_timestamp_ms(bootstrap, OBLIGATIONS_TOPIC)
+    t_last_ms = max(ts for ts, r in reports if r["marker_id"] in final)
+    seconds = (t_last_ms - t_first_ms) / 1000
+    return summarise(reports, args.events, seconds) | {
+        "rss_mb_max": round(sampler.rss_mb_max, 1),
+        "worker_start_s": round(t_first_ms / 1000 - t_spawn, 1),
+        "ingest_s": round(t_ingested - t_first_ms / 1000, 1),
+        "final_close_s": round(t_last_ms / 1000 - t_ingested, 1),
+        "worker_cpu_s": round(cpu_before_stop, 1),
+        "scheduled_closes": sum(r["marker_id"].startswith("sched-") for _, r in reports),
+    }
+
+
+def summarise(reports: list[tuple[int, dict[str, Any]]], events: int,
+              seconds: float) -> dict[str, Any]:  # fmt: skip
+    cycles = [r for _, r in reports]
+    close_ms = np.array([r["timings"]["close_to_batch_ms"] for r in cycles])
+    big = max(cycles, key=lambda r: r["obligation_count"])
+    return {
+        "events_per_s": events / seconds,
+        "p99_cycle_close_to_batch_ms": float(np.percentile(close_ms, 99)),
+        "pipeline_seconds": seconds,
+        # a cycle's count includes obligations deferred by a cap and carried in again
+        "obligations_in_cycles": sum(r["obligation_count"] - r["carried_in_count"] for r in cycles),
+        "deferred_in_cycles": sum(r["deferred_count"] for r in cycles),
+        "duplicates_in_cycles": sum(r["duplicate_count"] for r in cycles),
+        "cycles": len(cycles),
+        "largest_cycle_obligations": big["obligation_count"],
+        "largest_cycle_close_to_batch_ms": big["timings"]["close_to_batch_ms"],
+        "largest_cycle_netting_ms": big["timings"]["netting_ms"],
+        "largest_cycle_emit_ms": big["timings"]["emit_ms"],
+        "median_cycle_close_to_batch_ms": float(np.median(close_ms)),
+        "cycle_list": [
+            [r["currency"], r["obligation_count"], round(r["timings"]["close_to_batch_ms"], 1)]
+            for r in sorted(cycles, key=lambda r: (r["currency"], r["cycle_seq"]))
+        ],
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--quick", action="store_true", help="a 200k-event smoke run")
+    parser.add_argument(
+        "--naive-events",
+        type=int,
+        default=200_000,
+        help="outputs of the naive agent to time (capped at --events)",
+    )
+    parser.add_argument(
+        "--close-every",
+        type=int,
+        default=250_000,
+        help="close every currency but --big-currency each N obligations",
+    )
+    parser.add_argument(
+        "--big-currency",
+        default="CNH",
+        help="closed only at the end: its last cycle holds all its obligations",
+    )
+    parser.add_argument("--seed", type=int, default=20261124)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="S",
+        help="py-spy the worker for S seconds while it ingests",
+    )
+    parser.add_argument("--profile-out", type=Path, default=HERE / "out" / "e2e-profile.txt")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--keep-caps",
+        action="store_true",
+        help="keep the default's net debit caps (see bench_refdata)",
+    )
+    args = parser.parse_args(argv)  # fmt: skip
+    if args.quick:
+        args.events = min(args.events, 200_000)
+        args.naive_events = min(args.naive_events, 50_000)
+    args.naive_events = min(args.naive_events, args.events)
+    return args
+
+
+def baselines(bootstrap: str, tmp: Path, args: argparse.Namespace, run: int) -> dict[str, float]:
+    """Raw ceiling and naive agent, measured before (run 1) and after (run 2) ours, so
+    that a change in the machine's load during the run shows as a spread."""
+    raw = raw_consume(bootstrap, args.events)
+    log(f"raw consume ({run}): {raw['raw_consume_per_s']:,.0f} records/s")
+    naive = naive_faust(bootstrap, tmp, args.naive_events, run)
+    log(f"naive Faust agent ({run}): {naive['naive_faust_per_s']:,.0f} events/s")
+    return raw | naive
+
+
+def combine(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, float], ...]:
+    """Each baseline's mean of its two measurements, and both of them."""
+    out: list[dict[str, float]] = []
+    for keys in (("raw_consume_per_s", "raw_seconds"), ("naive_faust_per_s", "naive_seconds")):
+        part = {keys[0]: (before[keys[0]] + after[keys[0]]) / 2}
+        for key in keys:
+            part[f"{key}_before"], part[f"{key}_after"] = before[key], after[key]
+        out.append(part)
+    return tuple(out)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    codec = SingleObjectCodec(SchemaCatalog.load())
+    refdata = bench_refdata(args.keep_caps)
+    phases: dict[str, float] = {}
+    with own_broker(tmp / "broker") as bootstrap:
+        log(f"broker at {bootstrap}; preloading {args.events:,} events")
+        prepare(bootstrap, codec, refdata, [f"{NAIVE_OUT}.1", f"{NAIVE_OUT}.2"])
+        t0 = time.perf_counter()
+        loaded = preload(bootstrap, codec, refdata, args.events, args.seed)
+        phases["preload_s"] = time.perf_counter() - t0
+        loaded["partition_records"] = {t: partition_counts(bootstrap, t) for t in EVENT_TOPIC_NAMES}
+        log(f"preloaded in {phases['preload_s']:.0f} s: {json.dumps(loaded)}")
+        before = baselines(bootstrap, tmp, args, run=1)
+        args.profile_out.parent.mkdir(parents=True, exist_ok=True)
+        ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args)
+        log(f"pipeline: {ours['events_per_s']:,.0f} events/s")
+        after = baselines(bootstrap, tmp, args, run=2)
+    raw, naive = combine(before, after)
+    if args.profile:
+        areas = e2e_profile.summarise(args.profile_out)
+        log("profile of the worker (share of samples):\n" + e2e_profile.render(areas))
+        ours["profile_areas"] = {k: round(v, 4) for k, v in areas.items()}
+    return {"phases": phases, "raw": raw, "naive": naive, "ours": ours, "loaded": loaded}
+
+
+def result_line(args: argparse.Namespace, parts: dict[str, Any]) -> dict[str, Any]:
+    raw, naive, ours = parts["raw"], parts["naive"], parts["ours"]
+    head = {
+        "events_per_s": ours.pop("events_per_s"),
+        "raw_consume_per_s": raw.pop("raw_consume_per_s"),
+        "naive_faust_per_s": naive.pop("naive_faust_per_s"),
+    }
+    head["ratio_vs_raw"] = head["events_per_s"] / head["raw_consume_per_s"]
+    head["ratio_vs_naive"] = head["events_per_s"] / head["naive_faust_per_s"]
+    head["p99_cycle_close_to_batch_ms"] = ours.pop("p99_cycle_close_to_batch_ms")
+    head["rss_mb_max"] = ours.pop("rss_mb_max")
+    rest = {"events": args.events, "naive_events": args.naive_events, "quick": args.quick,
+            "net_debit_caps": args.keep_caps,
+            "profiled": bool(args.profile),
+            **parts["phases"], **raw, **naive, **ours, **parts["loaded"]}  # fmt: skip
+    line = head | rest
+    for key, value in line.items():
+        if isinstance(value, float):
+            line[key] = round(value, 3 if value < 100 else 1)
+    return line
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="clearing-e2e-"))
+    try:
+        line = result_line(args, run(args, tmp))
+    except BaseException:
+        log(f"failed; logs kept in {tmp}")
+        raise
+    if args.keep:
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(line))
+    return line
+
+
+if __name__ == "__main__":
+    main()
