@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from clearing_core.codec import SingleObjectCodec
+from tests.support.chaos import Fleet
 from tests.support.pipeline import (
     clearing,
     own_broker,
     publish_test_refdata,
     wait_for_reports,
-    worker,
 )
 from tests.test_pipeline import close, generated, group_members, obligations_of, send_generated
 
@@ -37,13 +37,17 @@ def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
 def test_two_workers_share_the_work_and_agree_with_one(
     bootstrap: str, state: Path, codec: SingleObjectCodec
 ) -> None:
+    """Two worker processes under a supervisor, as in production: one that ends
+    itself (a stall caught by the watchdog, any fatal error) is started again."""
     events = generated(seed=11, count=1_500)
     valid = sum(1 for e in events if e.expect is None)
-    with worker(bootstrap, state, worker_id="w2"):
-        wait_for_members(bootstrap, 1)
-        with worker(bootstrap, state, worker_id="w3"):
-            wait_for_members(bootstrap, 2)
-            share_and_close(bootstrap, state, codec, events, valid)
+    fleet = Fleet(bootstrap, state / "fleet", size=2)
+    fleet.start_all()
+    try:
+        wait_for_members(bootstrap, 2)
+        share_and_close(bootstrap, state, codec, events, valid, fleet)
+    finally:
+        fleet.stop_all()
     assert len({o["obligation_id"] for o in obligations_of(bootstrap, codec, "s11")}) == valid
     replayed = clearing(bootstrap, state, "replay", "--json")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
@@ -59,15 +63,19 @@ def wait_for_members(bootstrap: str, count: int) -> None:
 
 
 def share_and_close(
-    bootstrap: str, state: Path, codec: SingleObjectCodec, events: list[Any], valid: int
-) -> None:
+    bootstrap: str, state: Path, codec: SingleObjectCodec, events: list[Any], valid: int,
+    fleet: Fleet,
+) -> None:  # fmt: skip
     import time
 
     before = {c: len(wait_for_reports(bootstrap, codec, c, 0)) for c in ("CNH", "USD")}
     send_generated(bootstrap, codec, events)
     deadline = time.monotonic() + 240
     while len(obligations_of(bootstrap, codec, "s11")) < valid:
-        assert time.monotonic() < deadline, "not every valid event became an obligation"
+        assert time.monotonic() < deadline, (
+            f"not every valid event became an obligation {fleet.exits}"
+        )
+        fleet.supervise()
         time.sleep(1)
     for currency in ("CNH", "USD"):
         close(bootstrap, state, currency)

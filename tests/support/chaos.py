@@ -116,7 +116,9 @@ class Fleet:
         log = (state / "worker.log").open("ab")
         env = {**os.environ, "KAFKA_BOOTSTRAP": self.bootstrap, "CLEARING_STATE_DIR": str(state),
                "CLEARING_WORKER_ID": f"chaos{slot}", "CLEARING_METRICS_PORT": "0",
-               "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}  # fmt: skip
+               "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",
+               # a stuck worker ends itself well within a round (watchdog.py)
+               "CLEARING_STALL_SECONDS_MAX": "60"}  # fmt: skip
         self.processes[slot] = subprocess.Popen(
             [*CLEARING, "worker", "all"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
         )

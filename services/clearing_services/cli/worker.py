@@ -31,7 +31,9 @@ from clearing_services.worker import ROLES, run_worker
 
 @click.command()
 @click.argument("role", type=click.Choice(ROLES), default="all")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error"]), default="warn")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error"]), default="warn",
+              envvar="CLEARING_LOG_LEVEL", show_default=True,
+              help="Log level (also CLEARING_LOG_LEVEL).")  # fmt: skip
 def worker(role: str, log_level: str) -> None:
     """Run a worker: ingest agents, the netting loop, the acks agent, or all of them.
     Several processes share the partitions through consumer groups.
