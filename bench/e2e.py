@@ -48,20 +48,25 @@ from typing import Any
 import e2e_profile
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException
+from e2e_close import big_cycle
 from e2e_support import (
+    IngestProgress,
     ProcessSampler,
     bench_refdata,
     first_timestamp_ms,
     log,
     own_broker,
     partition_counts,
+    pid_of,
     preload,
     prepare,
 )
 
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.schemas import SchemaCatalog
-from clearing_services.kafka_io import consumer_config, group_lag, read_topic
+from clearing_services.audit import coverage
+from clearing_services.ingest_worker import GROUP as INGEST_GROUP
+from clearing_services.kafka_io import consumer_config, read_topic
 from clearing_services.scheduler import marker_record, send_markers
 from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
@@ -163,24 +168,16 @@ class Closer:
         return self._send(self.currencies, "final")
 
 
-def obligations_written(bootstrap: str, closer: Closer) -> int:
-    return sum(partition_counts(bootstrap, OBLIGATIONS_TOPIC)) - closer.sent
-
-
-def ingest_caught_up(bootstrap: str) -> bool:
-    """Every event committed by the ingest group (for runs with rejections)."""
-    lag = group_lag(bootstrap, "clearing")
-    return all(lag.get(t, -1) == 0 for t in EVENT_TOPIC_NAMES)
-
-
-def start_worker(bootstrap: str, state: Path) -> subprocess.Popen[Any]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLEARING_STORE": "memory://",
-           "CLEARING_STATE_DIR": str(state), "CLEARING_WORKER_ID": "bench-e2e",
+def start_worker(
+    bootstrap: str, state: Path, role: str, worker_id: str, store: str = "memory://"
+) -> subprocess.Popen[Any]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLEARING_STORE": store,
+           "CLEARING_STATE_DIR": str(state), "CLEARING_WORKER_ID": worker_id,
            "CLEARING_METRICS_PORT": "0"}  # fmt: skip
     state.mkdir(parents=True, exist_ok=True)
-    with (state / "worker.log").open("w") as out:
+    with (state / f"{worker_id}.log").open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "clearing_services.cli", "worker", "all"],
+            [sys.executable, "-m", "clearing_services.cli", "worker", role],
             env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -194,27 +191,27 @@ def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[Any]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
-def wait_ingested(bootstrap: str, process: subprocess.Popen[Any], closer: Closer, events: int,
-                  profile: tuple[int, Path] | None) -> subprocess.Popen[Any] | None:  # fmt: skip
-    """Close the small currencies as obligations arrive, until every event is ingested."""
+def wait_ingested(bootstrap: str, processes: list[subprocess.Popen[Any]], closer: Closer,
+                  events: int, profile: tuple[int, Path] | None,
+                  ) -> subprocess.Popen[Any] | None:  # fmt: skip
+    """Close the small currencies as events are ingested, until all of them are."""
     deadline = time.monotonic() + 900 + events / 500
-    profiler, last_log, polls = None, 0, 0
-    while (written := obligations_written(bootstrap, closer)) < events:
-        if process.poll() is not None:
-            raise RuntimeError(f"the worker exited with {process.returncode}")
+    profiler, last_log = None, 0
+    progress = IngestProgress(bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES)
+    while (done := progress.committed()) < events:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"a worker exited with {process.returncode}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"ingest: {written:,} of {events:,} obligations in time")
-        closer.maybe_close(written)
-        if profile is not None and profiler is None and written >= min(50_000, events // 4):
-            profiler = start_profiler(process.pid, *profile)
-        if written - last_log >= 250_000:
-            log(f"pipeline: {written:,} obligations written")
-            last_log = written
-        polls += 1
-        if polls % 10 == 0 and ingest_caught_up(bootstrap):
-            break
+            raise RuntimeError(f"ingest: {done:,} of {events:,} events in time")
+        closer.maybe_close(done)
+        if profile is not None and profiler is None and done >= min(50_000, events // 4):
+            profiler = start_profiler(processes[0].pid, *profile)
+        if done - last_log >= 250_000:
+            log(f"pipeline: {done:,} events ingested")
+            last_log = done
         time.sleep(0.5)
-    closer.maybe_close(written)
+    closer.maybe_close(done)
     return profiler
 
 
@@ -237,12 +234,18 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     """This project's worker on the preloaded topics, cycles closed by the bench."""
     closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
     t_spawn = time.time()
-    process = start_worker(bootstrap, tmp / "worker")
-    sampler = ProcessSampler(process.pid)
+    roles = ["all"] + ["ingest"] * (args.ingest_workers - 1)
+    processes = [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 1}")
+                 for i, role in enumerate(roles)]  # fmt: skip
+    samplers = [ProcessSampler(p.pid) for p in processes]
+    broker_pid = pid_of(str(tmp / "broker"))
+    broker = ProcessSampler(broker_pid) if broker_pid is not None else None
+    broker_cpu_start = broker.sample() if broker is not None else 0.0
+    bench_cpu_s = time.process_time()
     profile = (args.profile, args.profile_out) if args.profile else None
     profiler = None
     try:
-        profiler = wait_ingested(bootstrap, process, closer, args.events, profile)
+        profiler = wait_ingested(bootstrap, processes, closer, args.events, profile)
         t_ingested = time.time()
         log(f"pipeline: ingested; closing {', '.join(currencies)}")
         final = closer.close_all()
@@ -250,20 +253,55 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     finally:
         if profiler is not None:
             profiler.wait(timeout=args.profile + 60)
-        cpu_before_stop = sampler.cpu_s
-        stop(process)
-        sampler.stop()
+        cpu_before_stop = [sampler.cpu_s for sampler in samplers]
+        broker_cpu_s = broker.cpu_s - broker_cpu_start if broker is not None else -1.0
+        bench_cpu_s = time.process_time() - bench_cpu_s
+        for process in processes:
+            stop(process)
+        for sampler in samplers:
+            sampler.stop()
+    audit = audit_events(bootstrap, codec, args.events)
     t_first_ms = first_timestamp_ms(bootstrap, OBLIGATIONS_TOPIC)
     t_last_ms = max(ts for ts, r in reports if r["marker_id"] in final)
     seconds = (t_last_ms - t_first_ms) / 1000
     return summarise(reports, args.events, seconds) | {
-        "rss_mb_max": round(sampler.rss_mb_max, 1),
+        "rss_mb_max": round(max(sampler.rss_mb_max for sampler in samplers), 1),
+        "rss_mb_max_per_worker": [round(sampler.rss_mb_max, 1) for sampler in samplers],
+        "worker_roles": roles,
         "worker_start_s": round(t_first_ms / 1000 - t_spawn, 1),
         "ingest_s": round(t_ingested - t_first_ms / 1000, 1),
         "final_close_s": round(t_last_ms / 1000 - t_ingested, 1),
-        "worker_cpu_s": round(cpu_before_stop, 1),
+        "worker_cpu_s": [round(cpu, 1) for cpu in cpu_before_stop],
+        "broker_cpu_s": round(broker_cpu_s, 1),
+        "bench_cpu_s": round(bench_cpu_s, 1),
         "scheduled_closes": sum(r["marker_id"].startswith("sched-") for _, r in reports),
+        **audit,
     }
+
+
+def audit_events(bootstrap: str, codec: SingleObjectCodec, events: int) -> dict[str, Any]:
+    """Correctness of the run from the log alone: every preloaded event accepted once
+    and carried by exactly one obligation on clearing.obligations, whose event count
+    and digest agree with the events that name it (clearing_services.audit)."""
+    t0 = time.perf_counter()
+    covered = coverage(bootstrap, codec)
+    carried = sum(
+        int(covered.obligations[o]["source_event_count"])
+        for o in set(covered.obligation_of.values())
+    )
+    found = {
+        "audit_events_accepted": len(covered.obligation_of),
+        "audit_events_carried": carried,
+        "audit_repeated": len(covered.repeated),
+        "audit_unlogged": len(covered.unlogged),
+        "audit_miscounted": len(covered.miscounted),
+        "audit_obligations": len(set(covered.obligation_of.values())),
+    }
+    found["audit_ok"] = found["audit_events_accepted"] == found[
+        "audit_events_carried"
+    ] == events and not (covered.repeated or covered.unlogged or covered.miscounted)
+    log(f"audit ({time.perf_counter() - t0:.0f} s): {found}")
+    return found
 
 
 def summarise(reports: list[tuple[int, dict[str, Any]]], events: int,
@@ -285,6 +323,7 @@ def summarise(reports: list[tuple[int, dict[str, Any]]], events: int,
         "largest_cycle_netting_ms": big["timings"]["netting_ms"],
         "largest_cycle_emit_ms": big["timings"]["emit_ms"],
         "median_cycle_close_to_batch_ms": float(np.median(close_ms)),
+        "close_ms_all": [float(ms) for ms in close_ms],
         "cycle_list": [
             [r["currency"], r["obligation_count"], round(r["timings"]["close_to_batch_ms"], 1)]
             for r in sorted(cycles, key=lambda r: (r["currency"], r["cycle_seq"]))
@@ -308,7 +347,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--close-every",
         type=int,
         default=250_000,
-        help="close every currency but --big-currency each N obligations",
+        help="close every currency but --big-currency each N events ingested",
     )
     parser.add_argument(
         "--big-currency",
@@ -316,6 +355,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="closed only at the end: its last cycle holds all its obligations",
     )
     parser.add_argument("--seed", type=int, default=20261124)
+    parser.add_argument(
+        "--big-cycle",
+        type=int,
+        default=1_000_000,
+        help="then one cycle of N obligations in a netting worker (0: none)",
+    )
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=1,
+        help="worker processes: one 'worker all', the rest 'worker ingest'",
+    )
     parser.add_argument(
         "--profile",
         type=int,
@@ -333,6 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)  # fmt: skip
     if args.quick:
         args.events = min(args.events, 200_000)
+        args.big_cycle = min(args.big_cycle, 200_000)
         args.naive_events = min(args.naive_events, 50_000)
     args.naive_events = min(args.naive_events, args.events)
     return args
@@ -375,6 +427,18 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         args.profile_out.parent.mkdir(parents=True, exist_ok=True)
         ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args)
         log(f"pipeline: {ours['events_per_s']:,.0f} events/s")
+        if args.big_cycle:
+            log(f"one cycle of {args.big_cycle:,} obligations in a netting worker")
+            ours |= big_cycle(bootstrap, codec, refdata, args.big_currency, args.big_cycle,
+                              lambda: start_worker(bootstrap, tmp / "big", "netting", "big-1"),
+                              args.seed)  # fmt: skip
+            log(f"big cycle: {ours['big_cycle_close_to_batch_ms']:,.0f} ms close to batch")
+        # the p99 over every cycle closed in the run, the big one included
+        every = [
+            *ours.pop("close_ms_all"),
+            *([ours["big_cycle_close_to_batch_ms"]] * bool(args.big_cycle)),
+        ]
+        ours["p99_cycle_close_to_batch_ms"] = float(np.percentile(every, 99))
         after = baselines(bootstrap, tmp, args, run=2)
     raw, naive = combine(before, after)
     if args.profile:

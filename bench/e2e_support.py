@@ -20,7 +20,6 @@ from clearing_core.codec import Codec
 from clearing_core.generator import EventGenerator
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.loader import DEFAULT_REFDATA_PATH, parse_refdata, parse_yaml
-from clearing_services.app import changelog_topics
 from clearing_services.kafka_io import (
     admin_client,
     consumer_config,
@@ -63,8 +62,11 @@ def own_broker(home: Path, heap_mb: int = 1024) -> Iterator[str]:
         node.stop()
 
 
-def bench_refdata(keep_caps: bool) -> ReferenceData:
-    """The embedded default, with every rail's schedule at ``BENCH_CYCLE_SECONDS`` and,
+def bench_refdata(
+    keep_caps: bool, cycle_seconds: int | None = BENCH_CYCLE_SECONDS
+) -> ReferenceData:
+    """The embedded default, with every rail's schedule at ``cycle_seconds`` (None: as
+    in the default) and,
     unless ``keep_caps``, no net debit caps. The default's caps are sized for the
     demo's 30-second cycles; against cycles of 10^5..10^6 obligations they defer
     10% or more of a cycle, and the netting state record that carries deferred
@@ -72,7 +74,8 @@ def bench_refdata(keep_caps: bool) -> ReferenceData:
     (RecordTooLargeError: the worker exits, and again on every restart)."""
     data = parse_yaml(Path(DEFAULT_REFDATA_PATH).read_text())
     for rail in data["rails"]:
-        rail["cycle_seconds"] = BENCH_CYCLE_SECONDS
+        if cycle_seconds is not None:
+            rail["cycle_seconds"] = cycle_seconds
     if not keep_caps:
         for participant in data["participants"]:
             for account in participant.get("accounts", []):
@@ -82,7 +85,7 @@ def bench_refdata(keep_caps: bool) -> ReferenceData:
 
 def prepare(bootstrap: str, codec: Codec, refdata: ReferenceData, extra: list[str]) -> None:
     plan = load_topic_plan()
-    specs = [*plan.for_rails(refdata.rails), *changelog_topics()]
+    specs = plan.for_rails(refdata.rails)
     specs += [TopicSpec(name, 4, 1) for name in extra]
     create_topics(admin_client(bootstrap), specs)
     publish_refdata(bootstrap, codec, refdata, by="bench-e2e")
@@ -169,6 +172,37 @@ def first_timestamp_ms(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+def pid_of(fragment: str) -> int | None:
+    """The pid of the process whose command line holds ``fragment`` (the broker's
+    JVM names its home folder), else None."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if fragment in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+class IngestProgress:
+    """Events the ingest group has committed, over every event partition: one admin
+    client for the whole run, so the bench's own polling costs the machine little."""
+
+    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        self.admin = admin_client(bootstrap)
+        counts = {t: len(partition_counts(bootstrap, t)) for t in topics}
+        wanted = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        self.request = ConsumerGroupTopicPartitions(group, wanted)
+
+    def committed(self) -> int:
+        (future,) = self.admin.list_consumer_group_offsets([self.request]).values()
+        answer = future.result(timeout=10).topic_partitions or []
+        return sum(max(0, tp.offset) for tp in answer)
+
+
 class ProcessSampler:
     """Samples a process's VmRSS (and CPU time) every second, in a thread."""
 
@@ -176,10 +210,21 @@ class ProcessSampler:
         self.pid = pid
         self.every_s = every_s
         self.rss_mb_max = 0.0
+        self.rss_mb = 0.0
         self.cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def sample_rss_mb(self) -> float:
+        """Sample now; the current VmRSS in MB."""
+        self._sample()
+        return self.rss_mb
+
+    def sample(self) -> float:
+        """Sample now; the CPU seconds used so far."""
+        self._sample()
+        return self.cpu_s
 
     def _sample(self) -> None:
         try:
@@ -189,7 +234,8 @@ class ProcessSampler:
             return
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
-                self.rss_mb_max = max(self.rss_mb_max, int(line.split()[1]) / 1024)
+                self.rss_mb = int(line.split()[1]) / 1024
+                self.rss_mb_max = max(self.rss_mb_max, self.rss_mb)
         ticks = os.sysconf("SC_CLK_TCK")
         self.cpu_s = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 

@@ -17,7 +17,8 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from clearing_core.codec import SingleObjectCodec
-from clearing_core.ingest import REJECTED_ORIGINAL_MAX, RawEvent, process_batch
+from clearing_core.ingest import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent, process_batch
+from clearing_services.audit import coverage, value_of
 from clearing_services.kafka_io import producer_config
 from tests.support import bad_inputs
 from tests.support.bad_inputs import BadInput, Sent
@@ -59,19 +60,14 @@ def send(bootstrap: str, items: list[Sent | BadInput]) -> None:
     assert failures == []
 
 
-def expected_obligations(codec: SingleObjectCodec, valid: list[Sent]) -> dict[str, int]:
-    """What the valid events give on their own: obligation id -> amount."""
+def expected_obligations(codec: SingleObjectCodec, valid: list[Sent]) -> IngestResult:
+    """What the valid events give on their own, priced one by one."""
     now_ms = int(time.time() * 1000)
     events = [RawEvent(s.topic, 0, n, s.key, s.value or b"", now_ms) for n, s in enumerate(valid)]
     result = process_batch(events, codec=codec, refdata=bad_inputs.refdata(),
                            expected_type=bad_inputs.EXPECTED_TYPE, seen={})  # fmt: skip
     assert result.rejections == []
-    return {o["obligation_id"]: o["amount_minor"] for _, o in result.obligations}
-
-
-def ours(records: list[dict[str, Any]], prefix: str) -> dict[str, int]:
-    return {r["obligation_id"]: r["amount_minor"] for r in records
-            if str(r.get("obligation_id", "")).split(":", 1)[-1].startswith(prefix)}  # fmt: skip
+    return result
 
 
 def dlq_index(records: list[dict[str, Any]]) -> dict[tuple[str, bytes, bytes], list[str]]:
@@ -96,9 +92,8 @@ def test_every_bad_input_reaches_the_dlq_and_the_worker_survives(
         deadline = time.monotonic() + WAIT_S
         while True:
             dlq = decoded(bootstrap, codec, "clearing.dlq", f"dlq-{time.time_ns()}")
-            found = ours(decoded(bootstrap, codec, "clearing.obligations",
-                                 f"ob-{time.time_ns()}"), prefix)  # fmt: skip
-            if (len(dlq) >= len(bad) and wanted.keys() <= found.keys()) or (
+            covered = coverage(bootstrap, codec)
+            if (len(dlq) >= len(bad) and set(wanted.event_ids) <= covered.events(prefix)) or (
                 time.monotonic() > deadline
             ):
                 break
@@ -115,4 +110,8 @@ def test_every_bad_input_reaches_the_dlq_and_the_worker_survives(
             missing.append(f"{case.kind}: expected [{case.reason}], got {reasons}")
     assert missing == [], "\n".join(missing)
     assert len(dlq) == len(bad)
-    assert found == wanted  # every valid event, once, at its price; nothing for a bad one
+    # every valid event once, nothing for a bad one, and at its price: the obligations
+    # carrying them hold, per aggregate key, exactly the value priced one by one
+    covered.assert_sound()
+    assert covered.events(prefix) == set(wanted.event_ids)
+    assert covered.value_by_key(wanted.event_ids) == value_of(o for _, o in wanted.obligations)

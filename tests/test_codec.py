@@ -4,7 +4,7 @@ typed error, fingerprints are the specification's CRC-64-AVRO, and schemas evolv
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -194,3 +194,31 @@ def test_old_reader_reads_records_of_the_newer_writer() -> None:
     assert old_codec.decode(new_bytes).record == _meter()
     with pytest.raises(UnknownSchemaError):
         SingleObjectCodec(CATALOG).decode(new_bytes)
+
+
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _as_ms(value: object) -> object:
+    """What ``times_as_ms`` must give for a decoded value: ints for times and dates."""
+    if isinstance(value, datetime):
+        return (value - datetime(1970, 1, 1, tzinfo=UTC)) // _ONE_MS
+    if isinstance(value, date):
+        return (value - date(1970, 1, 1)).days
+    if isinstance(value, dict):
+        return {k: _as_ms(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_ms(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", ["MeterReading", "ComputeUsage", "Payment", "Obligation"])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(data=st.data())
+def test_times_as_ms_gives_the_encoded_integers(name: str, data: st.DataObject) -> None:
+    codec = SingleObjectCodec(CATALOG)
+    record = data.draw(records(CATALOG.current(name).parsed))
+    encoded = codec.encode(name, record)
+    as_ms = codec.decode(encoded, times_as_ms=True)
+    assert as_ms.name == name
+    assert as_ms.record == _as_ms(codec.decode(encoded).record)

@@ -3,11 +3,15 @@ once whole, per-rail batches that encode deterministically."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from clearing_core.codec import SingleObjectCodec
-from clearing_core.cycle import CurrencyLedger, CycleContext, RailInfo
+from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, RailInfo
+from clearing_core.money import MoneyOverflowError
 from clearing_core.settlement import RailSpec
 
 T0 = datetime(2026, 11, 24, 9, tzinfo=UTC)
@@ -115,3 +119,133 @@ def test_an_empty_cycle_reports_zero() -> None:
     assert outcome.batches == []
     assert outcome.report["obligation_count"] == 0
     assert outcome.report["netting_efficiency"] == 0.0
+
+
+def random_log(seed: int, cycles: int, per_cycle: int) -> list[list[dict[str, Any]]]:
+    """Per cycle, records in log order: payments, metered obligations with remainders
+    (some only a remainder), failed settlements at a high priority, and late duplicates."""
+    rng = random.Random(seed)
+    parties = ["DC", "GPU", "SOLAR", "LEASE", "CLEARING_HOUSE"]
+    log: list[list[dict[str, Any]]] = []
+    sent: list[dict[str, Any]] = []
+    for c in range(cycles):
+        batch = []
+        for i in range(per_cycle):
+            if sent and rng.random() < 0.05:
+                batch.append(dict(rng.choice(sent)))  # a re-delivery, maybe cycles later
+                continue
+            debtor, creditor = rng.sample(parties[:4], 2)
+            kind = rng.random()
+            extra: dict[str, Any] = {}
+            if kind < 0.3:  # metered: the remainder belongs to the (debtor, creditor) contract
+                extra = {"remainder_ppm": rng.randrange(1_000_000), "source": "METER",
+                         "carry_key": f"ppa:{debtor}:{creditor}"}  # fmt: skip
+            elif kind < 0.35:
+                debtor, creditor = rng.choice(parties[:4]), "CLEARING_HOUSE"
+                extra = {"source": "FAILED_SETTLEMENT", "priority": 100}
+            amount = 0 if kind < 0.05 else rng.randrange(1, 900_000)
+            rec = obligation(f"o{c}-{i}", "".join(debtor), "".join(creditor), amount, **extra)
+            batch.append(rec)
+            sent.append(rec)
+        log.append(batch)
+    return log
+
+
+PARTY_FIELDS = ("obligation_id", "debtor_id", "creditor_id", "amount_minor", "priority", "source")
+
+
+class Expected:
+    """A straightforward model of a ledger: what each cycle must hold, given which
+    obligations the netting deferred (the one choice left to the kernel)."""
+
+    def __init__(self) -> None:
+        self.counted: set[str] = set()
+        self.remainders: dict[str, list[Any]] = {}  # key -> [ppm, obligation fields]
+        self.carried: list[dict[str, Any]] = []
+
+    def cycle(self, seq: int, batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """The cycle's obligations (carried first) and its duplicate count."""
+        opened, duplicates = [], 0
+        for r in batch:
+            if r["obligation_id"] in self.counted:
+                duplicates += 1
+                continue
+            self.counted.add(r["obligation_id"])
+            fields = {f: r.get(f, 0) for f in PARTY_FIELDS}
+            if r.get("remainder_ppm"):
+                self.remainders.setdefault(r["carry_key"], [0, fields])[0] += r["remainder_ppm"]
+            if r["amount_minor"]:
+                opened.append(fields)
+        for key in sorted(self.remainders):
+            entry = self.remainders[key]
+            whole, entry[0] = divmod(entry[0], 1_000_000)
+            if whole:
+                opened.append({**entry[1], "obligation_id": f"r:{key}:{seq}",
+                               "amount_minor": whole})  # fmt: skip
+        return [*self.carried, *opened], duplicates
+
+
+def check_cycle(outcome: CycleOutcome, combined: list[dict[str, Any]], duplicates: int,
+                carried_in: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    report, carried = outcome.report, outcome.carried.records()
+    deferred_ids = {r["obligation_id"] for r in carried}
+    assert carried == [r for r in combined if r["obligation_id"] in deferred_ids]  # exact, in order
+    settled = [r for r in combined if r["obligation_id"] not in deferred_ids]
+    parties = sorted({r[f] for r in combined for f in ("debtor_id", "creditor_id")})
+    assert [p["participant_id"] for p in outcome.positions] == parties
+    for p in outcome.positions:
+        me = p["participant_id"]
+        payable = sum(r["amount_minor"] for r in settled if r["debtor_id"] == me)
+        receivable = sum(r["amount_minor"] for r in settled if r["creditor_id"] == me)
+        deferred = sum(r["amount_minor"] for r in carried if r["debtor_id"] == me)
+        assert (p["payable_minor"], p["receivable_minor"], p["deferred_minor"]) == (
+            payable, receivable, deferred)  # fmt: skip
+        assert p["net_minor"] == receivable - payable
+    failed = [r for r in combined[len(carried_in) :] if r["source"] == "FAILED_SETTLEMENT"]
+    assert {k: report[k] for k in (
+        "obligation_count", "duplicate_count", "gross_minor", "settled_gross_minor",
+        "deferred_count", "deferred_minor", "carried_in_count", "carried_in_minor",
+        "failed_carried_count", "failed_carried_minor",
+    )} == {
+        "obligation_count": len(combined), "duplicate_count": duplicates,
+        "gross_minor": sum(r["amount_minor"] for r in combined),
+        "settled_gross_minor": sum(r["amount_minor"] for r in settled),
+        "deferred_count": len(carried), "deferred_minor": sum(r["amount_minor"] for r in carried),
+        "carried_in_count": len(carried_in),
+        "carried_in_minor": sum(r["amount_minor"] for r in carried_in),
+        "failed_carried_count": len(failed),
+        "failed_carried_minor": sum(r["amount_minor"] for r in failed),
+    }  # fmt: skip
+    return carried
+
+
+def test_random_cycles_match_a_straightforward_model() -> None:
+    caps = {"DC": 600_000, "GPU": 900_000, "CLEARING_HOUSE": 0}
+    log = [*random_log(seed=11, cycles=5, per_cycle=300), []]  # the last: only carried ones
+    ledger, model = CurrencyLedger("CNH"), Expected()
+    total_in = total_settled = 0
+    carried_counts = []
+    for n, batch in enumerate(log):
+        for rec in batch:
+            ledger.add(rec)
+        combined, duplicates = model.cycle(n + 1, batch)
+        outcome = ledger.close(marker(n), T0 + timedelta(minutes=n), context(caps=caps))
+        total_in += sum(r["amount_minor"] for r in combined[len(model.carried) :])
+        total_settled += outcome.report["settled_gross_minor"]
+        model.carried = check_cycle(outcome, combined, duplicates, model.carried)
+        carried_counts.append(len(model.carried))
+        assert all(ledger.remainders[k].remainder_ppm == v[0] for k, v in model.remainders.items())
+    assert total_in == total_settled + outcome.report["deferred_minor"]  # nothing lost or made
+    assert sum(carried_counts[:-2]) > 0  # the caps did defer, and deferred ones came back
+
+
+def test_an_amount_outside_int64_is_refused_and_leaves_the_cycle_whole() -> None:
+    ledger = CurrencyLedger("CNH")
+    ledger.add(obligation("a", "DC", "SOLAR", 700))
+    with pytest.raises(MoneyOverflowError):
+        ledger.add(obligation("b", "GPU", "LEASE", 2**63))
+    with pytest.raises(MoneyOverflowError):
+        ledger.add(obligation("c", "GPU", "LEASE", 5, priority=-(2**63) - 1))
+    outcome = ledger.close(marker(1), T0, context())
+    assert outcome.report["gross_minor"] == 700
+    assert [p["participant_id"] for p in outcome.positions] == ["DC", "SOLAR"]

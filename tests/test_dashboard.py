@@ -152,7 +152,7 @@ def test_the_page_shows_what_the_topics_hold(
         assert set(report["batch_ids"]) <= set(batch_records)
 
         with dashboard_server(bootstrap, state) as url:
-            groups = {"clearing", "clearing-netting"}
+            groups = {"clearing-ingest", "clearing-netting"}
             wait_until("the dashboard's state", lambda: _ready(api(url), report, groups), 90)
             figures = wait_until("the page's figures",
                                  lambda: _rendered(url, tmp_path, report), 90)  # fmt: skip
@@ -184,7 +184,7 @@ def test_the_page_shows_what_the_topics_hold(
         assert f"rail-{rail}" in figures
 
     lag_rows = {k for k in figures if k.startswith("lag-")}
-    for group in ("clearing", "clearing-netting"):
+    for group in ("clearing-ingest", "clearing-netting"):
         assert f"lag-{group}" in lag_rows
         assert figures[f"lag-{group}-status"]["text"] in {"OK", "WARN", "ERR"}
     netting = next(g for g in snapshot["lag"]["groups"] if g["group"] == "clearing-netting")

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Producer
 
 from clearing_core.codec import SingleObjectCodec
+from clearing_services.audit import coverage
 from clearing_services.kafka_io import produce_all, producer_config
 from tests.support.pipeline import (
     REFDATA_FILE,
@@ -195,16 +196,6 @@ def send_generated(bootstrap: str, codec: SingleObjectCodec, events: list[Any]) 
             send_events(bootstrap, codec, kind, records)
 
 
-def obligations_of(bootstrap: str, codec: SingleObjectCodec, prefix: str) -> list[dict[str, Any]]:
-    return [r for r in decoded(bootstrap, codec, "clearing.obligations", f"ob-{prefix}")
-            if str(r.get("obligation_id", "")).startswith(("m:" + prefix, "c:" + prefix,
-                                                          "p:" + prefix))]  # fmt: skip
-
-
-def unique_ids(bootstrap: str, codec: SingleObjectCodec, *prefixes: str) -> set[str]:
-    return {o["obligation_id"] for p in prefixes for o in obligations_of(bootstrap, codec, p)}
-
-
 def group_members(bootstrap: str, group: str) -> int:
     from confluent_kafka.admin import AdminClient
 
@@ -225,20 +216,23 @@ def test_a_worker_killed_mid_cycle_loses_nothing_and_counts_nothing_twice(
     with worker(bootstrap, state, worker_id="w4") as doomed:
         send_generated(bootstrap, codec, first)
         deadline = time.monotonic() + 120
-        while not obligations_of(bootstrap, codec, "s21"):
+        while not coverage(bootstrap, codec).events("s21"):
             assert time.monotonic() < deadline
             time.sleep(0.5)
         doomed.send_signal(signal.SIGKILL)  # mid-stream, mid-cycle: nothing closed yet
     with worker(bootstrap, state, worker_id="w5"):
         send_generated(bootstrap, codec, second)
         deadline = time.monotonic() + 300  # the killed worker's sessions must time out first
-        while len(unique_ids(bootstrap, codec, "s21", "s22")) < valid:
+        while len(coverage(bootstrap, codec).events("s21", "s22")) < valid:
             assert time.monotonic() < deadline, "events were lost across the kill"
             time.sleep(1)
         close(bootstrap, state, "CNH")
         wait_for_reports(bootstrap, codec, "CNH", before + 1)
-    # nothing lost: one obligation per valid event; nothing counted twice: the emitted
-    # batches equal a replay that counts every obligation id once
-    assert len(unique_ids(bootstrap, codec, "s21", "s22")) == valid
+    # nothing lost: every valid event is carried by an obligation on the log; nothing
+    # counted twice: each event by one obligation, whose event count and digest agree,
+    # and the emitted batches equal a replay that counts every obligation id once
+    covered = coverage(bootstrap, codec)
+    covered.assert_sound()
+    assert len(covered.events("s21", "s22")) == valid
     replayed = clearing(bootstrap, state, "replay", "--json")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from clearing_core.codec import SingleObjectCodec
+from clearing_services.audit import coverage
 from tests.support.chaos import Fleet
 from tests.support.pipeline import (
     clearing,
@@ -18,7 +19,7 @@ from tests.support.pipeline import (
     publish_test_refdata,
     wait_for_reports,
 )
-from tests.test_pipeline import close, generated, group_members, obligations_of, send_generated
+from tests.test_pipeline import close, generated, group_members, send_generated
 
 pytestmark = pytest.mark.broker
 
@@ -48,7 +49,9 @@ def test_two_workers_share_the_work_and_agree_with_one(
         share_and_close(bootstrap, state, codec, events, valid, fleet)
     finally:
         fleet.stop_all()
-    assert len({o["obligation_id"] for o in obligations_of(bootstrap, codec, "s11")}) == valid
+    covered = coverage(bootstrap, codec)
+    covered.assert_sound()
+    assert len(covered.events("s11")) == valid
     replayed = clearing(bootstrap, state, "replay", "--json")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
 
@@ -57,7 +60,7 @@ def wait_for_members(bootstrap: str, count: int) -> None:
     import time
 
     deadline = time.monotonic() + 180
-    while min(group_members(bootstrap, g) for g in ("clearing", "clearing-netting")) < count:
+    while min(group_members(bootstrap, g) for g in ("clearing-ingest", "clearing-netting")) < count:
         assert time.monotonic() < deadline, f"{count} workers never joined both groups"
         time.sleep(1)
 
@@ -71,7 +74,7 @@ def share_and_close(
     before = {c: len(wait_for_reports(bootstrap, codec, c, 0)) for c in ("CNH", "USD")}
     send_generated(bootstrap, codec, events)
     deadline = time.monotonic() + 240
-    while len(obligations_of(bootstrap, codec, "s11")) < valid:
+    while len(coverage(bootstrap, codec).events("s11")) < valid:
         assert time.monotonic() < deadline, (
             f"not every valid event became an obligation {fleet.exits}"
         )

@@ -51,6 +51,9 @@ def test_wire_format_and_subject(catalog: SchemaCatalog, unique: str) -> None:
     assert client.get_subjects() == ["clearing.events.payment-clearing.Payment"]
     assert client.get_schema(schema_id).schema_str is not None
     assert codec.decode(data).record == _payment(1)
+    as_ms = codec.decode(data, times_as_ms=True).record  # what the ingest stage asks for
+    assert as_ms == {**_payment(1), "value_date": 20_787,
+                     "reported_at": int(_payment(1)["reported_at"].timestamp() * 1000)}  # fmt: skip
     with pytest.raises(NotSingleObjectError):
         codec.decode(b"\x07" + data[1:])
     with pytest.raises(MalformedRecordError):

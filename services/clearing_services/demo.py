@@ -25,8 +25,8 @@ from clearing_core.codec import Codec, CodecError
 from clearing_core.errors import ClearingError
 from clearing_core.generator import EventGenerator
 from clearing_core.refdata import ReferenceData
-from clearing_services.app import changelog_topics
 from clearing_services.cli.produce import encode_generated, publish
+from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import admin_client, consumer_config, group_lag, watermarks
 from clearing_services.refdata_io import RefdataHolder, context_source, publish_refdata
 from clearing_services.replay import ReplayReport, replay
@@ -106,10 +106,10 @@ class CycleWatcher:
 
 
 def wait_until_ingested(bootstrap: str, timeout_s: float = 60.0) -> None:
-    """Give the ingest agents the time to catch up, so a round's events land in the
+    """Give the ingest loop the time to catch up, so a round's events land in the
     round's cycles (a close with ingest lag simply leaves the rest to the next cycle)."""
     deadline = time.monotonic() + timeout_s
-    while sum(group_lag(bootstrap, "clearing").values()) > 0 and time.monotonic() < deadline:
+    while sum(group_lag(bootstrap, INGEST_GROUP).values()) > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(1.0)  # the last batch is committed a moment after its outputs are written
 
@@ -142,7 +142,7 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 
 def prepare(settings: Settings, codec: Codec, refdata: ReferenceData) -> None:
     bootstrap = settings.bootstrap()
-    specs = [*load_topic_plan().for_rails(refdata.rails), *changelog_topics()]
+    specs = load_topic_plan().for_rails(refdata.rails)
     create_topics(admin_client(bootstrap), specs)
     publish_refdata(bootstrap, codec, refdata, by="demo")
 
@@ -154,7 +154,7 @@ def wait_for_worker(bootstrap: str, process: subprocess.Popen[bytes], log_file: 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise DemoError(f"the worker exited with {process.returncode}; see {log_file}")
-        described = admin.describe_consumer_groups(["clearing", "clearing-netting"])
+        described = admin.describe_consumer_groups([INGEST_GROUP, "clearing-netting"])
         if all(len(f.result(timeout=10).members) > 0 for f in described.values()):
             return
         time.sleep(0.5)

@@ -281,3 +281,15 @@ def group_offsets(
         return out
     finally:
         probe.close()
+
+
+def read_partition(
+    bootstrap: str, topic: str, partition: int, timeout_s: float = 30.0
+) -> list[Record]:
+    """The committed records of one partition as it stands now (start to end)."""
+    probe = Consumer(consumer_config(bootstrap, f"clearing-range-{topic}"))
+    try:
+        low, high = watermarks(probe, TopicPartition(topic, partition))
+    finally:
+        probe.close()
+    return read_range(bootstrap, topic, partition, low, high, timeout_s) if high > low else []

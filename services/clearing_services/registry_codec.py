@@ -27,7 +27,7 @@ from clearing_core.codec import (
     TruncatedRecordError,
     UnknownSchemaError,
 )
-from clearing_core.schemas import SchemaCatalog, schema_json
+from clearing_core.schemas import SchemaCatalog, SchemaVersion, schema_json, without_time_types
 
 CONFLUENT_MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -41,6 +41,7 @@ class ConfluentCodec:
         self.catalog = catalog
         self._ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, tuple[str, Any]] = {}
+        self._ms_schemas: dict[int, tuple[Any, Any]] = {}  # (writer, reader), times as ints
 
     def _schema_id(self, topic: str, name: str) -> int:
         version = self.catalog.current(name)
@@ -75,7 +76,17 @@ class ConfluentCodec:
             self._writers[schema_id] = (str(parsed["name"]), parsed)
         return self._writers[schema_id]
 
-    def decode(self, data: bytes, *, topic: str = "") -> Decoded:
+    def _without_time_types(
+        self, schema_id: int, writer: Any, reader: SchemaVersion
+    ) -> tuple[Any, Any]:
+        if schema_id not in self._ms_schemas:
+            self._ms_schemas[schema_id] = (
+                without_time_types(writer),
+                without_time_types(reader.expanded),
+            )
+        return self._ms_schemas[schema_id]
+
+    def decode(self, data: bytes, *, topic: str = "", times_as_ms: bool = False) -> Decoded:
         if len(data) < _HEADER.size:
             raise TruncatedRecordError(f"{len(data)} bytes is shorter than the 5-byte header")
         magic, schema_id = _HEADER.unpack_from(data)
@@ -83,10 +94,13 @@ class ConfluentCodec:
             raise NotSingleObjectError(f"not the Confluent wire format (magic {magic})")
         name, writer = self._writer(schema_id)
         reader = self.catalog.current(name)
+        reader_schema = reader.parsed
+        if times_as_ms:
+            writer, reader_schema = self._without_time_types(schema_id, writer, reader)
         buffer = io.BytesIO(data)
         buffer.seek(_HEADER.size)
         try:
-            record = schemaless_reader(buffer, writer, reader.parsed)
+            record = schemaless_reader(buffer, writer, reader_schema)
         except (EOFError, StopIteration) as exc:
             raise TruncatedRecordError(f"{reader.short_name}: body ends early") from exc
         except Exception as exc:  # corrupt bodies raise many types

@@ -1,5 +1,6 @@
-"""One worker process: the Faust agents of its roles, plus the netting loop, the cycle
-scheduler, and the followers of reference data and batches, as threads.
+"""One worker process: the ingest loop, the netting loop and the cycle scheduler of its
+roles, and the followers of reference data and batches, as threads; the Faust
+acknowledgements agent on the main thread.
 
 Several processes share the work through consumer groups; any unexpected error
 in any part ends the whole process without committing (see ``app.fatal``).
@@ -21,9 +22,11 @@ from confluent_kafka import KafkaException
 from clearing_core.codec import Codec
 from clearing_core.cycle import CycleOutcome
 from clearing_core.errors import ClearingError
-from clearing_services.app import APP_ID, Runtime, build_app, changelog_topics
+from clearing_services.app import APP_ID, Runtime, build_app
 from clearing_services.batch_index import BatchIndex
 from clearing_services.failure import fatal
+from clearing_services.ingest_worker import GROUP as INGEST_GROUP
+from clearing_services.ingest_worker import IngestWorker
 from clearing_services.kafka_io import admin_client, group_lag
 from clearing_services.metrics import Metrics
 from clearing_services.netting_worker import NettingWorker
@@ -35,7 +38,7 @@ from clearing_services.refdata_io import (
 )
 from clearing_services.scheduler import CycleScheduler
 from clearing_services.settings import Settings
-from clearing_services.topics import ACKS_TOPIC, EVENT_TOPICS, create_topics, load_topic_plan
+from clearing_services.topics import ACKS_TOPIC, create_topics, load_topic_plan
 from clearing_services.watchdog import StallDetector, watch_stalls
 
 ROLES = ("ingest", "netting", "acks", "all")
@@ -52,6 +55,7 @@ class WorkerProcess:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     netting: NettingWorker | None = None
+    ingest: IngestWorker | None = None
     runtime: Runtime | None = None
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -76,7 +80,7 @@ class WorkerProcess:
 
 
 LAG_EVERY_S = 10.0
-LAG_GROUPS = ("clearing", "clearing-netting")
+LAG_GROUPS = (INGEST_GROUP, "clearing-netting", APP_ID)
 
 
 def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
@@ -113,7 +117,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     bootstrap = settings.bootstrap()
     refdata = load_refdata_from_topics(bootstrap, codec, group="clearing-refdata-load")
     plan = load_topic_plan()
-    specs = [*plan.for_rails(refdata.rails), *changelog_topics()]
+    specs = plan.for_rails(refdata.rails)
     create_topics(admin_client(bootstrap), specs)
     process = WorkerProcess(settings, codec, roles)
     try:
@@ -135,6 +139,15 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}
         scheduler = CycleScheduler(bootstrap, codec, seconds, settings.worker_id, time.time)
         process.spawn("scheduler", scheduler.run)
+    if "ingest" in roles:
+        on_disk = settings.store_url.startswith("rocksdb:")  # else in memory (tests, benches)
+        seen_dir = settings.state_dir / "ingest-seen" / settings.worker_id if on_disk else None
+        process.ingest = IngestWorker(
+            bootstrap, codec, holder.get, settings.worker_id, metrics=process.metrics,
+            seen_dir=seen_dir,
+        )  # fmt: skip
+        process.spawn("ingest", process.ingest.run)
+        _watch_stalls(process, INGEST_GROUP, process.ingest.owned)
     runtime = Runtime(codec, holder, None, process.metrics)
     if "acks" in roles:
         runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)
@@ -146,7 +159,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
 def run_worker(settings: Settings, codec: Codec, role: str, log_level: str) -> None:
     """Run until SIGINT/SIGTERM."""
     process = start_worker(settings, codec, role)
-    agent_roles = process.roles & {"ingest", "acks"}
+    agent_roles = process.roles & {"acks"}
     if not agent_roles:
         _wait_for_signal(process.stop)
         process.shutdown()
@@ -184,13 +197,11 @@ def _faust_ended(exc: SystemExit, app: faust.App) -> None:
         or getattr(app, "crash_reason", None)
         or RuntimeError(f"exit status {exc.code}")
     )
-    fatal("the Faust worker (ingest and acks agents)", reason)
+    fatal("the Faust worker (acknowledgements agent)", reason)
 
 
 def _watch_agents(process: WorkerProcess, app: faust.App) -> None:
     """Start the stall watchdog over the partitions Faust has given this worker."""
-    settings = process.settings
-    watched = {spec.topic for spec in EVENT_TOPICS} | {ACKS_TOPIC}
 
     def owned() -> list[tuple[str, int]]:
         # Only look once Faust has made its consumer (``app.consumer`` would make one
@@ -201,16 +212,27 @@ def _watch_agents(process: WorkerProcess, app: faust.App) -> None:
             assigned = app.consumer.assignment()
         except Exception:  # an aiokafka consumer not started yet or being rebuilt
             return []
-        return sorted((tp.topic, tp.partition) for tp in assigned if tp.topic in watched)
+        return sorted((tp.topic, tp.partition) for tp in assigned if tp.topic == ACKS_TOPIC)
+
+    _watch_stalls(process, APP_ID, owned)
+
+
+def _watch_stalls(
+    process: WorkerProcess, group: str, owned: Callable[[], list[tuple[str, int]]]
+) -> None:
+    """End the process when ``group`` has records waiting behind an unmoved commit on
+    partitions this process owns, for longer than the settings allow."""
+    settings = process.settings
 
     def stalled(partitions: list[tuple[str, int]]) -> None:
         fatal("watchdog", RuntimeError(
-            f"no commit for {settings.stall_seconds_max} s with records waiting on {partitions}"
+            f"{group}: no commit for {settings.stall_seconds_max} s with records waiting "
+            f"on {partitions}"
         ))  # fmt: skip
 
     detector = StallDetector(float(settings.stall_seconds_max))
-    process.spawn("watchdog", lambda stop: watch_stalls(
-        settings.bootstrap(), APP_ID, owned, detector, time.monotonic, stalled, stop,
+    process.spawn(f"watchdog-{group}", lambda stop: watch_stalls(
+        settings.bootstrap(), group, owned, detector, time.monotonic, stalled, stop,
     ))  # fmt: skip
 
 

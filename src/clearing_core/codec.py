@@ -23,6 +23,7 @@ from clearing_core.schemas import (
     SINGLE_OBJECT_MAGIC,
     SchemaCatalog,
     SchemaVersion,
+    without_time_types,
 )
 
 RECORD_BYTES_MAX = 1 << 20  # no contract record comes near 1 MiB; bigger is an attack or a bug
@@ -98,7 +99,9 @@ class Codec(Protocol):
 
     def encode(self, name: str, record: Mapping[str, Any], *, topic: str = "") -> bytes: ...
 
-    def decode(self, data: bytes, *, topic: str = "") -> Decoded: ...
+    def decode(self, data: bytes, *, topic: str = "", times_as_ms: bool = False) -> Decoded:
+        """``times_as_ms``: timestamps as int ms since the epoch, dates as int days."""
+        ...
 
 
 class _StrictBytesIO(io.BytesIO):
@@ -130,6 +133,7 @@ class SingleObjectCodec:
         self.catalog = catalog
         self.record_bytes_max = record_bytes_max
         self._plans: dict[bytes, _ReadPlan] = {}
+        self._ms_plans: dict[bytes, _ReadPlan] = {}
 
     def encode(self, name: str, record: Mapping[str, Any], *, topic: str = "") -> bytes:
         version = self.catalog.current(name)
@@ -184,10 +188,27 @@ class SingleObjectCodec:
             self._plans[bytes(data[:HEADER_BYTES])] = plan
         return plan
 
-    def decode(self, data: bytes, *, topic: str = "") -> Decoded:
+    def _plan_ms(self, data: bytes) -> _ReadPlan:
+        """The plan of ``_plan`` with time logical types left out (``times_as_ms``)."""
+        plan = self._ms_plans.get(data[:HEADER_BYTES])
+        if plan is None:
+            base = self._plan(data)
+            writer = self.writer_version(data)
+            reader = self.catalog.current(writer.name)
+            plan = _ReadPlan(
+                name=base.name,
+                writer=without_time_types(writer.expanded),
+                reader=None if base.reader is None else without_time_types(reader.expanded),
+                buffer_type=base.buffer_type,
+            )
+            self._ms_plans[bytes(data[:HEADER_BYTES])] = plan
+        return plan
+
+    def decode(self, data: bytes, *, topic: str = "", times_as_ms: bool = False) -> Decoded:
         if len(data) > max(self.record_bytes_max, *TYPE_BYTES_MAX.values()):
             raise RecordTooLargeError(f"{len(data)} bytes > {self.record_bytes_max}")
-        plan = self._plan(data)  # the header alone names the type and so its limit
+        # the header alone names the type and so its limit
+        plan = self._plan_ms(data) if times_as_ms else self._plan(data)
         if len(data) > self._limit(plan.name):
             raise RecordTooLargeError(f"{plan.name}: {len(data)} bytes > {self._limit(plan.name)}")
         buffer = plan.buffer_type(data)

@@ -3,7 +3,8 @@
 Why a pure class: the netting worker, ``clearing replay`` and the tests drive
 the same object with the same log and must get byte-identical outputs. Nothing
 here reads a clock: the marker's log time stamps the outputs. Obligations are
-kept columnar (one list per field, arrays at close), duplicates of ids already
+kept columnar (participants interned on arrival, numbers in typed columns that
+close copies into numpy; see ``ledger_columns``), duplicates of ids already
 counted in recent cycles are dropped, and obligations deferred by the
 liquidity limits are carried, first in line, into the next cycle.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ import numpy.typing as npt
 
 from clearing_core import ids
 from clearing_core.errors import InputError, InvariantError
+from clearing_core.ledger_columns import Carried as Carried
+from clearing_core.ledger_columns import Columns, OpenColumns, carried_of, combine
 from clearing_core.money import checked_sum_array
 from clearing_core.netting import net_currency
 from clearing_core.settlement import RailSpec, batch_record, settle_by_rail
@@ -29,6 +32,7 @@ SEEN_CYCLES = 8  # ids of this many closed cycles are remembered to drop late du
 PPM = 1_000_000  # remainders are in millionths of a minor unit
 OPEN_OBLIGATIONS_MAX = 50_000_000
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 
 
 @dataclass(frozen=True)
@@ -54,29 +58,6 @@ class CycleContext:
     refdata_digest: str | None = None
 
 
-@dataclass(frozen=True)
-class Carried:
-    """Obligations carried into the next cycle, columnar."""
-
-    obligation_id: tuple[str, ...] = ()
-    debtor_id: tuple[str, ...] = ()
-    creditor_id: tuple[str, ...] = ()
-    amount_minor: tuple[int, ...] = ()
-    priority: tuple[int, ...] = ()
-    source: tuple[str, ...] = ()
-
-    def records(self) -> list[dict[str, Any]]:
-        columns = zip(
-            self.obligation_id, self.debtor_id, self.creditor_id, self.amount_minor,
-            self.priority, self.source, strict=True,
-        )  # fmt: skip
-        return [
-            {"obligation_id": o, "debtor_id": d, "creditor_id": c, "amount_minor": a,
-             "priority": p, "source": s}
-            for o, d, c, a, p, s in columns
-        ]  # fmt: skip
-
-
 @dataclass
 class Remainder:
     """Sub-minor pricing remainders of one contract key, carried across cycles."""
@@ -86,22 +67,6 @@ class Remainder:
     source: str
     priority: int
     remainder_ppm: int = 0
-
-
-@dataclass
-class _Open:
-    """The open cycle's obligations, appended in log order."""
-
-    obligation_id: list[str] = field(default_factory=list)
-    debtor_id: list[str] = field(default_factory=list)
-    creditor_id: list[str] = field(default_factory=list)
-    amount_minor: list[int] = field(default_factory=list)
-    priority: list[int] = field(default_factory=list)
-    source: list[str] = field(default_factory=list)
-    duplicates: int = 0
-
-    def __len__(self) -> int:
-        return len(self.obligation_id)
 
 
 @dataclass(frozen=True)
@@ -125,7 +90,7 @@ class CurrencyLedger:
         self.carried = carried or Carried()
         self.opened_at = opened_at
         self.remainders: dict[str, Remainder] = {}
-        self._open = _Open()
+        self._open = OpenColumns()
         self._seen_open: set[str] = set(self.carried.obligation_id)
         self._seen_closed: deque[set[str]] = deque(maxlen=SEEN_CYCLES)
 
@@ -136,9 +101,12 @@ class CurrencyLedger:
         self._seen_closed[-1].update(obligation_ids)
 
     def _seen(self, obligation_id: str) -> bool:
-        return obligation_id in self._seen_open or any(
-            obligation_id in s for s in self._seen_closed
-        )
+        if obligation_id in self._seen_open:
+            return True
+        for closed in self._seen_closed:  # noqa: SIM110 (no generator: runs per obligation)
+            if obligation_id in closed:
+                return True
+        return False
 
     def add(self, record: Mapping[str, Any], log_time: datetime | None = None) -> bool:
         """Count an ``Obligation`` record once; False when its id was already counted."""
@@ -149,22 +117,19 @@ class CurrencyLedger:
         if self._seen(oid):
             self._open.duplicates += 1
             return False
-        if len(self._open) >= OPEN_OBLIGATIONS_MAX:
+        o = self._open
+        if len(o.obligation_id) >= OPEN_OBLIGATIONS_MAX:
             raise InputError(f"{self.currency}: more than {OPEN_OBLIGATIONS_MAX} open obligations")
         if self.opened_at is None and log_time is not None:
             self.opened_at = log_time
         self._seen_open.add(oid)
         if record.get("remainder_ppm"):
             self._add_remainder(record)
-        if int(record["amount_minor"]) == 0:
+        amount = int(record["amount_minor"])
+        if amount == 0:
             return True  # only a remainder: it settles once whole units accumulate
-        o = self._open
-        o.obligation_id.append(oid)
-        o.debtor_id.append(record["debtor_id"])
-        o.creditor_id.append(record["creditor_id"])
-        o.amount_minor.append(int(record["amount_minor"]))
-        o.priority.append(int(record.get("priority", 0)))
-        o.source.append(str(record["source"]))
+        o.append(oid, record["debtor_id"], record["creditor_id"], amount,
+                 int(record.get("priority", 0)), str(record["source"]))  # fmt: skip
         return True
 
     def _add_remainder(self, record: Mapping[str, Any]) -> None:
@@ -187,13 +152,8 @@ class CurrencyLedger:
             entry = self.remainders[key]
             whole, entry.remainder_ppm = divmod(entry.remainder_ppm, PPM)
             if whole:
-                o = self._open
-                o.obligation_id.append(f"r:{key}:{seq}")
-                o.debtor_id.append(entry.debtor_id)
-                o.creditor_id.append(entry.creditor_id)
-                o.amount_minor.append(whole)
-                o.priority.append(entry.priority)
-                o.source.append(entry.source)
+                self._open.append(f"r:{key}:{seq}", entry.debtor_id, entry.creditor_id, whole,
+                                  entry.priority, entry.source)  # fmt: skip
 
     @property
     def open_count(self) -> int:
@@ -209,12 +169,10 @@ class CurrencyLedger:
             raise InputError(f"context for {ctx.currency} given to the {self.currency} ledger")
         seq = self.cycle_seq + 1
         self._settle_remainders(seq)
-        columns = _combine(self.carried, self._open)
-        participants, debtor_idx, creditor_idx = _intern(
-            columns["debtor_id"], columns["creditor_id"]
-        )
-        amount = np.asarray(columns["amount_minor"], dtype=np.int64)
-        priority = np.asarray(columns["priority"], dtype=np.int64)
+        columns = combine(self.carried, self._open)
+        participants = columns.participants  # sorted ids
+        debtor_idx, creditor_idx = columns.debtor_idx, columns.creditor_idx
+        amount, priority = columns.amount, columns.priority
         caps = np.array([ctx.cap_minor.get(p, -1) for p in participants], dtype=np.int64)
         netted = _net(debtor_idx, creditor_idx, amount, priority, caps, len(participants))
         deferred = np.zeros(len(amount), dtype=bool)
@@ -240,7 +198,7 @@ class CurrencyLedger:
             for s in settlements
             if len(s)
         ]  # fmt: skip
-        carried = _carried(columns, deferred)
+        carried = carried_of(columns, deferred)
         report = _report(
             self, seq, marker, closed_at, ctx, columns, amount, deferred, gross, settled_gross,
             netted.net_minor, batches, treasury,
@@ -254,7 +212,7 @@ class CurrencyLedger:
     def _advance(self, seq: int, carried: Carried, closed_at: datetime) -> None:
         self._seen_closed.append(self._seen_open)
         self._seen_open = set(carried.obligation_id)
-        self._open = _Open()
+        self._open = OpenColumns()
         self.carried = carried
         self.cycle_seq = seq
         self.opened_at = closed_at
@@ -269,7 +227,7 @@ class _Netted:
 
 
 def _net(
-    debtor_idx: I64, creditor_idx: I64, amount: I64, priority: I64, caps: I64, n: int
+    debtor_idx: I32, creditor_idx: I32, amount: I64, priority: I64, caps: I64, n: int
 ) -> _Netted:
     """The netting core with the caps; an empty cycle nets to nothing."""
     if len(amount) == 0:
@@ -284,29 +242,9 @@ def _net(
     )  # fmt: skip
 
 
-def _combine(carried: Carried, open_: _Open) -> dict[str, list[Any]]:
-    """Carried obligations first (they waited longest), then the open cycle in log order."""
-    names = ("obligation_id", "debtor_id", "creditor_id", "amount_minor", "priority", "source")
-    return {n: [*getattr(carried, n), *getattr(open_, n)] for n in names}
-
-
-def _intern(debtors: list[str], creditors: list[str]) -> tuple[list[str], I64, I64]:
-    """Dense participant indices in sorted id order, so results never depend on arrival."""
-    participants = sorted(set(debtors) | set(creditors))
-    index = {p: i for i, p in enumerate(participants)}
-    debtor_idx = np.fromiter((index[d] for d in debtors), dtype=np.int64, count=len(debtors))
-    creditor_idx = np.fromiter((index[c] for c in creditors), dtype=np.int64, count=len(creditors))
-    return participants, debtor_idx, creditor_idx
-
-
-def _carried(columns: Mapping[str, list[Any]], deferred: npt.NDArray[np.bool_]) -> Carried:
-    keep = np.flatnonzero(deferred).tolist()
-    return Carried(**{n: tuple(columns[n][i] for i in keep) for n in columns})
-
-
 def _positions(
     participants: list[str], position: I64, amount: I64, deferred: npt.NDArray[np.bool_],
-    debtor_idx: I64, creditor_idx: I64, seq: int, closed_at: datetime, ctx: CycleContext,
+    debtor_idx: I32, creditor_idx: I32, seq: int, closed_at: datetime, ctx: CycleContext,
 ) -> list[dict[str, Any]]:  # fmt: skip
     n = len(participants)
     settled = ~deferred
@@ -327,7 +265,7 @@ def _positions(
     return out
 
 
-def _sum_by(index: I64, values: I64, n: int) -> I64:
+def _sum_by(index: I32, values: I64, n: int) -> I64:
     """Exact int64 group sums (np.bincount would go through float64). No overflow:
     amounts are positive and their total (the gross) was checked."""
     out = np.zeros(n, dtype=np.int64)
@@ -337,13 +275,12 @@ def _sum_by(index: I64, values: I64, n: int) -> I64:
 
 def _report(
     ledger: CurrencyLedger, seq: int, marker: Mapping[str, Any], closed_at: datetime,
-    ctx: CycleContext, columns: Mapping[str, list[Any]], amount: I64,
+    ctx: CycleContext, columns: Columns, amount: I64,
     deferred: npt.NDArray[np.bool_], gross: int, settled_gross: int, net: int,
     batches: list[dict[str, Any]], treasury: list[Any],
 ) -> dict[str, Any]:  # fmt: skip
     carried_n = len(ledger.carried.obligation_id)
-    failed = np.array([s == "FAILED_SETTLEMENT" for s in columns["source"]], dtype=bool)
-    failed[:carried_n] = False  # a carried failure was counted in the cycle it arrived in
+    failed = columns.failed  # a carried failure was counted in the cycle it arrived in
     return {
         "cycle_id": ids.cycle_id(ctx.currency, seq), "currency": ctx.currency, "cycle_seq": seq,
         "marker_id": marker["marker_id"], "opened_at": ledger.opened_at or closed_at,

@@ -165,6 +165,8 @@ def check_identity(
     Unsigned: accepted unless ``refdata.policy.require_signed_events``. Signed: always
     verified, whatever the policy; the verified signer must be the event's
     ``reporter_id`` and a party that may report it (``_party_problem``)."""
+    if not event.headers and not refdata.policy.require_signed_events:
+        return None  # the common case, decided before anything is built
     reporter = record.get("reporter_id")
     event_id = record.get("event_id") if isinstance(record.get("event_id"), str) else None
 

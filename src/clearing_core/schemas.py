@@ -74,6 +74,29 @@ def version_from_schema(schema: Mapping[str, Any], source: str = "") -> SchemaVe
     )
 
 
+TIME_LOGICAL_TYPES = frozenset(
+    {"timestamp-millis", "timestamp-micros", "local-timestamp-millis", "date", "time-millis"}
+)
+
+
+def without_time_types(schema: Any) -> Any:
+    """``schema`` with its time logical types left out, parsed: a decoder then yields
+    the encoded integers (ms since the epoch, days) and builds no datetime objects,
+    which is half of an event's decode time (the ingest stage asks for this)."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            kept = {k: strip(v) for k, v in node.items() if k != "__fastavro_parsed"}
+            if kept.get("logicalType") in TIME_LOGICAL_TYPES:
+                del kept["logicalType"]
+            return kept
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        return node
+
+    return parse_schema(strip(schema), named_schemas={})
+
+
 def _tail_is_raw(schema: Any) -> bool:
     """Whether the encoding can end with a length-prefixed or fixed-size raw read.
 

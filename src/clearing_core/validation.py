@@ -36,6 +36,7 @@ ID_LENGTH_MAX = 64
 EVENT_ID_LENGTH_MAX = 128
 TEXT_LENGTH_MAX = 256  # payment reference, model name
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 class Reason(StrEnum):
@@ -131,7 +132,7 @@ def to_ms(value: datetime | int) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InputError("timestamp without a time zone")
-        return (value - _EPOCH) // timedelta(milliseconds=1)
+        return (value - _EPOCH) // _ONE_MS
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"timestamp must be a datetime or int ms, got {type(value).__name__}")
     return value

@@ -35,14 +35,13 @@ from clearing_core.codec import SingleObjectCodec
 from clearing_core.generator import EventGenerator, GeneratedEvent
 from clearing_core.refdata import ReferenceData, load_refdata
 from clearing_core.schemas import SchemaCatalog
+from clearing_services.audit import coverage
 from clearing_services.kafka_io import read_topic
 from clearing_services.refdata_io import cycle_context
 from clearing_services.replay import replay
 from clearing_services.scheduler import marker_record, send_markers
 from tests.support.chaos_truth import (
     Truth,
-    event_ids_of,
-    obligation_ids,
     receivable_minor,
     settled_positions,
 )
@@ -243,9 +242,9 @@ class ChaosRun:
     def _wait_for_obligations(self, deadline: float) -> set[str]:
         while True:
             self.fleet.supervise()
-            missing = self.truth.valid_ids - event_ids_of(
-                obligation_ids(self.bootstrap, self.codec)
-            )
+            covered = coverage(self.bootstrap, self.codec)
+            covered.assert_sound()
+            missing = self.truth.valid_ids - set(covered.obligation_of)
             if not missing or time.monotonic() > deadline:
                 return missing
             time.sleep(1.0)

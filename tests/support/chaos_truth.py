@@ -22,7 +22,7 @@ from clearing_core.ingest import RawEvent, process_batch
 from clearing_core.refdata import ReferenceData
 from clearing_core.validation import DEFAULT_LIMITS
 from clearing_services.kafka_io import read_topic
-from clearing_services.topics import EVENT_TOPICS, OBLIGATIONS_TOPIC, batch_topic, event_topic
+from clearing_services.topics import EVENT_TOPICS, batch_topic, event_topic
 
 PRICE_SCALE = 1_000_000
 CLEARING_HOUSE = "CLEARING_HOUSE"
@@ -95,21 +95,6 @@ def settled_positions(bootstrap: str, codec: Codec, rails: Iterable[str]) -> Pos
                 if line["payee_id"] != CLEARING_HOUSE:
                     out[(str(line["payee_id"]), currency)] += amount
     return {k: v for k, v in out.items() if v != 0}
-
-
-def obligation_ids(bootstrap: str, codec: Codec) -> set[str]:
-    """Every obligation id on the log (each event's obligation is ``<s>:<event_id>``)."""
-    ids = set()
-    for record in read_topic(bootstrap, OBLIGATIONS_TOPIC, "chaos-read-obligations"):
-        decoded = codec.decode(record.value)
-        if decoded.name == "Obligation":
-            ids.add(str(decoded.record["obligation_id"]))
-    return ids
-
-
-def event_ids_of(obligations: Iterable[str]) -> set[str]:
-    """The event ids behind event obligations (``m:``, ``c:``, ``p:`` prefixes)."""
-    return {o.split(":", 1)[1] for o in obligations if o[:2] in ("m:", "c:", "p:")}
 
 
 def receivable_minor(positions: Positions) -> int:

@@ -20,6 +20,7 @@ from clearing_services.demo import (
     stop_worker,
     wait_for_worker,
 )
+from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import group_lag
 
 
@@ -85,7 +86,7 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
         err_console.print(HEADER, style="bold")
 
         def on_report(report: dict[str, Any]) -> None:
-            err_console.print(_line(report, sum(group_lag(info.bootstrap, "clearing").values())))
+            err_console.print(_line(report, sum(group_lag(info.bootstrap, INGEST_GROUP).values())))
 
         def on_round(round_no: int, count: int) -> None:
             err_console.print(f"[cyan]round {round_no}/{rounds}[/cyan]: {count:,} events sent; "

@@ -1,0 +1,86 @@
+"""From events to obligations: which accepted event is carried by which obligation,
+read from the ingest stage's audit log (``SeenEvents`` on the
+``clearing.ingest.seen.*`` topics) and ``clearing.obligations``, both
+read_committed. With pre-aggregation an obligation id no longer names its
+event, so this is how the tests and the end-to-end bench check that every
+event was counted exactly once, and how an auditor finds an event's obligation."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clearing_core.aggregate import AggregateKey, aggregate_key, exact_of
+from clearing_core.codec import Codec
+from clearing_core.ids import source_digest
+from clearing_services.kafka_io import read_topic
+from clearing_services.seen_store import seen_topic
+from clearing_services.topics import EVENT_TOPICS, OBLIGATIONS_TOPIC
+
+
+@dataclass(frozen=True)
+class Coverage:
+    obligation_of: dict[str, str]  # accepted event id -> the obligation carrying it (on the log)
+    repeated: list[str]  # event ids accepted by more than one committed transaction
+    unlogged: set[str]  # obligation ids the audit log names but clearing.obligations lacks
+    miscounted: dict[str, str]  # obligation id -> what disagrees with the events naming it
+    obligations: dict[str, dict[str, Any]]  # every Obligation on the log, by id
+
+    def events(self, *prefixes: str) -> set[str]:
+        """The accepted, logged event ids that start with one of ``prefixes``."""
+        return {e for e in self.obligation_of if e.startswith(prefixes)}
+
+    def value_by_key(self, event_ids: Iterable[str]) -> dict[AggregateKey, int]:
+        """The exact value (millionths) per aggregate key of the obligations that carry
+        ``event_ids``; compare with ``value_of`` the obligations priced one by one."""
+        carrying = {self.obligation_of[e] for e in event_ids if e in self.obligation_of}
+        return value_of(self.obligations[o] for o in carrying)
+
+    def assert_sound(self) -> None:
+        assert not self.repeated, f"events accepted twice: {self.repeated[:5]}"
+        assert not self.unlogged, f"obligations missing from the log: {sorted(self.unlogged)[:5]}"
+        assert not self.miscounted, f"aggregates disagree with their events: {self.miscounted}"
+
+
+def coverage(bootstrap: str, codec: Codec) -> Coverage:
+    group = f"audit-{time.time_ns()}"
+    named: dict[str, list[str]] = {}  # obligation id -> event ids
+    accepted: Counter[str] = Counter()
+    for spec in EVENT_TOPICS:
+        for record in read_topic(bootstrap, seen_topic(spec.topic), group):
+            for event in codec.decode(record.value).record["events"]:
+                accepted[event["event_id"]] += 1
+                named.setdefault(event["obligation_id"], []).append(event["event_id"])
+    logged = {}
+    for record in read_topic(bootstrap, OBLIGATIONS_TOPIC, group):
+        decoded = codec.decode(record.value)
+        if decoded.name == "Obligation":
+            logged[str(decoded.record["obligation_id"])] = decoded.record
+    miscounted = {}
+    for oid, events in named.items():
+        ob = logged.get(oid)
+        if ob is None:
+            continue
+        if ob["source_event_count"] != len(events):
+            miscounted[oid] = f"count {ob['source_event_count']} != {len(events)} events"
+        elif len(events) > 1 and ob["source_digest"] != source_digest(events):
+            miscounted[oid] = "source_digest is not the digest of its events"
+    return Coverage(
+        obligation_of={e: o for o, events in named.items() if o in logged for e in events},
+        repeated=sorted(e for e, n in accepted.items() if n > 1),
+        unlogged=set(named) - set(logged),
+        miscounted=miscounted,
+        obligations=logged,
+    )
+
+
+def value_of(records: Iterable[Mapping[str, Any]]) -> dict[AggregateKey, int]:
+    """Exact value in millionths per aggregate key: what pre-aggregation preserves."""
+    out: dict[AggregateKey, int] = {}
+    for record in records:
+        key = aggregate_key(record)
+        out[key] = out.get(key, 0) + exact_of(record)
+    return out

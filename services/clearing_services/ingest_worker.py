@@ -1,0 +1,255 @@
+"""The ingest stage: a transactional consume-check-price-produce loop on the three
+event topics.
+
+Why a confluent-kafka batch loop and not a Faust agent: Faust builds an event,
+a future and an acknowledgement per record, and its per-record machinery was
+73% of an ingest worker's time, capping it near a naive per-event agent's
+rate (docs/performance.md). Here one ``consume()`` takes up to
+``CONSUME_BATCH_MAX`` records, the pure core checks and prices them, the
+obligations of the whole batch are pre-aggregated, and the obligations, the
+dead letters, the de-duplication state (``SeenEvents``) and the consumer
+offsets are written in one Kafka transaction (exactly-once, with zombie
+fencing through the consumer group's metadata, KIP-447). A crash before the
+commit leaves nothing visible; the next owner re-reads the same records.
+
+Error policy: a bad record becomes a dead-letter record with its reason; any
+other error ends the process (``failure.fatal``) with nothing committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from clearing_core.aggregate import aggregate
+from clearing_core.codec import Codec
+from clearing_core.errors import ClearingError
+from clearing_core.identity import header_pairs
+from clearing_core.ingest import IngestResult, RawEvent, process_batch
+from clearing_core.refdata import ReferenceData
+from clearing_core.validation import DEFAULT_LIMITS, ValidationLimits
+from clearing_services.failure import deadline
+from clearing_services.kafka_io import consumer_config, producer_config, read_partition
+from clearing_services.metrics import Metrics, StageTiming
+from clearing_services.seen_store import SeenStore, seen_records, seen_topic
+from clearing_services.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
+
+GROUP = "clearing-ingest"
+CONSUME_BATCH_MAX = 10_000
+CONSUME_WAIT_S = 0.25
+TRANSACTION_SECONDS_MAX = 60.0
+RESTORE_SECONDS_MAX = 120.0
+SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
+Send = tuple[str, bytes | None, bytes]  # topic, key, value
+_log = logging.getLogger("clearing.ingest")
+
+
+@dataclass
+class BatchOutput:
+    """What one consumed batch turns into, before it is written."""
+
+    sends: list[Send] = field(default_factory=list)
+    offsets: list[TopicPartition] = field(default_factory=list)
+    accepted: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    events_per_topic: dict[str, int] = field(default_factory=dict)
+    newest_ms: int = 0  # the newest log time in the batch
+    obligations_in: int = 0  # before pre-aggregation
+    obligations_out: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+
+
+class IngestWorker:
+    """Owns a consumer in the ingest group and a transactional producer."""
+
+    def __init__(
+        self, bootstrap: str, codec: Codec, refdata: Callable[[], ReferenceData],
+        worker_id: str, metrics: Metrics | None = None,
+        limits: ValidationLimits = DEFAULT_LIMITS, seen_dir: Path | None = None,
+    ) -> None:  # fmt: skip
+        self.bootstrap = bootstrap
+        self.codec = codec
+        self.refdata = refdata
+        self.metrics = metrics or Metrics()
+        self.limits = limits
+        self.seen = SeenStore(seen_dir, limits.max_age_ms)  # on disk when given a folder
+        self._swept_ms = 0
+        self.timing = StageTiming(_log)
+        self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
+        overrides: dict[str, str | int | float | bool] = {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10_000,  # a killed worker's partitions move on in seconds
+            "heartbeat.interval.ms": 3_000,
+        }
+        self.consumer = Consumer(consumer_config(bootstrap, GROUP, **overrides))
+        transactional: dict[str, str | int | float | bool] = {
+            "transactional.id": f"clearing-ingest-{worker_id}",
+            "queue.buffering.max.messages": 4 * CONSUME_BATCH_MAX,
+        }
+        self.producer = Producer(producer_config(bootstrap, **transactional))
+        self.producer.init_transactions(TRANSACTION_SECONDS_MAX)
+
+    def owned(self) -> list[tuple[str, int]]:
+        """The event partitions this worker owns now (for the stall watchdog)."""
+        return sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Read each new partition's de-duplication state back before taking events.
+        The committed offsets are asked first: that waits for any transaction a
+        previous owner left open, so the seen topic is complete when it is read."""
+        consumer.committed(partitions, timeout=RESTORE_SECONDS_MAX)
+        for tp in partitions:
+            topic = seen_topic(tp.topic)
+            records = read_partition(self.bootstrap, topic, tp.partition, RESTORE_SECONDS_MAX)
+            decoded = [self.codec.decode(r.value, topic=topic) for r in records]
+            if any(d.name != "SeenEvents" for d in decoded):
+                raise ClearingError(f"{topic}[{tp.partition}] holds a record not SeenEvents")
+            count = self.seen.assign((tp.topic, tp.partition), (d.record for d in decoded))
+            _log.info("ingest: took %s[%d] with %d event ids", tp.topic, tp.partition, count)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.seen.revoke((tp.topic, tp.partition))
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; any unexpected error is raised to the caller,
+        which must end the process (nothing past the last transaction was committed)."""
+        self.consumer.subscribe(
+            [spec.topic for spec in EVENT_TOPICS], on_assign=self._on_assign,
+            on_revoke=self._on_revoke, on_lost=self._on_revoke,
+        )  # fmt: skip
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                messages = self.consumer.consume(CONSUME_BATCH_MAX, timeout=CONSUME_WAIT_S)
+                self.timing.add("consume", time.perf_counter() - t0, len(messages))
+                if messages:
+                    self.handle(messages)
+                self.timing.maybe_log()
+        finally:
+            self.consumer.close()
+            self.seen.close()
+
+    def handle(self, messages: list[Message]) -> None:
+        """Turn one consumed batch into its outputs and commit them with the offsets."""
+        t0 = time.perf_counter()
+        output = self.prepare(_by_partition(messages))
+        t1 = time.perf_counter()
+        with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
+            self._transact(output)
+        self.timing.add("prepare", t1 - t0, len(messages))
+        self.timing.add("commit", time.perf_counter() - t1, len(output.sends))
+        for tp, updates in output.accepted.items():
+            self.seen.add(tp, updates)
+        if output.newest_ms - self._swept_ms > SWEEP_EVERY_MS:
+            self._swept_ms = output.newest_ms
+            self.seen.forget_before(output.newest_ms - self.limits.max_age_ms)
+        self._count(output)
+
+    def prepare(self, groups: dict[tuple[str, int], list[RawEvent]]) -> BatchOutput:
+        """Check and price every partition's events, pre-aggregate the obligations of
+        the whole batch, and lay out the records of the transaction."""
+        refdata, encode = self.refdata(), self.codec.encode
+        output, results = BatchOutput(), []
+        for (topic, partition), raw in groups.items():
+            result = process_batch(
+                raw, codec=self.codec, refdata=refdata, expected_type=self.expected,
+                seen=self.seen.of((topic, partition)), limits=self.limits, keys_must_match=True,
+            )  # fmt: skip
+            results.append(((topic, partition), result))
+            output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
+            output.newest_ms = max(output.newest_ms, max(e.timestamp_ms for e in raw))
+            output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
+        obligations = [o for _, r in results for o in r.obligations]
+        event_ids = [e for _, r in results for e in r.event_ids]
+        aggregated = aggregate(obligations, event_ids)
+        output.obligations_in, output.obligations_out = len(obligations), len(aggregated.records)
+        for key, record in aggregated.records:
+            value = encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
+            output.sends.append((OBLIGATIONS_TOPIC, key, value))
+        for tp, result in results:
+            self._rejections(result, output)
+            _accepted(tp, result, aggregated.obligation_of, output, encode)
+        return output
+
+    def _rejections(self, result: IngestResult, output: BatchOutput) -> None:
+        for rejected in result.rejections:
+            value = self.codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
+            output.sends.append((DLQ_TOPIC, rejected["source_topic"].encode(), value))
+            code = str(rejected["reason_code"])
+            output.rejects[code] = output.rejects.get(code, 0) + 1
+
+    def _transact(self, output: BatchOutput) -> None:
+        producer = self.producer
+        producer.begin_transaction()
+        try:
+            for topic, key, value in output.sends:
+                _produce(producer, topic, key, value)
+            producer.send_offsets_to_transaction(
+                output.offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS_MAX
+            )
+            producer.commit_transaction(TRANSACTION_SECONDS_MAX)
+        except KafkaException:
+            producer.abort_transaction(TRANSACTION_SECONDS_MAX)
+            raise
+
+    def _count(self, output: BatchOutput) -> None:
+        metrics = self.metrics
+        for topic, count in output.events_per_topic.items():
+            metrics.events_in.labels("ingest", topic).inc(count)
+        metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(output.obligations_out)
+        metrics.aggregated.inc(output.obligations_in - output.obligations_out)
+        for code, count in output.rejects.items():
+            metrics.rejects.labels("ingest", code).inc(count)
+            metrics.records_out.labels(DLQ_TOPIC).inc(count)
+
+
+def _accepted(
+    tp: tuple[str, int], result: IngestResult, obligation_of: dict[str, str],
+    output: BatchOutput, encode: Callable[..., bytes],
+) -> None:  # fmt: skip
+    """The partition's new seen entries, and their ``SeenEvents`` records to write."""
+    if not result.seen_updates:
+        return
+    output.accepted[tp] = result.seen_updates
+    topic = seen_topic(tp[0])
+    for record in seen_records(tp[0], tp[1], result.seen_updates, obligation_of):
+        value = encode("SeenEvents", record, topic=topic)
+        output.sends.append((topic, str(tp[1]).encode(), value))
+
+
+def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes) -> None:
+    """Produce one record; the seen topics go to the partition of their source."""
+    while True:
+        try:
+            if topic.startswith("clearing.ingest.seen."):
+                producer.produce(topic, key=key, value=value, partition=int(key or b"0"))
+            else:
+                producer.produce(topic, key=key, value=value)
+            return
+        except BufferError:  # the local queue is full: let deliveries drain
+            producer.poll(0.1)
+
+
+def _by_partition(messages: Iterable[Message]) -> dict[tuple[str, int], list[RawEvent]]:
+    """The batch's records per (topic, partition), in offset order; a consumer error
+    (not a record) ends the process: the broker or the group is in trouble."""
+    groups: dict[tuple[str, int], list[RawEvent]] = {}
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            raise KafkaException(error)
+        topic, partition = str(message.topic()), int(message.partition() or 0)
+        value = message.value()
+        groups.setdefault((topic, partition), []).append(RawEvent(
+            topic=topic, partition=partition, offset=int(message.offset() or 0),
+            key=message.key() if isinstance(message.key(), bytes) else None,
+            value=value if isinstance(value, bytes) else b"",
+            timestamp_ms=int(message.timestamp()[1]), headers=header_pairs(message.headers()),
+        ))  # fmt: skip
+    return groups

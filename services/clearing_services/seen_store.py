@@ -1,0 +1,197 @@
+"""The ingest stage's de-duplication state: which event ids each source partition
+has accepted, restored from ``clearing.ingest.seen.<event type>``.
+
+Why a topic of its own and not a Faust table: the ingest loop writes one
+``SeenEvents`` record per source partition in the same Kafka transaction as the
+obligations and the consumer offsets, so the state, the outputs and the input
+position move together or not at all. A new owner of a partition reads that
+partition of the seen topic back (read_committed) before it takes any event.
+The same records are the audit trail from each event to its obligation.
+
+Two homes for the ids of an owned partition. On disk (``CLEARING_STORE=rocksdb://``,
+the default): a RocksDB database per partition under the worker's state folder,
+rebuilt from the seen topic at every assignment, whose entries expire (RocksDB
+TTL) one day after the maximum event age, beyond which the validator refuses
+events anyway; the worker's memory then stays flat however many ids it holds.
+In memory (``memory://``, for tests and benches): a dict per partition, whose ids
+are forgotten one ingest batch at a time once the batch's newest event is older
+than the age limit.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+from clearing_core.ingest import seen_entry, seen_parts
+from clearing_services.topics import EVENT_TOPICS
+
+SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
+SEEN_CHUNK_EVENTS = 2_000  # events per SeenEvents record: well under the 1 MiB record limit
+TTL_MARGIN_S = 86_400  # on disk, ids live this long beyond the maximum event age
+TopicPartitionKey = tuple[str, int]
+
+
+def seen_topic(event_topic: str) -> str:
+    """``clearing.ingest.seen.<alias>`` for an event topic."""
+    for spec in EVENT_TOPICS:
+        if spec.topic == event_topic:
+            return SEEN_TOPIC_PREFIX + spec.alias
+    raise KeyError(f"{event_topic} is not an event topic")
+
+
+@dataclass
+class _Partition:
+    entries: dict[str, str] = field(default_factory=dict)
+    # (newest event time of a batch, the ids it added), oldest batch first
+    batches: deque[tuple[int, list[str]]] = field(default_factory=deque)
+
+    def add(self, updates: Mapping[str, str]) -> None:
+        if not updates:
+            return
+        newest = max(seen_parts(entry)[1] for entry in updates.values())
+        self.entries.update(updates)
+        self.batches.append((newest, list(updates)))
+
+    def forget_before(self, horizon_ms: int) -> int:
+        forgotten = 0
+        while self.batches and self.batches[0][0] < horizon_ms:
+            _, ids = self.batches.popleft()
+            for event_id in ids:
+                if self.entries.pop(event_id, None) is not None:
+                    forgotten += 1
+        return forgotten
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class _DiskEntries(Mapping[str, str]):
+    """A partition's ids in a RocksDB database of its own, with a time to live."""
+
+    def __init__(self, path: Path, ttl_s: int) -> None:
+        shutil.rmtree(path, ignore_errors=True)  # rebuilt from the seen topic, never reused
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = Rdict(str(path), Options(), access_type=AccessType.with_ttl(ttl_s))
+        self.count = 0  # written since the assignment (expiry is RocksDB's, lazily)
+
+    def __getitem__(self, key: str) -> str:
+        value = self.db.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.db.get(key)
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[str]:
+        keys: Iterable[Any] = self.db.keys()
+        for key in keys:
+            yield str(key)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, updates: Mapping[str, str]) -> None:
+        batch = WriteBatch()
+        for key, value in updates.items():
+            batch.put(key, value)
+        self.db.write(batch)
+        self.count += len(updates)
+
+    def forget_before(self, horizon_ms: int) -> int:
+        return 0  # RocksDB drops expired entries as it compacts
+
+    def close(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class SeenStore:
+    """Per owned source partition, event id -> seen entry (``ingest.seen_entry``);
+    on disk under ``disk_dir`` when given, else in memory."""
+
+    def __init__(self, disk_dir: Path | None = None, max_age_ms: int = 0) -> None:
+        self._partitions: dict[TopicPartitionKey, _Partition | _DiskEntries] = {}
+        self.disk_dir = disk_dir
+        self.ttl_s = max_age_ms // 1000 + TTL_MARGIN_S
+
+    def assign(self, tp: TopicPartitionKey, records: Iterable[Mapping[str, Any]]) -> int:
+        """Take a partition over, with the ``SeenEvents`` records of its seen topic."""
+        self.revoke(tp)
+        partition: _Partition | _DiskEntries
+        if self.disk_dir is None:
+            partition = _Partition()
+        else:
+            partition = _DiskEntries(self.disk_dir / f"{tp[0]}-{tp[1]}", self.ttl_s)
+        for record in records:
+            partition.add(updates_of(record))
+        self._partitions[tp] = partition
+        return len(partition)
+
+    def revoke(self, tp: TopicPartitionKey) -> None:
+        partition = self._partitions.pop(tp, None)
+        if isinstance(partition, _DiskEntries):
+            partition.close()
+
+    def close(self) -> None:
+        for tp in list(self._partitions):
+            self.revoke(tp)
+
+    def of(self, tp: TopicPartitionKey) -> Mapping[str, str]:
+        """The accepted ids of an owned partition (KeyError for one not owned)."""
+        partition = self._partitions[tp]
+        return partition.entries if isinstance(partition, _Partition) else partition
+
+    def add(self, tp: TopicPartitionKey, updates: Mapping[str, str]) -> None:
+        """Record what a committed transaction accepted."""
+        self._partitions[tp].add(updates)
+
+    def forget_before(self, horizon_ms: int) -> int:
+        return sum(p.forget_before(horizon_ms) for p in self._partitions.values())
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._partitions.values())
+
+
+def updates_of(record: Mapping[str, Any]) -> dict[str, str]:
+    """The seen entries a ``SeenEvents`` record stands for."""
+    partition = int(record["source_partition"])
+    return {
+        e["event_id"]: seen_entry(
+            e["body_digest"], int(e["event_time_ms"]), partition, int(e["source_offset"])
+        )
+        for e in record["events"]
+    }
+
+
+def seen_records(
+    topic: str, partition: int, updates: Mapping[str, str], obligation_of: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The ``SeenEvents`` records of one partition's accepted events, in offset order,
+    ``SEEN_CHUNK_EVENTS`` per record."""
+    events: list[dict[str, Any]] = []
+    for event_id, entry in updates.items():
+        digest, time_ms, _, offset = seen_parts(entry)
+        events.append({
+            "event_id": event_id, "body_digest": digest, "event_time_ms": time_ms,
+            "source_offset": offset, "obligation_id": obligation_of[event_id],
+        })  # fmt: skip
+    events.sort(key=lambda e: e["source_offset"])
+    return [
+        {"source_topic": topic, "source_partition": partition, "events": chunk}
+        for chunk in _chunks(events, SEEN_CHUNK_EVENTS)
+    ]
+
+
+def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
