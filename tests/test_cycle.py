@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clearing_core.codec import SingleObjectCodec
-from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, RailInfo
+from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, RailInfo, rehearse_close
 from clearing_core.money import MoneyOverflowError
 from clearing_core.settlement import RailSpec
 
@@ -249,3 +249,15 @@ def test_an_amount_outside_int64_is_refused_and_leaves_the_cycle_whole() -> None
     outcome = ledger.close(marker(1), T0, context())
     assert outcome.report["gross_minor"] == 700
     assert [p["participant_id"] for p in outcome.positions] == ["DC", "SOLAR"]
+
+
+def test_a_rehearsal_closes_a_throwaway_cycle_on_every_rail() -> None:
+    """What a netting worker runs at start so that its first real close loads no kernel."""
+    ctx = context()
+    outcome = rehearse_close(ctx, T0)
+    assert outcome is not None
+    assert outcome.report["obligation_count"] == 2 * len(set(ctx.rail_of.values()))
+    assert sorted(b["rail_id"] for b in outcome.batches) == sorted(set(ctx.rail_of.values()))
+    assert sum(p["net_minor"] for p in outcome.positions) == 0
+    lonely = CycleContext("CNH", "CNY", 2, ctx.rails, {"A": "cnh-stable"}, {}, {})
+    assert rehearse_close(lonely, T0) is None  # no rail with two participants: nothing to do

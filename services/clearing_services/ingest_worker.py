@@ -62,6 +62,7 @@ class BatchOutput:
     obligations_in: int = 0  # before pre-aggregation
     obligations_out: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
+    redelivered: int = 0  # records accepted before, read again after offsets moved back
 
 
 class IngestWorker:
@@ -162,6 +163,7 @@ class IngestWorker:
                 seen=self.seen.of((topic, partition)), limits=self.limits, keys_must_match=True,
             )  # fmt: skip
             results.append(((topic, partition), result))
+            output.redelivered += len(result.redelivered)
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
             output.newest_ms = max(output.newest_ms, max(e.timestamp_ms for e in raw))
             output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
@@ -204,6 +206,13 @@ class IngestWorker:
             metrics.events_in.labels("ingest", topic).inc(count)
         metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(output.obligations_out)
         metrics.aggregated.inc(output.obligations_in - output.obligations_out)
+        if output.redelivered:
+            metrics.redelivered.inc(output.redelivered)
+            _log.warning(
+                "ingest: %d records accepted before were read again (offsets moved "
+                "back?); their obligations are on the log already",
+                output.redelivered,
+            )
         for code, count in output.rejects.items():
             metrics.rejects.labels("ingest", code).inc(count)
             metrics.records_out.labels(DLQ_TOPIC).inc(count)

@@ -45,6 +45,11 @@ class Metrics:
             "others by pre-aggregation (events accepted = obligations written + this).",
             registry=r,
         )  # fmt: skip
+        self.redelivered = Counter(
+            "clearing_events_redelivered", "Event records accepted before and read again "
+            "(consumer offsets moved back): skipped, their obligations are on the log.",
+            registry=r,
+        )  # fmt: skip
         self.cycle_seconds = Histogram(
             "clearing_cycle_close_seconds", "From reading a cycle-close marker to the last "
             "output committed.", ["currency"], buckets=CYCLE_BUCKETS_SECONDS, registry=r,

@@ -1,8 +1,8 @@
-"""The stall watchdog of the Faust agents.
+"""The stall watchdog of the ingest loop and the acks agent.
 
 A worker can hold partitions with records waiting and yet commit nothing, for
-ever: a table recovery that never finishes (faust-streaming issues #74 and #596
-describe such hangs), or an agent wedged on a lost future. Nothing fails, so
+ever: a Faust agent wedged on a lost future (faust-streaming issues #74 and #596
+describe such hangs), or a librdkafka call that ignores its timeout. Nothing fails, so
 nothing restarts it, and its partitions stay with it. The watchdog notices that
 the committed offset of a partition it owns has not moved for
 ``stall_seconds_max`` while the partition has records waiting, and ends the

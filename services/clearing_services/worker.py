@@ -133,7 +133,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     if "netting" in roles:
         process.netting = NettingWorker(
             bootstrap, codec, context_source(holder), settings.worker_id, on_cycle=log_cycle,
-            metrics=process.metrics,
+            metrics=process.metrics, warm_currencies=sorted(refdata.currencies),
         )  # fmt: skip
         process.spawn("netting", process.netting.run)
         seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}

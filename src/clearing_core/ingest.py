@@ -64,6 +64,7 @@ class IngestResult:
 
     obligations: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)  # the source event of each obligation
+    redelivered: list[RawEvent] = field(default_factory=list)  # accepted before: nothing again
     rejections: list[dict[str, Any]] = field(default_factory=list)
     seen_updates: dict[str, str] = field(default_factory=dict)
 
@@ -88,8 +89,11 @@ def seen_parts(entry: str) -> tuple[str, int, int, int]:
 
 
 def _redelivered(entry: str, digest: str, event: RawEvent) -> bool:
-    """The very record that was accepted before, delivered again: it yields the same
-    obligation again (same id), which the netting stage counts once."""
+    """The very record that was accepted before (same body, partition and offset),
+    read again: only after its consumer offsets were moved back, because the ingest
+    stage commits its offsets with its outputs and its seen state in one transaction.
+    Its value is on the log already, inside an obligation that may aggregate other
+    events, so it yields nothing and no dead letter: ``IngestResult.redelivered``."""
     fields = entry.split(SEEN_SEPARATOR)
     return len(fields) == 4 and fields[0] == digest and fields[2:] == [
         str(event.partition), str(event.offset),
@@ -168,6 +172,9 @@ def process_batch(
         if isinstance(outcome, dict):
             result.rejections.append(outcome)
             continue
+        if outcome is None:
+            result.redelivered.append(event)
+            continue
         priced, digest = outcome
         try:
             amount, remainder = divmod(checked_mul(priced.quantity, priced.unit_price), PRICE_SCALE)
@@ -189,7 +196,9 @@ def _check(
     event: RawEvent, codec: Codec, refdata: ReferenceData, expected_type: Mapping[str, str],
     seen: Mapping[str, str], seen_now: Mapping[str, str], limits: ValidationLimits,
     keys_must_match: bool,
-) -> dict[str, Any] | tuple[PricedInput, str]:  # fmt: skip
+) -> dict[str, Any] | tuple[PricedInput, str] | None:  # fmt: skip
+    """A rejection, or the priced event and its body digest, or None for a record
+    accepted before and read again (``_redelivered``)."""
     try:
         decoded = codec.decode(event.value, topic=event.topic, times_as_ms=True)
     except CodecError as exc:
@@ -209,7 +218,9 @@ def _check(
         return rejected_record(event, *bad_key, event_id, hint)
     digest = body_digest(event.value)
     previous = seen_now.get(str(event_id)) or seen.get(str(event_id))
-    if previous is not None and not _redelivered(previous, digest, event):
+    if previous is not None and _redelivered(previous, digest, event):
+        return None
+    if previous is not None:
         same = previous.split(SEEN_SEPARATOR, 1)[0] == digest
         code = "DUPLICATE_EVENT" if same else "DUPLICATE_EVENT_CONFLICT"
         text = "event id already accepted" if same else "event id reused with a different body"

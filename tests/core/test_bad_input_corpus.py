@@ -121,15 +121,17 @@ def test_duplicates_are_found_across_batches() -> None:
     assert second.obligations == []
 
 
-def test_the_same_record_delivered_again_yields_its_obligation_again() -> None:
-    """After a crash or a rebalance the broker delivers records again that were already
-    accepted: same partition and offset. That is no participant's resend, so no
-    dead-letter record; the obligation comes again with its id, counted once later."""
+def test_the_same_record_read_again_yields_nothing_and_is_reported() -> None:
+    """Records already accepted, read again (same partition and offset: offsets moved
+    back by an operator) are no participant's resend, so no dead-letter record; their
+    value is on the log already, perhaps inside an aggregate, so no obligation either."""
     events = raw(list(CORPUS.anchors))
     first = ingest(events)
     again = ingest(events, seen=first.seen_updates)
     assert again.rejections == []
-    assert again.obligations == first.obligations
+    assert again.obligations == []
+    assert again.redelivered == events
+    assert again.seen_updates == {}
 
 
 def test_keys_are_compared_only_when_asked() -> None:

@@ -80,13 +80,14 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
 
 
 def env(
-    bootstrap: str, state: Path, worker_id: str = "w1", metrics_port: int = 0
-) -> dict[str, str]:
+    bootstrap: str, state: Path, worker_id: str = "w1", metrics_port: int = 0,
+    store: str = "memory://",
+) -> dict[str, str]:  # fmt: skip
     return {
         "CLEARING_METRICS_PORT": str(metrics_port),
         **os.environ,
         "KAFKA_BOOTSTRAP": bootstrap,
-        "CLEARING_STORE": "memory://",
+        "CLEARING_STORE": store,
         "CLEARING_STATE_DIR": str(state),
         "CLEARING_WORKER_ID": worker_id,
     }
@@ -106,15 +107,16 @@ def clearing(bootstrap: str, state: Path, *args: str) -> subprocess.CompletedPro
 
 @contextmanager
 def worker(
-    bootstrap: str, state: Path, role: str = "all", worker_id: str = "w1"
-) -> Iterator[subprocess.Popen[str]]:
+    bootstrap: str, state: Path, role: str = "all", worker_id: str = "w1",
+    store: str = "memory://",
+) -> Iterator[subprocess.Popen[str]]:  # fmt: skip
     """A real worker process for the duration of the block; its log is kept beside, and
     its Prometheus endpoint is at ``process.metrics_url``."""
     log = (state / f"worker-{worker_id}.log").open("w")
     port = free_port()
     process = subprocess.Popen(
         [*CLEARING, "worker", role],
-        env=env(bootstrap, state, worker_id, metrics_port=port),
+        env=env(bootstrap, state, worker_id, metrics_port=port, store=store),
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -79,7 +79,7 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
         log_file = cfg.state_dir / "demo-worker.log"
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         worker = start_demo_worker(cfg, log_file)
-        with err_console.status("starting a worker (Faust agents, netting loop)..."):
+        with err_console.status("starting a worker (ingest and netting loops, acks agent)..."):
             wait_for_worker(info.bootstrap, worker, log_file)
         err_console.print(f"worker running (log: {log_file})")
 

@@ -35,7 +35,7 @@ from clearing_services.worker import ROLES, run_worker
               envvar="CLEARING_LOG_LEVEL", show_default=True,
               help="Log level (also CLEARING_LOG_LEVEL).")  # fmt: skip
 def worker(role: str, log_level: str) -> None:
-    """Run a worker: ingest agents, the netting loop, the acks agent, or all of them.
+    """Run a worker: the ingest loop, the netting loop, the acks agent, or all of them.
     Several processes share the partitions through consumer groups.
 
     Example: clearing worker all

@@ -1,0 +1,103 @@
+"""The ingest loop's de-duplication state across processes, on a real broker with
+real workers and the on-disk (RocksDB) store: a new worker reads the accepted ids
+back from ``clearing.ingest.seen.*``, so a participant's resend is still refused,
+and records read again after the group's offsets are moved back yield nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+from clearing_core.codec import SingleObjectCodec
+from clearing_services.audit import coverage
+from clearing_services.ingest_worker import GROUP
+from clearing_services.kafka_io import admin_client
+from tests.support.pipeline import (
+    decoded,
+    meter,
+    own_broker,
+    publish_test_refdata,
+    scrape,
+    send_events,
+    worker,
+)
+
+pytestmark = pytest.mark.broker
+METER_TOPIC, METER_PARTITIONS = "clearing.events.meter", 6
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with own_broker(tmp_path_factory.mktemp("restart-broker")) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
+    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("restart-state"))
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout_s: float = 120) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_s:.0f} s"
+        time.sleep(0.5)
+    return found
+
+
+def duplicates_of(bootstrap: str, codec: SingleObjectCodec, event_id: str) -> list[str]:
+    return [r["reason_code"] for r in decoded(bootstrap, codec, "clearing.dlq",
+            f"dlq-{time.time_ns()}") if r["event_id"] == event_id]  # fmt: skip
+
+
+def redelivered(url: str) -> float:
+    """The worker's count of records read again (0 until its endpoint answers)."""
+    try:
+        return scrape(url).get("clearing_events_redelivered_total", 0.0)
+    except OSError:  # not serving yet
+        return 0.0
+
+
+def rewind(bootstrap: str) -> None:
+    """Move the ingest group's meter offsets back to the start (the group is empty)."""
+    request = ConsumerGroupTopicPartitions(
+        GROUP, [TopicPartition(METER_TOPIC, p, 0) for p in range(METER_PARTITIONS)]
+    )
+    admin = admin_client(bootstrap)  # held: a dropped client never answers its futures
+    (future,) = admin.alter_consumer_group_offsets([request]).values()
+    future.result(timeout=30)
+
+
+def test_accepted_ids_outlive_the_worker_and_rewound_records_yield_nothing(
+    bootstrap: str, state: Path, codec: SingleObjectCodec
+) -> None:
+    first = [meter("rs-m1", 1_000_000), meter("rs-m2", 2_000_000)]
+    with worker(bootstrap, state, worker_id="r1", store="rocksdb://"):
+        send_events(bootstrap, codec, "meter", first)
+        wait_until("ingest", lambda: coverage(bootstrap, codec).events("rs-") == {"rs-m1", "rs-m2"})
+        assert (state / "ingest-seen" / "r1").is_dir()  # the ids are on disk
+    carried = coverage(bootstrap, codec).obligation_of["rs-m1"]
+
+    with worker(bootstrap, state, worker_id="r2", store="rocksdb://"):
+        send_events(bootstrap, codec, "meter", first[:1])  # a participant's resend
+        assert wait_until(
+            "the resend's dead letter", lambda: duplicates_of(bootstrap, codec, "rs-m1")
+        ) == ["DUPLICATE_EVENT"]
+
+    rewind(bootstrap)
+    with worker(bootstrap, state, worker_id="r3", store="rocksdb://") as third:
+        wait_until("the records read again", lambda: redelivered(third.metrics_url) >= 2)
+        # the resend is read again too: refused again, one more dead letter
+        wait_until("the resend refused again",
+                   lambda: len(duplicates_of(bootstrap, codec, "rs-m1")) == 2)  # fmt: skip
+        assert redelivered(third.metrics_url) == 2  # rs-m1 and rs-m2, nothing else
+
+    after = coverage(bootstrap, codec)
+    after.assert_sound()  # each event carried once, by one logged obligation
+    assert after.events("rs-") == {"rs-m1", "rs-m2"}
+    assert after.obligation_of["rs-m1"] == carried
