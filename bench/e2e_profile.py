@@ -1,11 +1,10 @@
 """Where the worker's time goes: py-spy's raw (collapsed) stacks grouped into areas.
 
 Each sample is one stack, root first. An area "claims" a sample when one of its
-frames is anywhere on the stack; the first area in ``CLAIMS`` order wins (debug
-logging first, then the netting thread, which claims everything under it, then
-the obligation sends, which claim the Faust and aiokafka calls they make, the
-seen-id table, the codec, which claims fastavro, ...). A sample no area claims
-goes by its deepest library frame (aiokafka, Faust/mode, asyncio). Used by
+frames is anywhere on the stack; the first area in ``CLAIMS`` order wins (logging
+first, then the netting thread, which claims everything under it, then the
+ingest transaction, the codec, which claims fastavro, validation, ...). A
+sample no area claims goes to the ingest loop or its deepest library frame. Used by
 ``bench/e2e.py --profile``; standalone: ``python bench/e2e_profile.py PROFILE.txt``
 (prints the areas and the functions with the most own samples).
 """
@@ -22,11 +21,6 @@ Frame = tuple[str, str]  # (function, file)
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
-_SEND_FUNCS = {"ProducerBuffer._send_pending", "Topic.publish_message", "Channel._send_now",
-               "Topic._on_published", "Topic.send", "Producer.send", "FutureMessage.__init__",
-               "ProducerBuffer.wait_until_ebb", "ProducerBuffer.put"}  # fmt: skip
-
-
 def _in(*parts: str) -> Callable[[Frame], bool]:
     return lambda frame: any(p in frame[1] for p in parts)
 
@@ -35,42 +29,35 @@ def _fn(file: str, *funcs: str) -> Callable[[Frame], bool]:
     return lambda frame: file in frame[1] and frame[0].rsplit(".", 1)[-1] in funcs
 
 
-SEND = "obligation sends (topic.send: Faust buffer, futures, aiokafka producer)"
-# Checked before the claims: logging anywhere on the stack (faust.Worker sets the root
-# logger to DEBUG for its spinner, so every debug call in aiokafka/Faust builds a record).
+# Checked before the claims: logging anywhere on the stack.
 OVERRIDES: list[tuple[str, Callable[[Frame], bool]]] = [
-    ("debug log records (root logger at DEBUG)", _in("logging/__init__.py")),
+    ("log records", _in("logging/__init__.py")),
 ]
 CLAIMS: list[tuple[str, Callable[[Frame], bool]]] = [
     ("netting loop (thread: consume, decode, ledger, close)", _in("netting_worker.py")),
     ("other threads (refdata, lag, watchdog, scheduler)",
      _in("refdata_io.py", "watchdog.py", "scheduler.py", "batch_index.py", "lag.py")),
-    (SEND, _fn("clearing_services/app.py", "_send_all")),
-    (SEND, lambda f: f[0] in _SEND_FUNCS and "faust/" in f[1]),
-    (SEND, _in("aiokafka/producer/")),
-    ("seen-id table (reads, writes, changelog)", _in("faust/tables/", "faust/stores/")),
-    ("Faust consumer + stream machinery (fetch loop, take_events, ack, commit)",
-     _in("faust/transport/consumer.py", "faust/transport/conductor.py", "faust/streams.py")),
+    ("ingest transaction (produce, offsets, commit)",
+     _fn("clearing_services/ingest_worker.py", "_transact", "_produce")),
+    ("records -> RawEvent", _fn("clearing_services/ingest_worker.py", "_by_partition")),
     ("our decode (codec + fastavro)",
-     _fn("clearing_core/codec.py", "decode", "_plan", "decode_as", "writer_version")),
+     _fn("clearing_core/codec.py", "decode", "_plan", "_plan_ms", "writer_version")),
     ("our encode (codec + fastavro)", _fn("clearing_core/codec.py", "encode")),
-    ("validation (validate_event, identity, key, digest)",
-     lambda f: _in("clearing_core/validation.py", "clearing_core/identity.py",
-                   "clearing_core/input_checks.py")(f)
+    ("validation (validate_event)", _in("clearing_core/validation.py")),
+    ("identity, key and body digest",
+     lambda f: _in("clearing_core/identity.py", "clearing_core/input_checks.py")(f)
      or _fn("clearing_core/ingest.py", "body_digest", "currency_hint")(f)),
     ("pricing + obligation record",
      lambda f: _in("clearing_core/pricing.py", "clearing_core/money.py", "clearing_core/ids.py")(f)
      or _fn("clearing_core/ingest.py", "obligation_record", "seen_entry")(f)),
-    ("event -> RawEvent, batching (our adapter)",
-     _fn("clearing_services/app.py", "_raw", "_distinct", "_by_partition")),
+    ("pre-aggregation", _in("clearing_core/aggregate.py")),
+    ("seen state and SeenEvents records", _in("clearing_services/seen_store.py", "rocksdict")),
     ("metrics (prometheus_client)", _in("prometheus_client/", "clearing_services/metrics.py")),
 ]  # fmt: skip
 FALLBACK: list[tuple[str, Callable[[Frame], bool]]] = [
-    ("ingest loop (process_batch, _check, agent body)",
-     _in("clearing_core/ingest.py", "clearing_services/app.py")),
-    ("aiokafka fetch + parse", _in("aiokafka/consumer/", "aiokafka/record/")),
-    ("aiokafka client/conn", _in("aiokafka/")),
-    ("Faust/mode event machinery", _in("faust/", "mode/")),
+    ("ingest loop (consume() in C, process_batch, _check, prepare)",
+     _in("clearing_core/ingest.py", "clearing_services/ingest_worker.py")),
+    ("Faust/mode (acks agent)", _in("faust/", "mode/", "aiokafka/")),
     ("asyncio event loop", _in("asyncio/", "selectors.py", "uvloop")),
 ]  # fmt: skip
 OTHER = "other"

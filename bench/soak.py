@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     codec = SingleObjectCodec(SchemaCatalog.load())
     with own_broker(tmp / "broker") as bootstrap:
         prepare(bootstrap, codec, bench_refdata(False, None), [])
+        os.environ["CLEARING_LOG_LEVEL"] = "info"  # the worker logs its seen store's memory
         worker = start_worker(bootstrap, tmp / "worker", "all", "soak-1", store="rocksdb://")
         sampler = ProcessSampler(worker.pid)
         feed, progress = Feed(bootstrap, codec, args.seed), None
@@ -123,6 +126,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         reports = [codec.decode(r.value).record
                    for r in read_topic(bootstrap, CYCLES_TOPIC, "soak-cycles")]  # fmt: skip
     per_minute = [round(rss, 1) for t, rss in samples if int(t) % 60 == 0 or t == samples[-1][0]]
+    held = re.findall(r"(\d+) event ids held, RocksDB memory ([\d.]+) MB",
+                      (tmp / "worker" / "soak-1.log").read_text(errors="replace"))  # fmt: skip
     return {
         "rss_growth_mb_per_min": round(slope_mb_per_min(samples, args.warmup), 2),
         "rss_mb_per_minute": per_minute,
@@ -131,6 +136,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "events_ingested_at_end": ingested, "cycles": len(reports),
         "obligations_in_cycles": sum(r["obligation_count"] for r in reports),
         "worker_cpu_s": round(sampler.cpu_s, 1),
+        # from the worker's INFO log, every 10 s: (event ids held, RocksDB memory in MB)
+        "seen_ids_and_rocksdb_mb": [(int(n), float(mb)) for n, mb in held[5::6]],
     }  # fmt: skip
 
 

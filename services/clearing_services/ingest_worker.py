@@ -131,7 +131,9 @@ class IngestWorker:
                 self.timing.add("consume", time.perf_counter() - t0, len(messages))
                 if messages:
                     self.handle(messages)
-                self.timing.maybe_log()
+                if self.timing.maybe_log():
+                    _log.info("ingest: %d event ids held, RocksDB memory %.1f MB", len(self.seen),
+                              self.seen.disk_memory_bytes() / 1e6)  # fmt: skip
         finally:
             self.consumer.close()
             self.seen.close()

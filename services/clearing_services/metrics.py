@@ -112,11 +112,13 @@ class StageTiming:
         entry[1] += 1
         entry[2] += items
 
-    def maybe_log(self) -> None:
+    def maybe_log(self) -> bool:
+        """Log if ``every_s`` has passed; whether it did."""
         elapsed = time.monotonic() - self.since
         if elapsed < self.every_s:
-            return
+            return False
         parts = [f"{name} {s:.1f} s/{int(n)} calls/{int(k)} items"
                  for name, (s, n, k) in self.stages.items()]  # fmt: skip
         self.log.info("last %.0f s: %s", elapsed, "; ".join(parts))
         self.since, self.stages = time.monotonic(), {}
+        return True
