@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := src services tests bench
 
-.PHONY: help venv kafka demo test test-fast lint format chaos bench bench-e2e bench-e2e-profile coverage-nojit clean
+.PHONY: help venv kafka demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
@@ -55,7 +55,10 @@ bench: kafka
 	$(BIN)/python bench/netting.py
 
 bench-e2e: kafka
-	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/e2e.py --ingest-workers 2
+
+bench-soak: kafka
+	$(BIN)/python bench/soak.py
 
 bench-e2e-profile: kafka
 	$(BIN)/python -m pip install -q py-spy

@@ -8,8 +8,10 @@ production; no net debit caps, see ``e2e_support.bench_refdata``), starts
 second for ``--seconds``. The worker's RSS is sampled every second.
 
 The last line of stdout is one JSON object: RSS per minute, its growth per
-minute after the first ``--warmup`` seconds (a least-squares slope), the events
-sent and ingested, and the cycles the scheduler closed.
+minute after the first ``--warmup`` seconds (a least-squares slope; 300 s by
+default, the time the netting stage takes to fill its window of the last 8
+cycles' obligation ids), the events sent and ingested, the cycles the scheduler
+closed, and every minute the event ids the seen store held and RocksDB's memory.
 
 Run: ``.venv/bin/python bench/soak.py`` (600 s at 5,000 events/s by default).
 """
@@ -55,7 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=600)
     parser.add_argument("--rate", type=int, default=5_000, help="events a second")
-    parser.add_argument("--warmup", type=int, default=120, help="seconds left out of the slope")
+    # the netting stage remembers the obligation ids of the last 8 closed cycles of each
+    # currency (cycle.SEEN_CYCLES) to drop late duplicates: 8 x 30 s fill in 4 minutes
+    parser.add_argument("--warmup", type=int, default=300, help="seconds left out of the slope")
     parser.add_argument("--seed", type=int, default=20261125)
     return parser.parse_args(argv)
 
