@@ -299,3 +299,26 @@ def test_openmp_waits_passively_unless_told_otherwise(
 ) -> None:
     tune_process_environment(environ)
     assert environ.get("OMP_WAIT_POLICY") == policy
+
+
+def test_warm_up_runs_the_parallel_kernel_with_the_public_path_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's warm-up must load the kernel that cycles of 2 x 2^18 obligations take,
+    with the argument types they pass (else the first such cycle compiles anew)."""
+    calls: list[tuple[object, ...]] = []
+    parallel = k._net_positions_parallel
+
+    def spy(*args: object) -> Result:
+        calls.append(tuple(getattr(a, "dtype", type(a)) for a in args))
+        result = parallel(*args)
+        assert np.array_equal(result[0], k._net_positions_serial(*args[:-1])[0])
+        return result
+
+    monkeypatch.setattr(k, "_net_positions_parallel", spy)
+    k.warm_up_parallel()
+    debtor, creditor, currency, amount = random_columns(300, 5, 1, seed=2)
+    monkeypatch.setattr(k, "PARALLEL_CHUNK_MIN", 8)
+    net_positions(debtor, creditor, currency, amount, n_participants=5, n_currencies=1)
+    assert len(calls) == 2
+    assert calls[0] == calls[1]  # the same signature: nothing left to compile

@@ -185,3 +185,4 @@ def warm_up() -> None:
     for mode in ("hub", "direct"):
         net_currency(debtor, creditor, amount, n_participants=3, cap_minor=caps, mode=mode)
         net_currency(debtor, creditor, amount, n_participants=3, mode=mode)
+    k.warm_up_parallel()  # the path of cycles of 2 x 2^18 obligations and more
