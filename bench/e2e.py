@@ -14,13 +14,19 @@
       process (decode, check and price one event, ``await topic.send`` each
       obligation); its rate is taken over its first ``--naive-events`` outputs,
       from the output records' timestamps;
-   c. this project: ``clearing worker all`` (ingest agents, de-duplication
-      tables, netting loop in Kafka transactions). The bench closes every
-      currency but the largest one each ``--close-every`` obligations, and all of
-      them at the end, so the largest currency's last cycle holds all its
-      obligations (1.3M of 2M events). Rate: events from the first obligation's
-      timestamp to the last cycle report's; the worker's RSS is sampled each second.
-   The two baselines run before and again after (c), each in a fresh consumer
+   c. this project: ``--ingest-workers`` processes, one ``clearing worker all``
+      (ingest loop, netting loop, acks agent) and the rest ``clearing worker
+      ingest``, every guarantee on (Kafka transactions, de-duplication by event
+      id, invariants per cycle). The bench closes every currency but the
+      largest one each ``--close-every`` events committed by the ingest group,
+      and all of them at the end. Rate: events from the first obligation's
+      timestamp to the last cycle report's; each worker's RSS is sampled each
+      second. Then an audit from the log (``clearing_services.audit``): every
+      event accepted once and carried by exactly one logged obligation.
+   d. one cycle of ``--big-cycle`` obligations (1M) written straight to
+      clearing.obligations and closed by a fresh ``clearing worker netting``
+      (``bench/e2e_close.py``); the p99 close covers (c) and (d).
+   The two baselines run before and again after (c) and (d), each in a fresh consumer
    group; their ratios use the mean of the two, and both are in the JSON, so a
    change in the machine's load during the run shows as a spread.
    With ``--profile S`` py-spy samples the worker for S seconds while it ingests
