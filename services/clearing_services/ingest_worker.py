@@ -30,12 +30,17 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from clearing_core.aggregate import aggregate
 from clearing_core.codec import Codec
 from clearing_core.errors import ClearingError
-from clearing_core.identity import header_pairs
 from clearing_core.ingest import IngestResult, RawEvent, process_batch
 from clearing_core.refdata import ReferenceData
 from clearing_core.validation import DEFAULT_LIMITS, ValidationLimits
 from clearing_services.failure import deadline
-from clearing_services.kafka_io import consumer_config, producer_config, read_partition
+from clearing_services.kafka_io import (
+    consumer_config,
+    produce_one,
+    producer_config,
+    read_partition,
+    record_of,
+)
 from clearing_services.metrics import Metrics, StageTiming
 from clearing_services.seen_store import SeenStore, seen_records, seen_topic
 from clearing_services.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
@@ -46,7 +51,7 @@ CONSUME_WAIT_S = 0.25
 TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = 120.0
 SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
-Send = tuple[str, bytes | None, bytes]  # topic, key, value
+Send = tuple[str, bytes | None, bytes, int]  # topic, key, value, partition (-1: by key)
 _log = logging.getLogger("clearing.ingest")
 
 
@@ -175,7 +180,7 @@ class IngestWorker:
         output.obligations_in, output.obligations_out = len(obligations), len(aggregated.records)
         for key, record in aggregated.records:
             value = encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
-            output.sends.append((OBLIGATIONS_TOPIC, key, value))
+            output.sends.append((OBLIGATIONS_TOPIC, key, value, -1))
         for tp, result in results:
             self._rejections(result, output)
             _accepted(tp, result, aggregated.obligation_of, output, encode)
@@ -184,7 +189,7 @@ class IngestWorker:
     def _rejections(self, result: IngestResult, output: BatchOutput) -> None:
         for rejected in result.rejections:
             value = self.codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
-            output.sends.append((DLQ_TOPIC, rejected["source_topic"].encode(), value))
+            output.sends.append((DLQ_TOPIC, rejected["source_topic"].encode(), value, -1))
             code = str(rejected["reason_code"])
             output.rejects[code] = output.rejects.get(code, 0) + 1
 
@@ -192,8 +197,8 @@ class IngestWorker:
         producer = self.producer
         producer.begin_transaction()
         try:
-            for topic, key, value in output.sends:
-                _produce(producer, topic, key, value)
+            for topic, key, value, partition in output.sends:
+                produce_one(producer, topic, key, value, partition)
             producer.send_offsets_to_transaction(
                 output.offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS_MAX
             )
@@ -231,20 +236,7 @@ def _accepted(
     topic = seen_topic(tp[0])
     for record in seen_records(tp[0], tp[1], result.seen_updates, obligation_of):
         value = encode("SeenEvents", record, topic=topic)
-        output.sends.append((topic, str(tp[1]).encode(), value))
-
-
-def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes) -> None:
-    """Produce one record; the seen topics go to the partition of their source."""
-    while True:
-        try:
-            if topic.startswith("clearing.ingest.seen."):
-                producer.produce(topic, key=key, value=value, partition=int(key or b"0"))
-            else:
-                producer.produce(topic, key=key, value=value)
-            return
-        except BufferError:  # the local queue is full: let deliveries drain
-            producer.poll(0.1)
+        output.sends.append((topic, str(tp[1]).encode(), value, tp[1]))  # as its source
 
 
 def _by_partition(messages: Iterable[Message]) -> dict[tuple[str, int], list[RawEvent]]:
@@ -255,12 +247,6 @@ def _by_partition(messages: Iterable[Message]) -> dict[tuple[str, int], list[Raw
         error = message.error()
         if error is not None:
             raise KafkaException(error)
-        topic, partition = str(message.topic()), int(message.partition() or 0)
-        value = message.value()
-        groups.setdefault((topic, partition), []).append(RawEvent(
-            topic=topic, partition=partition, offset=int(message.offset() or 0),
-            key=message.key() if isinstance(message.key(), bytes) else None,
-            value=value if isinstance(value, bytes) else b"",
-            timestamp_ms=int(message.timestamp()[1]), headers=header_pairs(message.headers()),
-        ))  # fmt: skip
+        record = record_of(message)
+        groups.setdefault((record.topic, record.partition), []).append(record)
     return groups

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from confluent_kafka import (
     Consumer,
@@ -104,6 +104,22 @@ def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | No
     return produce_records(producer, ((topic, key, value) for key, value in items))
 
 
+def produce_one(
+    producer: Producer, topic: str, key: bytes | None, value: bytes, partition: int = -1,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:  # fmt: skip
+    """Hand one record to the producer, waiting while its local queue is full;
+    ``partition`` -1 lets the partitioner choose from the key."""
+    while True:
+        try:
+            producer.produce(
+                topic, value=value, key=key, partition=partition, on_delivery=on_delivery
+            )
+            return
+        except BufferError:  # local queue full: let deliveries drain
+            producer.poll(0.1)
+
+
 def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None, bytes]]) -> int:
     """Produce every (topic, key, value) and wait until all are acknowledged; raise on
     any failure. Blocking: call it on a thread from asynchronous code."""
@@ -116,12 +132,7 @@ def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None,
     count = 0
     topics: set[str] = set()
     for topic, key, value in items:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
+        produce_one(producer, topic, key, value, on_delivery=on_delivery)
         count += 1
         topics.add(topic)
         producer.poll(0)
@@ -136,7 +147,8 @@ def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None,
     return count
 
 
-def _detach(message: Message) -> Record:
+def record_of(message: Message) -> Record:
+    """A consumed message as the core's ``RawEvent`` (no key: None; no value: b\"\")."""
     value = message.value()
     timestamp = message.timestamp()[1]
     return Record(
@@ -238,7 +250,7 @@ def _poll(consumer: Consumer) -> list[Record]:
             if error.code() == KafkaError._PARTITION_EOF:
                 continue
             raise KafkaException(error)
-        out.append(_detach(message))
+        out.append(record_of(message))
     return out
 
 
