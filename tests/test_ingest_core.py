@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from clearing_core.codec import SingleObjectCodec
-from clearing_core.ingest import IngestResult, RawEvent, process_batch
+from clearing_core.ingest import IngestResult, RawEvent
 from clearing_core.refdata import load_default_refdata
+from tests.support.ingest_paths import ingest_both_ways
 
 REFDATA = load_default_refdata()
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -44,7 +45,7 @@ def raw(codec: SingleObjectCodec, topic: str, value: bytes, offset: int) -> RawE
 
 
 def run(events: list[RawEvent], codec: SingleObjectCodec, **state: Any) -> IngestResult:
-    return process_batch(
+    return ingest_both_ways(
         events, codec=codec, refdata=REFDATA, expected_type=TOPICS,
         seen=state.get("seen", {}),
     )  # fmt: skip

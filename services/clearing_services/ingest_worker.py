@@ -28,8 +28,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from clearing_core.aggregate import aggregate
-from clearing_core.codec import Codec
+from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.errors import ClearingError
+from clearing_core.fast_lane import FastLane
 from clearing_core.ingest import IngestResult, RawEvent, process_batch
 from clearing_core.refdata import ReferenceData
 from clearing_core.validation import DEFAULT_LIMITS, ValidationLimits
@@ -86,6 +87,7 @@ class IngestWorker:
         self.seen = SeenStore(seen_dir, limits.max_age_ms)  # on disk when given a folder
         self._swept_ms = 0
         self.timing = StageTiming(_log)
+        self.lane = FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
         self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
         overrides: dict[str, str | int | float | bool] = {
             "partition.assignment.strategy": "cooperative-sticky",
@@ -168,16 +170,16 @@ class IngestWorker:
             result = process_batch(
                 raw, codec=self.codec, refdata=refdata, expected_type=self.expected,
                 seen=self.seen.of((topic, partition)), limits=self.limits, keys_must_match=True,
+                lane=self.lane,
             )  # fmt: skip
             results.append(((topic, partition), result))
             output.redelivered += len(result.redelivered)
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
             output.newest_ms = max(output.newest_ms, max(e.timestamp_ms for e in raw))
             output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
-        obligations = [o for _, r in results for o in r.obligations]
-        event_ids = [e for _, r in results for e in r.event_ids]
-        aggregated = aggregate(obligations, event_ids)
-        output.obligations_in, output.obligations_out = len(obligations), len(aggregated.records)
+        priced = [p for _, r in results for p in r.priced]
+        aggregated = aggregate(priced)
+        output.obligations_in, output.obligations_out = len(priced), len(aggregated.records)
         for key, record in aggregated.records:
             value = encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
             output.sends.append((OBLIGATIONS_TOPIC, key, value, -1))

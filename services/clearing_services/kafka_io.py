@@ -149,17 +149,12 @@ def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None,
 
 def record_of(message: Message) -> Record:
     """A consumed message as the core's ``RawEvent`` (no key: None; no value: b\"\")."""
-    value = message.value()
-    timestamp = message.timestamp()[1]
-    return Record(
-        topic=str(message.topic()),
-        partition=int(message.partition() or 0),
-        offset=int(message.offset() or 0),
-        key=message.key() if isinstance(message.key(), bytes) else None,
-        value=value if isinstance(value, bytes) else b"",
-        timestamp_ms=int(timestamp),
-        headers=header_pairs(message.headers()),
-    )
+    key, value, headers = message.key(), message.value(), message.headers()
+    return Record(  # positional, and each accessor called once: one is built per record
+        str(message.topic()), message.partition() or 0, message.offset() or 0,
+        key if isinstance(key, bytes) else None, value if isinstance(value, bytes) else b"",
+        message.timestamp()[1], header_pairs(headers) if headers else (),
+    )  # fmt: skip
 
 
 def read_range(

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from clearing_core import ids
 from clearing_core.money import INT64_MAX
@@ -36,13 +37,22 @@ AggregateKey = tuple[str, str, str, str, int, str | None, str | None]
 Keyed = tuple[bytes, dict[str, Any]]  # (Kafka key, Obligation record)
 
 
+class Priced(NamedTuple):
+    """One accepted event's obligation before aggregation: a tuple, since one is
+    made per event; the record itself is built only for what is sent."""
+
+    event_id: str
+    key: AggregateKey  # (currency, debtor, creditor, source, priority, contract, carry key)
+    exact: int  # quantity x unit price, in millionths of a minor unit
+    event_time_ms: int
+
+
 @dataclass(slots=True)
 class _Group:
-    first: Mapping[str, Any]
-    key: bytes
+    first: Priced
     event_ids: list[str] = field(default_factory=list)
     exact: int = 0  # millionths of a minor unit
-    event_time: Any = None
+    event_time_ms: int = 0
 
 
 def aggregate_key(record: Mapping[str, Any]) -> AggregateKey:
@@ -58,6 +68,21 @@ def exact_of(record: Mapping[str, Any]) -> int:
     return int(record["amount_minor"]) * PRICE_SCALE + int(record.get("remainder_ppm") or 0)
 
 
+def obligation_of(priced: Priced) -> Keyed:
+    """The obligation of one event, keyed by its currency: id ``m:<event id>``, the
+    exact price split into whole minor units and a remainder in millionths."""
+    currency, debtor, creditor, source, priority, contract_id, carry_key = priced.key
+    amount, remainder = divmod(priced.exact, PRICE_SCALE)
+    return currency.encode(), {
+        "obligation_id": ids.obligation_id(source, [priced.event_id]),
+        "debtor_id": debtor, "creditor_id": creditor, "currency": currency,
+        "amount_minor": amount, "priority": priority, "source": source,
+        "contract_id": contract_id, "source_event_count": 1, "source_digest": None,
+        "event_time": datetime.fromtimestamp(priced.event_time_ms / 1000, tz=UTC),
+        "remainder_ppm": remainder, "carry_key": carry_key,
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Aggregation:
     """The aggregated obligations, and which one carries each source event."""
@@ -66,55 +91,49 @@ class Aggregation:
     obligation_of: dict[str, str]  # event id -> obligation id
 
 
-def aggregate(obligations: Sequence[Keyed], event_ids: Sequence[str]) -> Aggregation:
+def aggregate(items: Sequence[Priced]) -> Aggregation:
     """One obligation per aggregate key (and per int64's worth of value), in the
-    order of first appearance. ``event_ids[i]`` is the source event of
-    ``obligations[i]``, which must stand for exactly one event."""
-    if len(obligations) != len(event_ids):
-        raise ValueError(f"{len(obligations)} obligations but {len(event_ids)} event ids")
+    order of first appearance."""
     records: list[Keyed] = []
-    obligation_of: dict[str, str] = {}
-    for group in _groups(obligations, event_ids):
+    carried_by: dict[str, str] = {}
+    for group in _groups(items):
         key, record = _record(group)
         records.append((key, record))
         for event_id in group.event_ids:
-            obligation_of[event_id] = str(record["obligation_id"])
-    return Aggregation(records, obligation_of)
+            carried_by[event_id] = str(record["obligation_id"])
+    return Aggregation(records, carried_by)
 
 
-def _groups(obligations: Sequence[Keyed], event_ids: Sequence[str]) -> Iterator[_Group]:
+def _groups(items: Sequence[Priced]) -> Iterator[_Group]:
     open_: dict[AggregateKey, _Group] = {}
     order: list[_Group] = []
-    for (kafka_key, record), event_id in zip(obligations, event_ids, strict=True):
-        if int(record.get("source_event_count", 1)) != 1:
-            raise ValueError(f"{record['obligation_id']} is already an aggregate")
-        exact = exact_of(record)
-        key = aggregate_key(record)
-        group = open_.get(key)
+    for item in items:
+        exact = item.exact
+        if not 0 <= exact <= INT64_MAX:
+            raise ValueError(f"{item.event_id}: exact amount {exact} outside 0..int64")
+        group = open_.get(item.key)
         if group is None or group.exact > INT64_MAX - exact:
-            group = open_[key] = _Group(record, kafka_key)
+            group = open_[item.key] = _Group(item, event_time_ms=item.event_time_ms)
             order.append(group)
-        group.event_ids.append(event_id)
+        group.event_ids.append(item.event_id)
         group.exact += exact
-        time = record["event_time"]
-        if group.event_time is None or time > group.event_time:
-            group.event_time = time
+        if item.event_time_ms > group.event_time_ms:
+            group.event_time_ms = item.event_time_ms
     return iter(order)
 
 
 def _record(group: _Group) -> Keyed:
-    """The group's obligation: the first record itself for a group of one (its id is
+    """The group's obligation: the first event's own for a group of one (its id is
     the event's, as without aggregation), else the summed aggregate."""
+    key, record = obligation_of(group.first)
     if len(group.event_ids) == 1:
-        return group.key, dict(group.first)
+        return key, record
     amount, remainder = divmod(group.exact, PRICE_SCALE)
-    source = str(group.first["source"])
-    record = dict(group.first)
+    digest = ids.source_digest(group.event_ids)
     record.update(
-        obligation_id=ids.obligation_id(source, group.event_ids),
+        obligation_id=ids.aggregate_id(str(record["source"]), digest),
         amount_minor=amount, remainder_ppm=remainder,
-        source_event_count=len(group.event_ids),
-        source_digest=ids.source_digest(group.event_ids),
-        event_time=group.event_time,
+        source_event_count=len(group.event_ids), source_digest=digest,
+        event_time=datetime.fromtimestamp(group.event_time_ms / 1000, tz=UTC),
     )  # fmt: skip
-    return group.key, record
+    return key, record

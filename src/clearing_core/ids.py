@@ -31,7 +31,12 @@ def obligation_id(source: str, event_ids: Iterable[str]) -> str:
         raise InputError("an obligation needs at least one source event")
     if len(ids) == 1:
         return f"{prefix}:{ids[0]}"
-    return f"{prefix}:agg:{source_digest(ids)[:32]}"
+    return aggregate_id(source, source_digest(ids))
+
+
+def aggregate_id(source: str, digest: str) -> str:
+    """``m:agg:<digest>`` of a pre-aggregate, from its ``source_digest``."""
+    return f"{SOURCE_PREFIX[source]}:agg:{digest[:32]}"
 
 
 def cycle_id(currency: str, cycle_seq: int) -> str:

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from clearing_core import ids
-from clearing_core.codec import Codec, CodecError
+from clearing_core.aggregate import Keyed, Priced, obligation_of
+from clearing_core.codec import Codec, CodecError, SingleObjectCodec
+from clearing_core.fast_lane import FastLane
 from clearing_core.identity import authenticated_principal, check_identity
 from clearing_core.input_checks import key_problem
 from clearing_core.money import MoneyOverflowError, checked_mul
 from clearing_core.refdata import ReferenceData
-from clearing_core.refdata.models import PRICE_SCALE
 from clearing_core.validation import (
     DEFAULT_LIMITS,
     EVENT_ID_LENGTH_MAX,
@@ -62,11 +62,19 @@ class RawEvent(NamedTuple):
 class IngestResult:
     """What one batch produces: records to send and state to store."""
 
-    obligations: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)  # the source event of each obligation
+    priced: list[Priced] = field(default_factory=list)  # per accepted event, in input order
     redelivered: list[RawEvent] = field(default_factory=list)  # accepted before: nothing again
     rejections: list[dict[str, Any]] = field(default_factory=list)
     seen_updates: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def obligations(self) -> list[Keyed]:
+        """One obligation per accepted event, before aggregation."""
+        return [obligation_of(p) for p in self.priced]
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [p.event_id for p in self.priced]
 
 
 def body_digest(value: bytes) -> str:
@@ -138,18 +146,6 @@ def rejected_record(
     }  # fmt: skip
 
 
-def obligation_record(priced: PricedInput, amount_minor: int, remainder_ppm: int) -> dict[str, Any]:
-    return {
-        "obligation_id": ids.obligation_id(priced.source, [priced.event_id]),
-        "debtor_id": priced.debtor_id, "creditor_id": priced.creditor_id,
-        "currency": priced.currency, "amount_minor": amount_minor,
-        "priority": priced.priority, "source": priced.source,
-        "contract_id": priced.contract_id, "source_event_count": 1, "source_digest": None,
-        "event_time": datetime.fromtimestamp(priced.event_time_ms / 1000, tz=UTC),
-        "remainder_ppm": remainder_ppm, "carry_key": priced.carry_key or None,
-    }  # fmt: skip
-
-
 def process_batch(
     events: Sequence[RawEvent],
     *,
@@ -159,37 +155,63 @@ def process_batch(
     seen: Mapping[str, str],
     limits: ValidationLimits = DEFAULT_LIMITS,
     keys_must_match: bool = False,
+    lane: FastLane | None = None,
+    fast: bool = True,
 ) -> IngestResult:
     """Decode, check, de-duplicate, validate and price a batch, in input order.
     An event without a Kafka key is always refused; ``keys_must_match`` also refuses
-    one whose key is not its contract, provider or payer id (DESIGN section 4)."""
-    result = IngestResult()
-    for event in events:
+    one whose key is not its contract, provider or payer id (DESIGN section 4).
+    ``lane`` (kept by a worker for its cache) accepts the plain events in columns;
+    every other event takes the per-event path, and both decide alike (``fast=False``
+    sends every event the per-event way: the reference the tests compare with)."""
+    result, seen_now = IngestResult(), dict[str, str]()
+    lane = (lane if lane is not None else _lane_for(codec)) if fast else None
+    verdicts: list[Priced | None] = [None] * len(events)
+    if lane is not None:
+        verdicts = lane.accept(events, refdata, expected_type, limits, keys_must_match)
+    for event, accepted in zip(events, verdicts, strict=True):
+        if accepted is not None:
+            event_id = accepted.event_id
+            if seen_now.get(event_id) is None and seen.get(event_id) is None:
+                seen_now[event_id] = seen_entry(
+                    body_digest(event.value), accepted.event_time_ms, event.partition,
+                    event.offset,
+                )  # fmt: skip
+                result.priced.append(accepted)
+                continue
         outcome = _check(
-            event, codec, refdata, expected_type, seen, result.seen_updates, limits,
-            keys_must_match,
+            event, codec, refdata, expected_type, seen, seen_now, limits, keys_must_match
         )  # fmt: skip
         if isinstance(outcome, dict):
             result.rejections.append(outcome)
-            continue
-        if outcome is None:
+        elif outcome is None:
             result.redelivered.append(event)
-            continue
-        priced, digest = outcome
-        try:
-            amount, remainder = divmod(checked_mul(priced.quantity, priced.unit_price), PRICE_SCALE)
-        except MoneyOverflowError as exc:
-            result.rejections.append(
-                rejected_record(event, exc.reason_code, str(exc), priced.event_id, priced.currency)
+        else:
+            priced, digest = outcome
+            try:
+                exact = checked_mul(priced.quantity, priced.unit_price)
+            except MoneyOverflowError as exc:
+                result.rejections.append(rejected_record(
+                    event, exc.reason_code, str(exc), priced.event_id, priced.currency
+                ))  # fmt: skip
+                continue
+            seen_now[priced.event_id] = seen_entry(
+                digest, priced.event_time_ms, event.partition, event.offset
             )
-            continue
-        result.seen_updates[priced.event_id] = seen_entry(
-            digest, priced.event_time_ms, event.partition, event.offset
-        )
-        record = obligation_record(priced, amount, remainder)
-        result.obligations.append((priced.currency.encode(), record))
-        result.event_ids.append(priced.event_id)
+            result.priced.append(priced_of(priced, exact))
+    result.seen_updates = seen_now
     return result
+
+
+def _lane_for(codec: Codec) -> FastLane | None:
+    return FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
+
+
+def priced_of(priced: PricedInput, exact: int) -> Priced:
+    """An event accepted by the per-event path, as the fast lane gives one."""
+    key = (priced.currency, priced.debtor_id, priced.creditor_id, priced.source,
+           priced.priority, priced.contract_id, priced.carry_key or None)  # fmt: skip
+    return Priced(priced.event_id, key, exact, priced.event_time_ms)
 
 
 def _check(

@@ -15,12 +15,13 @@ import pytest
 
 from clearing_core import codec as codec_module
 from clearing_core.codec import CodecError, SingleObjectCodec
-from clearing_core.ingest import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent, process_batch
+from clearing_core.ingest import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent
 from clearing_core.input_checks import InputReason
 from clearing_core.schemas import SchemaCatalog
 from clearing_core.validation import Reason
 from tests.support import bad_inputs
 from tests.support.bad_inputs import BadInput, Corpus, Sent
+from tests.support.ingest_paths import ingest_both_ways
 
 NOW_MS = 1_795_000_000_000  # 2026-11-18T09:46:40Z, the log time of every record
 REFDATA = bad_inputs.refdata()
@@ -40,7 +41,7 @@ def raw(items: Sequence[Sent | BadInput], first_offset: int = 0) -> list[RawEven
 
 
 def ingest(events: list[RawEvent], seen: dict[str, str] | None = None) -> IngestResult:
-    return process_batch(
+    return ingest_both_ways(
         events, codec=CODEC, refdata=REFDATA, expected_type=bad_inputs.EXPECTED_TYPE,
         seen=seen or {}, keys_must_match=True,
     )  # fmt: skip
@@ -138,7 +139,7 @@ def test_keys_are_compared_only_when_asked() -> None:
     """A missing key is always refused; a key that is not the record's own only with
     ``keys_must_match`` (callers that key every record alike, such as unit tests)."""
     cases = [c for c in CORPUS.bad if c.reason in {"MISSING_KEY", "KEY_MISMATCH"}]
-    result = process_batch(
+    result = ingest_both_ways(
         raw(cases), codec=CODEC, refdata=REFDATA, expected_type=bad_inputs.EXPECTED_TYPE,
         seen={},
     )  # fmt: skip

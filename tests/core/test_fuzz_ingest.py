@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from clearing_core import codec as codec_module
 from clearing_core.codec import CodecError, SingleObjectCodec
-from clearing_core.ingest import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent, process_batch
+from clearing_core.ingest import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent
 from clearing_core.input_checks import InputReason
 from clearing_core.money import INT64_MAX
 from clearing_core.refdata.models import PRICE_SCALE
@@ -23,6 +23,7 @@ from clearing_core.validation import Reason
 from tests.support import bad_inputs
 from tests.support.avro_strategies import records
 from tests.support.bad_inputs import Sent
+from tests.support.ingest_paths import ingest_both_ways
 
 NOW_MS = 1_795_000_000_000
 NOW = datetime.fromtimestamp(NOW_MS / 1000, tz=UTC)
@@ -43,7 +44,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 def ingest(sent: list[Sent]) -> tuple[list[RawEvent], IngestResult]:
     events = [RawEvent(s.topic, 0, n, s.key, s.value or b"", NOW_MS) for n, s in enumerate(sent)]
-    result = process_batch(
+    result = ingest_both_ways(
         events, codec=CODEC, refdata=REFDATA, expected_type=bad_inputs.EXPECTED_TYPE, seen={},
         keys_must_match=True,
     )  # fmt: skip

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clearing_core.aggregate import obligation_of
 from clearing_core.cycle import CurrencyLedger, CycleContext, RailInfo
 from clearing_core.errors import InputError
-from clearing_core.ingest import obligation_record
+from clearing_core.ingest import priced_of
 from clearing_core.money import INT64_MAX, MoneyOverflowError
 from clearing_core.pricing import (
     TariffTable,
@@ -205,7 +206,7 @@ def record(stream: Stream, event_id: str, quantity: int, unit_price: int) -> dic
         carry_key=stream.carry_key, priority=0, contract_id=stream.carry_key or None,
         event_time_ms=1_700_000_000_000,
     )  # fmt: skip
-    return obligation_record(priced, *split_price(quantity, unit_price))
+    return obligation_of(priced_of(priced, quantity * unit_price))[1]
 
 
 class SpyLedger(CurrencyLedger):
