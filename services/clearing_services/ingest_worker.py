@@ -103,8 +103,13 @@ class IngestWorker:
         self.producer.init_transactions(TRANSACTION_SECONDS_MAX)
 
     def owned(self) -> list[tuple[str, int]]:
-        """The event partitions this worker owns now (for the stall watchdog)."""
-        return sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())
+        """The event partitions this worker owns now (for the stall watchdog); none
+        once the consumer is closed (the loop has ended, so nothing can stall)."""
+        try:
+            assignment = self.consumer.assignment()
+        except RuntimeError:  # "Consumer closed": the process is stopping
+            return []
+        return sorted((tp.topic, tp.partition) for tp in assignment)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Read each new partition's de-duplication state back before taking events.
