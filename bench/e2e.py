@@ -66,6 +66,7 @@ from e2e_support import (
     pid_of,
     preload,
     prepare,
+    wait_ready,
 )
 
 from clearing_core.codec import SingleObjectCodec
@@ -241,8 +242,10 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
     t_spawn = time.time()
     roles = ["all"] + ["ingest"] * (args.ingest_workers - 1)
-    processes = [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 1}")
-                 for i, role in enumerate(roles)]  # fmt: skip
+    processes = [start_worker(bootstrap, tmp / "worker", roles[0], "bench-e2e-1")]
+    wait_ready(processes[0], tmp / "worker" / "bench-e2e-1.log")
+    processes += [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 2}")
+                  for i, role in enumerate(roles[1:])]  # fmt: skip
     samplers = [ProcessSampler(p.pid) for p in processes]
     broker_pid = pid_of(str(tmp / "broker"))
     broker = ProcessSampler(broker_pid) if broker_pid is not None else None

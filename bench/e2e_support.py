@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -248,3 +249,17 @@ class ProcessSampler:
         self._sample()
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def wait_ready(process: subprocess.Popen[Any], log_path: Path, timeout_s: float = 300) -> None:
+    """Until the ``worker all`` process has its netting partitions. Why: it starts
+    slower (Faust, kernel warm-up); an ingest-only worker started with it would take
+    every partition and starve that start on 2 cores, so the run would measure one
+    worker and a late netting stage."""
+    deadline = time.monotonic() + timeout_s
+    while "netting: assigned partitions" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker was not ready in {timeout_s:.0f} s")
+        time.sleep(0.2)
