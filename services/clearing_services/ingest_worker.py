@@ -25,7 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from clearing_core.aggregate import aggregate
 from clearing_core.codec import Codec, SingleObjectCodec
@@ -62,6 +69,7 @@ class BatchOutput:
 
     sends: list[Send] = field(default_factory=list)
     offsets: list[TopicPartition] = field(default_factory=list)
+    firsts: list[TopicPartition] = field(default_factory=list)  # the batch's first offsets
     accepted: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
     events_per_topic: dict[str, int] = field(default_factory=dict)
     newest_ms: int = 0  # the newest log time in the batch
@@ -155,8 +163,14 @@ class IngestWorker:
         t0 = time.perf_counter()
         output = self.prepare(_by_partition(messages))
         t1 = time.perf_counter()
-        with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
-            self._transact(output)
+        try:
+            with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
+                self._transact(output)
+        except KafkaException as exc:
+            if not _abortable(exc):
+                raise
+            self._rewind(output.firsts, exc)
+            return
         self.timing.add("prepare", t1 - t0, len(messages))
         self.timing.add("commit", time.perf_counter() - t1, len(output.sends))
         for tp, updates in output.accepted.items():
@@ -182,6 +196,7 @@ class IngestWorker:
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
             output.newest_ms = max(output.newest_ms, max(e.timestamp_ms for e in raw))
             output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
+            output.firsts.append(TopicPartition(topic, partition, raw[0].offset))
         priced = [p for _, r in results for p in r.priced]
         aggregated = aggregate(priced)
         output.obligations_in, output.obligations_out = len(priced), len(aggregated.records)
@@ -214,6 +229,17 @@ class IngestWorker:
             producer.abort_transaction(TRANSACTION_SECONDS_MAX)
             raise
 
+    def _rewind(self, batch: list[TopicPartition], exc: KafkaException) -> None:
+        """After an aborted transaction, read the batch again where this worker still
+        owns its partitions: nothing of it was written, its offsets included. A
+        partition the rebalance took is the new owner's, from the committed offset."""
+        self.metrics.aborted.labels("ingest").inc()
+        _log.warning("ingest: transaction aborted (%s); the batch is read again", exc)
+        owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for tp in batch:
+            if (tp.topic, tp.partition) in owned:
+                self.consumer.seek(tp)  # an error here ends the process: nothing is skipped
+
     def _count(self, output: BatchOutput) -> None:
         metrics = self.metrics
         for topic, count in output.events_per_topic.items():
@@ -244,6 +270,14 @@ def _accepted(
     for record in seen_records(tp[0], tp[1], result.seen_updates, obligation_of):
         value = encode("SeenEvents", record, topic=topic)
         output.sends.append((topic, str(tp[1]).encode(), value, tp[1]))  # as its source
+
+
+def _abortable(exc: KafkaException) -> bool:
+    """A transaction error that aborting and reading the batch again cures (a
+    rebalance made the group generation stale: ILLEGAL_GENERATION and the like),
+    not one that ends the producer (fenced by a newer instance: fatal)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal()
 
 
 def _by_partition(messages: Iterable[Message]) -> dict[tuple[str, int], list[RawEvent]]:

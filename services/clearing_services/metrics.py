@@ -50,6 +50,11 @@ class Metrics:
             "(consumer offsets moved back): skipped, their obligations are on the log.",
             registry=r,
         )  # fmt: skip
+        self.aborted = Counter(
+            "clearing_transactions_aborted", "Transactions a stage aborted and retried "
+            "because a rebalance made its consumer group generation stale.", ["stage"],
+            registry=r,
+        )  # fmt: skip
         self.cycle_seconds = Histogram(
             "clearing_cycle_close_seconds", "From reading a cycle-close marker to the last "
             "output committed.", ["currency"], buckets=CYCLE_BUCKETS_SECONDS, registry=r,
