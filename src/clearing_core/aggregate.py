@@ -74,7 +74,7 @@ def obligation_of(priced: Priced) -> Keyed:
     currency, debtor, creditor, source, priority, contract_id, carry_key = priced.key
     amount, remainder = divmod(priced.exact, PRICE_SCALE)
     return currency.encode(), {
-        "obligation_id": ids.obligation_id(source, [priced.event_id]),
+        "obligation_id": ids.event_obligation_id(source, priced.event_id),
         "debtor_id": debtor, "creditor_id": creditor, "currency": currency,
         "amount_minor": amount, "priority": priority, "source": source,
         "contract_id": contract_id, "source_event_count": 1, "source_digest": None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ class RowPlan:
     kinds: I64
     enum_sizes: I64  # symbols per ENUM field (0 for other kinds)
     enum_symbols: Mapping[str, tuple[str, ...]]
+    timestamps: frozenset[str]  # LONG fields that are timestamp-millis
+    dates: frozenset[str]  # INT fields that are dates
 
     def index(self, field: str) -> int:
         return self.fields.index(field)
@@ -81,10 +84,13 @@ def plan_for(version: SchemaVersion) -> RowPlan | None:
     if not isinstance(schema, Mapping) or schema.get("type") != "record":
         return None
     names, kinds, sizes, symbols = [], [], [], {}
+    logical: dict[str, set[str]] = {"timestamp-millis": set(), "date": set()}
     for field in schema["fields"]:
         kind = _kind(field["type"])
         if kind is None:
             return None
+        if isinstance(field["type"], Mapping) and field["type"].get("logicalType") in logical:
+            logical[field["type"]["logicalType"]].add(str(field["name"]))
         names.append(str(field["name"]))
         kinds.append(kind[0])
         sizes.append(len(kind[1]))
@@ -92,7 +98,8 @@ def plan_for(version: SchemaVersion) -> RowPlan | None:
             symbols[str(field["name"])] = kind[1]
     return RowPlan(
         version.short_name, version.header, tuple(names), np.array(kinds, np.int64),
-        np.array(sizes, np.int64), symbols,
+        np.array(sizes, np.int64), symbols, frozenset(logical["timestamp-millis"]),
+        frozenset(logical["date"]),
     )  # fmt: skip
 
 
@@ -198,3 +205,41 @@ def pack(values: Sequence[bytes]) -> tuple[bytes, U8, I64, I64]:
     ends = np.cumsum(np.fromiter(map(len, values), np.int64, len(values)))
     starts = ends - np.fromiter(map(len, values), np.int64, len(values))
     return joined, np.frombuffer(joined, np.uint8), starts, ends
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def records_of(plan: RowPlan, values: Sequence[bytes]) -> list[dict[str, Any] | None]:
+    """Each value as the dict the codec would decode it to (timestamps as aware
+    datetimes, exactly as fastavro makes them), or None where the codec must read it.
+    For a loop that reads many records of one flat type (the netting stage's
+    obligations): a dict from columns costs a third of a fastavro decode."""
+    data, buffer, starts, ends = pack(values)
+    rows = decode_rows(plan, buffer, starts, ends)
+    offsets, lengths, numbers = (
+        rows.str_offset.tolist(),
+        rows.str_length.tolist(),
+        rows.number.tolist(),
+    )
+    fields = list(enumerate(plan.fields))
+    out: list[dict[str, Any] | None] = [None] * len(values)
+    for i in np.flatnonzero(rows.ok).tolist():
+        record: dict[str, Any] = {}
+        at, size, number = offsets[i], lengths[i], numbers[i]
+        for f, name in fields:
+            kind = plan.kinds[f]
+            if kind <= OPTIONAL_STRING:
+                record[name] = (
+                    None if size[f] < 0 else data[at[f] : at[f] + size[f]].decode("ascii")
+                )
+            elif kind == ENUM:
+                record[name] = plan.enum_symbols[name][number[f]]
+            elif name in plan.timestamps:
+                record[name] = _EPOCH + timedelta(milliseconds=number[f])
+            elif name in plan.dates:
+                record[name] = _EPOCH.date() + timedelta(days=number[f])
+            else:
+                record[name] = number[f]
+        out[i] = record
+    return out

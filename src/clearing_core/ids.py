@@ -22,16 +22,19 @@ def source_digest(event_ids: Iterable[str]) -> str:
 
 def obligation_id(source: str, event_ids: Iterable[str]) -> str:
     """``m:<event id>`` for one event; ``m:agg:<digest>`` for a pre-aggregate."""
-    try:
-        prefix = SOURCE_PREFIX[source]
-    except KeyError:
-        raise InputError(f"unknown obligation source {source!r}") from None
+    if source not in SOURCE_PREFIX:
+        raise InputError(f"unknown obligation source {source!r}")
     ids = sorted(event_ids)
     if not ids:
         raise InputError("an obligation needs at least one source event")
     if len(ids) == 1:
-        return f"{prefix}:{ids[0]}"
+        return event_obligation_id(source, ids[0])
     return aggregate_id(source, source_digest(ids))
+
+
+def event_obligation_id(source: str, event_id: str) -> str:
+    """``m:<event id>``: ``obligation_id`` of one event, without the list (one per event)."""
+    return f"{SOURCE_PREFIX[source]}:{event_id}"
 
 
 def aggregate_id(source: str, digest: str) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clearing_core.avro_rows import decode_rows, pack, plan_for
+from clearing_core.avro_rows import decode_rows, pack, plan_for, records_of
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.fast_lane import FastLane
 from clearing_core.generator import EventGenerator
@@ -51,7 +51,7 @@ def lane_takes(sent: list[Sent], refdata: Any, now_ms: int = NOW_MS) -> list[boo
     return [v is not None for v in verdicts]
 
 
-_RECORDS = st.sampled_from(TYPES).flatmap(
+_RECORDS = st.sampled_from([*TYPES, "Obligation"]).flatmap(
     lambda name: st.tuples(st.just(name), records(CODEC.catalog.current(name).parsed))
 )
 
@@ -69,6 +69,8 @@ def test_rows_read_what_the_codec_reads(drawn: tuple[str, dict[str, Any]]) -> No
     texts = [decoded[f] for f, kind in zip(plan.fields, plan.kinds, strict=True) if kind <= 1]
     plain = all(t is None or (t.isascii() and t.isprintable()) for t in texts)
     assert bool(rows.ok[0]) == plain  # only non-ASCII or unprintable text is left to the codec
+    as_dict = records_of(plan, [value])[0]
+    assert as_dict == (CODEC.decode(value).record if plain else None)
     if not plain:
         return
     for f, field in enumerate(plan.fields):
