@@ -50,7 +50,7 @@ from clearing_services.kafka_io import (
     record_of,
 )
 from clearing_services.metrics import Metrics, StageTiming
-from clearing_services.seen_store import SeenStore, seen_records, seen_topic
+from clearing_services.seen_store import SeenStore, seen_topic, seen_values
 from clearing_services.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 GROUP = "clearing-ingest"
@@ -205,7 +205,7 @@ class IngestWorker:
             output.sends.append((OBLIGATIONS_TOPIC, key, value, -1))
         for tp, result in results:
             self._rejections(result, output)
-            _accepted(tp, result, aggregated.obligation_of, output, encode)
+            _accepted(tp, result, aggregated.obligation_of, output, self.codec)
         return output
 
     def _rejections(self, result: IngestResult, output: BatchOutput) -> None:
@@ -260,15 +260,14 @@ class IngestWorker:
 
 def _accepted(
     tp: tuple[str, int], result: IngestResult, obligation_of: dict[str, str],
-    output: BatchOutput, encode: Callable[..., bytes],
+    output: BatchOutput, codec: Codec,
 ) -> None:  # fmt: skip
     """The partition's new seen entries, and their ``SeenEvents`` records to write."""
     if not result.seen_updates:
         return
     output.accepted[tp] = result.seen_updates
     topic = seen_topic(tp[0])
-    for record in seen_records(tp[0], tp[1], result.seen_updates, obligation_of):
-        value = encode("SeenEvents", record, topic=topic)
+    for value in seen_values(codec, tp[0], tp[1], result.seen_updates, obligation_of):
         output.sends.append((topic, str(tp[1]).encode(), value, tp[1]))  # as its source
 
 

@@ -25,11 +25,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from clearing_core.ingest import seen_entry, seen_parts
+from clearing_core.codec import Codec, SingleObjectCodec
+from clearing_core.ingest import SEEN_SEPARATOR, seen_entry, seen_parts
+from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_events, matches
 from clearing_services.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
@@ -38,6 +40,7 @@ TTL_MARGIN_S = 86_400  # on disk, ids live this long beyond the maximum event ag
 WRITE_BUFFER_BYTES = 4 << 20  # per partition database, at most two of them
 BLOCK_CACHE_BYTES = 32 << 20  # shared by the worker's partition databases
 TopicPartitionKey = tuple[str, int]
+T = TypeVar("T")
 
 
 def seen_topic(event_topic: str) -> str:
@@ -205,25 +208,49 @@ def updates_of(record: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+SeenItem = tuple[str, str, int, int, str]  # event id, digest, time ms, offset, obligation id
+
+
+def seen_items(updates: Mapping[str, str], obligation_of: Mapping[str, str]) -> list[SeenItem]:
+    """One partition's accepted events as ``SeenEvents`` items, in offset order."""
+    items = []
+    for event_id, entry in updates.items():
+        digest, time_ms, _, offset = entry.split(SEEN_SEPARATOR)
+        items.append((event_id, digest, int(time_ms), int(offset), obligation_of[event_id]))
+    items.sort(key=lambda item: item[3])
+    return items
+
+
 def seen_records(
     topic: str, partition: int, updates: Mapping[str, str], obligation_of: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """The ``SeenEvents`` records of one partition's accepted events, in offset order,
     ``SEEN_CHUNK_EVENTS`` per record."""
-    events: list[dict[str, Any]] = []
-    for event_id, entry in updates.items():
-        digest, time_ms, _, offset = seen_parts(entry)
-        events.append({
-            "event_id": event_id, "body_digest": digest, "event_time_ms": time_ms,
-            "source_offset": offset, "obligation_id": obligation_of[event_id],
-        })  # fmt: skip
-    events.sort(key=lambda e: e["source_offset"])
+    names = [name for name, _ in SEEN_EVENT_LAYOUT]
+    events = [dict(zip(names, item, strict=True)) for item in seen_items(updates, obligation_of)]
     return [
         {"source_topic": topic, "source_partition": partition, "events": chunk}
         for chunk in _chunks(events, SEEN_CHUNK_EVENTS)
     ]
 
 
-def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
+def seen_values(
+    codec: Codec, topic: str, partition: int, updates: Mapping[str, str],
+    obligation_of: Mapping[str, str],
+) -> list[bytes]:  # fmt: skip
+    """The encoded ``SeenEvents`` records of ``seen_records``: written directly
+    (``clearing_core.seen_codec``) while the current schema is the known layout."""
+    version = codec.catalog.current("SeenEvents") if isinstance(codec, SingleObjectCodec) else None
+    if version is None or not matches(version.expanded):
+        return [codec.encode("SeenEvents", r, topic=seen_topic(topic))
+                for r in seen_records(topic, partition, updates, obligation_of)]  # fmt: skip
+    items = seen_items(updates, obligation_of)
+    return [
+        encode_seen_events(version.header, topic, partition, chunk)
+        for chunk in _chunks(items, SEEN_CHUNK_EVENTS)
+    ]
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])

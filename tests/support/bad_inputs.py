@@ -25,6 +25,7 @@ import yaml
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.refdata import ReferenceData, parse_refdata
 from clearing_core.schemas import HEADER_BYTES, SchemaCatalog
+from clearing_core.seen_codec import varint as zigzag
 
 REPO = Path(__file__).resolve().parents[2]
 METER, COMPUTE, PAYMENT = (f"clearing.events.{k}" for k in ("meter", "compute", "payment"))
@@ -184,17 +185,6 @@ class _Builder:
 
 
 # -- hand-made Avro bodies (what no schema-checking encoder will write) -------------------
-
-
-def zigzag(n: int) -> bytes:
-    """Avro's variable-length zig-zag encoding of an int or long."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def raw_string(data: bytes) -> bytes:
