@@ -12,8 +12,10 @@ from clearing_core.ingest import seen_entry
 from clearing_services.seen_store import (
     SEEN_CHUNK_EVENTS,
     SeenStore,
+    items_of,
     seen_records,
     seen_topic,
+    seen_values,
     updates_of,
 )
 
@@ -33,7 +35,10 @@ def test_records_round_trip_through_the_codec_and_restore_the_state(
     assert [len(r["events"]) for r in records] == [SEEN_CHUNK_EVENTS, 5]
     topic = seen_topic(TP[0])
     assert topic == "clearing.ingest.seen.meter"
-    decoded = [codec.decode(codec.encode("SeenEvents", r, topic=topic)).record for r in records]
+    encoded = [codec.encode("SeenEvents", r, topic=topic) for r in records]
+    accepted_items = items_of(accepted)
+    assert seen_values(codec, TP[0], TP[1], accepted_items, obligation_of) == encoded
+    decoded = [codec.decode(value).record for value in encoded]
     assert decoded[0]["events"][0]["obligation_id"] == "m:agg:0"
     store = SeenStore()
     assert store.assign(TP, decoded) == len(accepted)

@@ -70,7 +70,8 @@ class BatchOutput:
     sends: list[Send] = field(default_factory=list)
     offsets: list[TopicPartition] = field(default_factory=list)
     firsts: list[TopicPartition] = field(default_factory=list)  # the batch's first offsets
-    accepted: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    # per partition: the seen entries accepted, and the newest event time among them
+    accepted: dict[tuple[str, int], tuple[dict[str, str], int]] = field(default_factory=dict)
     events_per_topic: dict[str, int] = field(default_factory=dict)
     newest_ms: int = 0  # the newest log time in the batch
     obligations_in: int = 0  # before pre-aggregation
@@ -173,8 +174,8 @@ class IngestWorker:
             return
         self.timing.add("prepare", t1 - t0, len(messages))
         self.timing.add("commit", time.perf_counter() - t1, len(output.sends))
-        for tp, updates in output.accepted.items():
-            self.seen.add(tp, updates)
+        for tp, (updates, newest_ms) in output.accepted.items():
+            self.seen.add(tp, updates, newest_ms)
         if output.newest_ms - self._swept_ms > SWEEP_EVERY_MS:
             self._swept_ms = output.newest_ms
             self.seen.forget_before(output.newest_ms - self.limits.max_age_ms)
@@ -265,9 +266,10 @@ def _accepted(
     """The partition's new seen entries, and their ``SeenEvents`` records to write."""
     if not result.seen_updates:
         return
-    output.accepted[tp] = result.seen_updates
+    newest_ms = max(time_ms for _, _, time_ms, _ in result.seen_items)
+    output.accepted[tp] = (result.seen_updates, newest_ms)
     topic = seen_topic(tp[0])
-    for value in seen_values(codec, tp[0], tp[1], result.seen_updates, obligation_of):
+    for value in seen_values(codec, tp[0], tp[1], result.seen_items, obligation_of):
         output.sends.append((topic, str(tp[1]).encode(), value, tp[1]))  # as its source
 
 

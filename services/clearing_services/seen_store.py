@@ -57,12 +57,13 @@ class _Partition:
     # (newest event time of a batch, the ids it added), oldest batch first
     batches: deque[tuple[int, list[str]]] = field(default_factory=deque)
 
-    def add(self, updates: Mapping[str, str]) -> None:
+    def add(self, updates: Mapping[str, str], newest_ms: int | None = None) -> None:
         if not updates:
             return
-        newest = max(seen_parts(entry)[1] for entry in updates.values())
+        if newest_ms is None:
+            newest_ms = max(seen_parts(entry)[1] for entry in updates.values())
         self.entries.update(updates)
-        self.batches.append((newest, list(updates)))
+        self.batches.append((newest_ms, list(updates)))
 
     def forget_before(self, horizon_ms: int) -> int:
         forgotten = 0
@@ -119,7 +120,7 @@ class _DiskEntries(Mapping[str, str]):
     def __len__(self) -> int:
         return self.count
 
-    def add(self, updates: Mapping[str, str]) -> None:
+    def add(self, updates: Mapping[str, str], newest_ms: int | None = None) -> None:
         batch = WriteBatch()
         for key, value in updates.items():
             batch.put(key, value)
@@ -179,9 +180,12 @@ class SeenStore:
         partition = self._partitions[tp]
         return partition.entries if isinstance(partition, _Partition) else partition
 
-    def add(self, tp: TopicPartitionKey, updates: Mapping[str, str]) -> None:
-        """Record what a committed transaction accepted."""
-        self._partitions[tp].add(updates)
+    def add(
+        self, tp: TopicPartitionKey, updates: Mapping[str, str], newest_ms: int | None = None
+    ) -> None:
+        """Record what a committed transaction accepted (``newest_ms``: the newest event
+        time among them, if known; else it is read from the entries)."""
+        self._partitions[tp].add(updates, newest_ms)
 
     def forget_before(self, horizon_ms: int) -> int:
         return sum(p.forget_before(horizon_ms) for p in self._partitions.values())
@@ -209,14 +213,22 @@ def updates_of(record: Mapping[str, Any]) -> dict[str, str]:
 
 
 SeenItem = tuple[str, str, int, int, str]  # event id, digest, time ms, offset, obligation id
+Accepted = tuple[str, str, int, int]  # ``IngestResult.seen_items``: the same, no obligation
 
 
-def seen_items(updates: Mapping[str, str], obligation_of: Mapping[str, str]) -> list[SeenItem]:
-    """One partition's accepted events as ``SeenEvents`` items, in offset order."""
+def items_of(updates: Mapping[str, str]) -> list[Accepted]:
+    """The accepted events that seen entries stand for."""
     items = []
     for event_id, entry in updates.items():
         digest, time_ms, _, offset = entry.split(SEEN_SEPARATOR)
-        items.append((event_id, digest, int(time_ms), int(offset), obligation_of[event_id]))
+        items.append((event_id, digest, int(time_ms), int(offset)))
+    return items
+
+
+def seen_items(accepted: Iterable[Accepted], obligation_of: Mapping[str, str]) -> list[SeenItem]:
+    """One partition's accepted events as ``SeenEvents`` items, in offset order."""
+    items = [(e, digest, time_ms, offset, obligation_of[e])
+             for e, digest, time_ms, offset in accepted]  # fmt: skip
     items.sort(key=lambda item: item[3])
     return items
 
@@ -227,7 +239,8 @@ def seen_records(
     """The ``SeenEvents`` records of one partition's accepted events, in offset order,
     ``SEEN_CHUNK_EVENTS`` per record."""
     names = [name for name, _ in SEEN_EVENT_LAYOUT]
-    events = [dict(zip(names, item, strict=True)) for item in seen_items(updates, obligation_of)]
+    items = seen_items(items_of(updates), obligation_of)
+    events = [dict(zip(names, item, strict=True)) for item in items]
     return [
         {"source_topic": topic, "source_partition": partition, "events": chunk}
         for chunk in _chunks(events, SEEN_CHUNK_EVENTS)
@@ -235,16 +248,21 @@ def seen_records(
 
 
 def seen_values(
-    codec: Codec, topic: str, partition: int, updates: Mapping[str, str],
+    codec: Codec, topic: str, partition: int, accepted: Sequence[Accepted],
     obligation_of: Mapping[str, str],
 ) -> list[bytes]:  # fmt: skip
     """The encoded ``SeenEvents`` records of ``seen_records``: written directly
     (``clearing_core.seen_codec``) while the current schema is the known layout."""
     version = codec.catalog.current("SeenEvents") if isinstance(codec, SingleObjectCodec) else None
+    items = seen_items(accepted, obligation_of)
     if version is None or not matches(version.expanded):
-        return [codec.encode("SeenEvents", r, topic=seen_topic(topic))
-                for r in seen_records(topic, partition, updates, obligation_of)]  # fmt: skip
-    items = seen_items(updates, obligation_of)
+        names = [name for name, _ in SEEN_EVENT_LAYOUT]
+        return [
+            codec.encode("SeenEvents", {"source_topic": topic, "source_partition": partition,
+                         "events": [dict(zip(names, i, strict=True)) for i in chunk]},
+                         topic=seen_topic(topic))
+            for chunk in _chunks(items, SEEN_CHUNK_EVENTS)
+        ]  # fmt: skip
     return [
         encode_seen_events(version.header, topic, partition, chunk)
         for chunk in _chunks(items, SEEN_CHUNK_EVENTS)

@@ -66,6 +66,9 @@ class IngestResult:
     redelivered: list[RawEvent] = field(default_factory=list)  # accepted before: nothing again
     rejections: list[dict[str, Any]] = field(default_factory=list)
     seen_updates: dict[str, str] = field(default_factory=dict)
+    # the same accepted events as (event id, body digest, event time ms, offset), in
+    # input order: what the SeenEvents records need, without parsing the entries back
+    seen_items: list[tuple[str, str, int, int]] = field(default_factory=list)
 
     @property
     def obligations(self) -> list[Keyed]:
@@ -87,7 +90,8 @@ def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> 
     partition and offset. Time and partition let the table forget ids older than the
     maximum event age, partition by partition; partition and offset tell a record the
     broker delivers again (after a crash or rebalance) from a participant's resend."""
-    return SEEN_SEPARATOR.join((digest, str(event_time_ms), str(partition), str(offset)))
+    sep = SEEN_SEPARATOR
+    return f"{digest}{sep}{event_time_ms}{sep}{partition}{sep}{offset}"  # one per event
 
 
 def seen_parts(entry: str) -> tuple[str, int, int, int]:
@@ -173,10 +177,9 @@ def process_batch(
         if accepted is not None:
             event_id = accepted.event_id
             if seen_now.get(event_id) is None and seen.get(event_id) is None:
-                seen_now[event_id] = seen_entry(
-                    body_digest(event.value), accepted.event_time_ms, event.partition,
-                    event.offset,
-                )  # fmt: skip
+                digest, time_ms = body_digest(event.value), accepted.event_time_ms
+                seen_now[event_id] = seen_entry(digest, time_ms, event.partition, event.offset)
+                result.seen_items.append((event_id, digest, time_ms, event.offset))
                 result.priced.append(accepted)
                 continue
         outcome = _check(
@@ -198,6 +201,7 @@ def process_batch(
             seen_now[priced.event_id] = seen_entry(
                 digest, priced.event_time_ms, event.partition, event.offset
             )
+            result.seen_items.append((priced.event_id, digest, priced.event_time_ms, event.offset))
             result.priced.append(priced_of(priced, exact))
     result.seen_updates = seen_now
     return result

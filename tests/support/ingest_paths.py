@@ -23,4 +23,6 @@ def ingest_both_ways(events: Sequence[RawEvent], **kwargs: Any) -> IngestResult:
     assert fast.redelivered == slow.redelivered
     assert fast.seen_updates == slow.seen_updates
     assert list(fast.seen_updates) == list(slow.seen_updates)  # the same order
+    assert fast.seen_items == slow.seen_items
+    assert [item[0] for item in fast.seen_items] == list(fast.seen_updates)
     return fast
