@@ -214,32 +214,34 @@ def records_of(plan: RowPlan, values: Sequence[bytes]) -> list[dict[str, Any] | 
     """Each value as the dict the codec would decode it to (timestamps as aware
     datetimes, exactly as fastavro makes them), or None where the codec must read it.
     For a loop that reads many records of one flat type (the netting stage's
-    obligations): a dict from columns costs a third of a fastavro decode."""
+    obligations): built column by column, a dict costs a fraction of a fastavro decode."""
     data, buffer, starts, ends = pack(values)
     rows = decode_rows(plan, buffer, starts, ends)
-    offsets, lengths, numbers = (
-        rows.str_offset.tolist(),
-        rows.str_length.tolist(),
-        rows.number.tolist(),
-    )
-    fields = list(enumerate(plan.fields))
+    good = np.flatnonzero(rows.ok)
+    columns = [_column(plan, f, rows, good, data) for f in range(len(plan.fields))]
     out: list[dict[str, Any] | None] = [None] * len(values)
-    for i in np.flatnonzero(rows.ok).tolist():
-        record: dict[str, Any] = {}
-        at, size, number = offsets[i], lengths[i], numbers[i]
-        for f, name in fields:
-            kind = plan.kinds[f]
-            if kind <= OPTIONAL_STRING:
-                record[name] = (
-                    None if size[f] < 0 else data[at[f] : at[f] + size[f]].decode("ascii")
-                )
-            elif kind == ENUM:
-                record[name] = plan.enum_symbols[name][number[f]]
-            elif name in plan.timestamps:
-                record[name] = _EPOCH + timedelta(milliseconds=number[f])
-            elif name in plan.dates:
-                record[name] = _EPOCH.date() + timedelta(days=number[f])
-            else:
-                record[name] = number[f]
-        out[i] = record
+    names = plan.fields
+    for i, row in zip(good.tolist(), zip(*columns, strict=True), strict=True):
+        out[i] = dict(zip(names, row, strict=True))
     return out
+
+
+def _column(plan: RowPlan, f: int, rows: Rows, good: I64, data: bytes) -> list[Any]:
+    """Field ``f`` of the rows ``good``, as the codec's Python values."""
+    name, kind = plan.fields[f], plan.kinds[f]
+    if kind <= OPTIONAL_STRING:
+        at, size = rows.str_offset[good, f].tolist(), rows.str_length[good, f].tolist()
+        return [
+            None if n < 0 else data[a : a + n].decode("ascii")
+            for a, n in zip(at, size, strict=True)
+        ]
+    numbers: list[Any] = rows.number[good, f].tolist()
+    if kind == ENUM:
+        symbols = plan.enum_symbols[name]
+        return [symbols[n] for n in numbers]
+    if name in plan.timestamps:
+        return [_EPOCH + timedelta(milliseconds=n) for n in numbers]
+    if name in plan.dates:
+        epoch_day = _EPOCH.date()
+        return [epoch_day + timedelta(days=n) for n in numbers]
+    return numbers
