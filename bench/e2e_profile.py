@@ -39,19 +39,28 @@ CLAIMS: list[tuple[str, Callable[[Frame], bool]]] = [
      _in("refdata_io.py", "watchdog.py", "scheduler.py", "batch_index.py", "lag.py")),
     ("ingest transaction (produce, offsets, commit)",
      _fn("clearing_services/ingest_worker.py", "_transact", "_produce")),
-    ("records -> RawEvent", _fn("clearing_services/ingest_worker.py", "_by_partition")),
+    ("records -> RawEvent",
+     lambda f: _fn("clearing_services/ingest_worker.py", "_by_partition")(f)
+     or _fn("clearing_services/kafka_io.py", "record_of")(f)),
+    ("fast lane: columnar decode, profiles, kernels, verdicts",
+     lambda f: _in("clearing_core/fast_lane.py", "clearing_core/fast_lane_kernels.py")(f)
+     or _fn("clearing_core/avro_rows.py", "decode_rows", "pack", "_decode")(f)),
     ("our decode (codec + fastavro)",
      _fn("clearing_core/codec.py", "decode", "_plan", "_plan_ms", "writer_version")),
-    ("our encode (codec + fastavro)", _fn("clearing_core/codec.py", "encode")),
+    ("our encode (codec, column writer, SeenEvents writer)",
+     lambda f: _fn("clearing_core/codec.py", "encode")(f)
+     or _in("clearing_core/avro_write.py", "clearing_core/seen_codec.py")(f)),
     ("validation (validate_event)", _in("clearing_core/validation.py")),
     ("identity, key and body digest",
      lambda f: _in("clearing_core/identity.py", "clearing_core/input_checks.py")(f)
      or _fn("clearing_core/ingest.py", "body_digest", "currency_hint")(f)),
     ("pricing + obligation record",
      lambda f: _in("clearing_core/pricing.py", "clearing_core/money.py", "clearing_core/ids.py")(f)
-     or _fn("clearing_core/ingest.py", "obligation_record", "seen_entry")(f)),
+     or _fn("clearing_core/ingest.py", "priced_of")(f)),
     ("pre-aggregation", _in("clearing_core/aggregate.py")),
-    ("seen state and SeenEvents records", _in("clearing_services/seen_store.py", "rocksdict")),
+    ("seen state and SeenEvents records",
+     lambda f: _in("clearing_services/seen_store.py", "rocksdict")(f)
+     or _fn("clearing_core/ingest.py", "seen_entry")(f)),
     ("metrics (prometheus_client)", _in("prometheus_client/", "clearing_services/metrics.py")),
 ]  # fmt: skip
 FALLBACK: list[tuple[str, Callable[[Frame], bool]]] = [

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -35,6 +36,8 @@ from confluent_kafka import (
 )
 
 from clearing_core.aggregate import aggregate
+from clearing_core.avro_rows import plan_for
+from clearing_core.avro_write import encode_records
 from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.errors import ClearingError
 from clearing_core.fast_lane import FastLane
@@ -97,6 +100,10 @@ class IngestWorker:
         self._swept_ms = 0
         self.timing = StageTiming(_log)
         self.lane = FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
+        self._obligation_plan = (
+            plan_for(codec.catalog.current("Obligation"))
+            if isinstance(codec, SingleObjectCodec) else None
+        )  # fmt: skip
         self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
         overrides: dict[str, str | int | float | bool] = {
             "partition.assignment.strategy": "cooperative-sticky",
@@ -184,7 +191,7 @@ class IngestWorker:
     def prepare(self, groups: dict[tuple[str, int], list[RawEvent]]) -> BatchOutput:
         """Check and price every partition's events, pre-aggregate the obligations of
         the whole batch, and lay out the records of the transaction."""
-        refdata, encode = self.refdata(), self.codec.encode
+        refdata = self.refdata()
         output, results = BatchOutput(), []
         for (topic, partition), raw in groups.items():
             result = process_batch(
@@ -201,13 +208,25 @@ class IngestWorker:
         priced = [p for _, r in results for p in r.priced]
         aggregated = aggregate(priced)
         output.obligations_in, output.obligations_out = len(priced), len(aggregated.records)
-        for key, record in aggregated.records:
-            value = encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
+        records = [record for _, record in aggregated.records]
+        for (key, _), value in zip(aggregated.records, self._encode_obligations(records),
+                                   strict=True):  # fmt: skip
             output.sends.append((OBLIGATIONS_TOPIC, key, value, -1))
         for tp, result in results:
             self._rejections(result, output)
             _accepted(tp, result, aggregated.obligation_of, output, self.codec)
         return output
+
+    def _encode_obligations(self, records: list[dict[str, Any]]) -> list[bytes]:
+        """Column by column where the codec is the single-object one (a third of
+        fastavro's time, byte for byte the same); else one by one by the codec."""
+
+        def one(record: Mapping[str, Any]) -> bytes:
+            return self.codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
+
+        if self._obligation_plan is None:
+            return [one(record) for record in records]
+        return encode_records(self._obligation_plan, records, one)
 
     def _rejections(self, result: IngestResult, output: BatchOutput) -> None:
         for rejected in result.rejections:

@@ -13,36 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clearing_core.avro_write import text, varint
+
 # (name, Avro type) of SeenEvents and of its array's items, in order.
 SEEN_EVENTS_LAYOUT = (("source_topic", "string"), ("source_partition", "int"))
 SEEN_EVENT_LAYOUT = (
     ("event_id", "string"), ("body_digest", "string"), ("event_time_ms", "long"),
     ("source_offset", "long"), ("obligation_id", "string"),
 )  # fmt: skip
-_SMALL = 1 << 13  # varints of 0..8191 come from a table
-
-
-def _zigzag_varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-_VARINT = [_zigzag_varint(n) for n in range(_SMALL)]
-
-
-def varint(n: int) -> bytes:
-    """Avro's zig-zag variable-length encoding of an int or long."""
-    return _VARINT[n] if 0 <= n < _SMALL else _zigzag_varint(n)
-
-
-def text(value: str) -> bytes:
-    data = value.encode()
-    return varint(len(data)) + data
 
 
 def matches(schema: Mapping[str, Any]) -> bool:

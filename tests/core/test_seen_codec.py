@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing_core.avro_rows import _varint
+from clearing_core.avro_write import varint
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.schemas import SchemaCatalog
-from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_events, matches, varint
+from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_events, matches
 
 CODEC = SingleObjectCodec(SchemaCatalog.load())
 VERSION = CODEC.catalog.current("SeenEvents")
