@@ -11,12 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from clearing_core.codec import SingleObjectCodec
 from clearing_services.audit import coverage
-from clearing_services.ingest_worker import GROUP
+from clearing_services.ingest_worker import GROUP, IngestWorker, _abortable, _by_partition
 from clearing_services.kafka_io import admin_client
+from clearing_services.refdata_io import load_refdata_from_topics
 from tests.support.pipeline import (
     decoded,
     meter,
@@ -101,3 +108,57 @@ def test_accepted_ids_outlive_the_worker_and_rewound_records_yield_nothing(
     after.assert_sound()  # each event carried once, by one logged obligation
     assert after.events("rs-") == {"rs-m1", "rs-m2"}
     assert after.obligation_of["rs-m1"] == carried
+
+
+def test_an_abortable_transaction_error_reads_the_batch_again(
+    bootstrap: str, state: Path, codec: SingleObjectCodec
+) -> None:
+    """What a rebalance does to a transaction in flight (a stale generation is an
+    abortable error): the batch is read again from its first offsets and then
+    committed once; a fatal error is not taken for an abortable one."""
+    stale = KafkaError(KafkaError.ILLEGAL_GENERATION, txn_requires_abort=True)
+    assert _abortable(KafkaException(stale))
+    assert not _abortable(KafkaException(KafkaError(KafkaError._FENCED, fatal=True)))
+    assert not _abortable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
+    ids = [f"ab-{time.time_ns()}-{i}" for i in range(3)]
+    send_events(bootstrap, codec, "meter", [meter(i, 1_000_000) for i in ids])
+    refdata = load_refdata_from_topics(bootstrap, codec, f"ab-refdata-{time.time_ns()}")
+    loop = IngestWorker(bootstrap, codec, lambda: refdata, f"ab-{time.time_ns()}")
+    loop.consumer.subscribe([METER_TOPIC], on_assign=loop._on_assign, on_revoke=loop._on_revoke)
+    try:
+        batch = read_ours(loop, ids)
+        output = loop.prepare(_by_partition(batch))
+        loop._rewind(output.firsts, KafkaException(stale))
+        again = read_ours(loop, ids)
+        assert where(again, ids) == where(batch, ids)
+        loop.handle(again)
+    finally:
+        loop.consumer.close()
+        loop.seen.close()
+    aborted = loop.metrics.registry.get_sample_value(
+        "clearing_transactions_aborted_total", {"stage": "ingest"}
+    )
+    assert aborted == 1
+
+    def logged() -> Any:
+        found = coverage(bootstrap, codec)
+        return found if set(ids) <= found.events("ab-") else None
+
+    covered = wait_until("the batch on the log", logged)
+    covered.assert_sound()
+    assert len({covered.obligation_of[i] for i in ids}) == 1  # one batch, one aggregate
+
+
+def read_ours(loop: IngestWorker, ids: list[str], timeout_s: float = 60) -> list[Message]:
+    """Consume until the records of ``ids`` are in hand (with any others before them)."""
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    while len(where(got, ids)) < len(ids):
+        assert time.monotonic() < deadline, f"only {where(got, ids)} of {ids} read"
+        got += loop.consumer.consume(1_000, timeout=1.0)
+    return got
+
+
+def where(messages: list[Message], ids: list[str]) -> set[tuple[int, int]]:
+    return {(m.partition() or 0, m.offset() or 0) for m in messages
+            if any(i.encode() in (m.value() or b"") for i in ids)}  # fmt: skip
