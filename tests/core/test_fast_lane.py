@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clearing_core import fast_lane
 from clearing_core.avro_rows import decode_rows, pack, plan_for, records_of
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.fast_lane import FastLane
@@ -218,3 +220,22 @@ def test_tariff_bands_are_priced_per_local_start_minute() -> None:
     assert tariffs == {contract.tariff_minor_per_mwh, *(b.tariff_minor_per_mwh
                                                       for b in contract.tou_bands)}  # fmt: skip
     assert np.all(np.array([p.exact for p in result.priced]) >= 0)
+
+
+def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Payment profiles are mostly new: the cache per type starts again at its bound,
+    and every event is still taken."""
+    monkeypatch.setattr(fast_lane, "PROFILES_MAX", 50)
+    refdata = load_default_refdata()
+    generator = EventGenerator(refdata, seed=11, now_ms=NOW_MS)
+    lane = FastLane(CODEC)
+    for _ in range(5):
+        sent = []
+        for _ in range(200):
+            record = generator.payment().record
+            key = str(record["payer_id"]).encode()
+            sent.append(Sent(TOPIC_OF["Payment"], key, CODEC.encode("Payment", record)))
+        verdicts = lane.accept(events_of(sent), refdata, bad_inputs.EXPECTED_TYPE,
+                               DEFAULT_LIMITS, True)  # fmt: skip
+        assert all(v is not None for v in verdicts)
+        assert len(lane._profiles["Payment"]) <= 50
