@@ -36,7 +36,7 @@ from confluent_kafka import (
 )
 
 from clearing_core.aggregate import aggregate
-from clearing_core.avro_rows import plan_for
+from clearing_core.avro_rows import plan_of
 from clearing_core.avro_write import encode_records
 from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.errors import ClearingError
@@ -100,10 +100,7 @@ class IngestWorker:
         self._swept_ms = 0
         self.timing = StageTiming(_log)
         self.lane = FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
-        self._obligation_plan = (
-            plan_for(codec.catalog.current("Obligation"))
-            if isinstance(codec, SingleObjectCodec) else None
-        )  # fmt: skip
+        self._obligation_plan = plan_of(codec, "Obligation")
         self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
         overrides: dict[str, str | int | float | bool] = {
             "partition.assignment.strategy": "cooperative-sticky",

@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Gauge
 
-from clearing_core.avro_rows import plan_for, records_of
+from clearing_core.avro_rows import plan_of, records_of
 from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError, Decoded, SingleObjectCodec
 from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, rehearse_close
 from clearing_core.errors import ClearingError
@@ -75,10 +75,7 @@ class NettingWorker:
         # label children looked up once: labels() per obligation was 4% of a worker
         self._obligations_in = self.metrics.events_in.labels("netting", OBLIGATIONS_TOPIC)
         self._open_gauges: dict[str, Gauge] = {}
-        self._obligation_plan = (
-            plan_for(codec.catalog.current("Obligation"))
-            if isinstance(codec, SingleObjectCodec) else None
-        )  # fmt: skip
+        self._obligation_plan = plan_of(codec, "Obligation")
         self.tracks: dict[str, CurrencyTrack] = {}
         self._pending_rejects: list[tuple[bytes, bytes]] = []
         overrides: dict[str, str | int | float | bool] = {

@@ -238,13 +238,16 @@ def seen_records(
 ) -> list[dict[str, Any]]:
     """The ``SeenEvents`` records of one partition's accepted events, in offset order,
     ``SEEN_CHUNK_EVENTS`` per record."""
+    return _records(topic, partition, seen_items(items_of(updates), obligation_of))
+
+
+def _records(topic: str, partition: int, items: Sequence[SeenItem]) -> list[dict[str, Any]]:
     names = [name for name, _ in SEEN_EVENT_LAYOUT]
-    items = seen_items(items_of(updates), obligation_of)
-    events = [dict(zip(names, item, strict=True)) for item in items]
     return [
-        {"source_topic": topic, "source_partition": partition, "events": chunk}
-        for chunk in _chunks(events, SEEN_CHUNK_EVENTS)
-    ]
+        {"source_topic": topic, "source_partition": partition,
+         "events": [dict(zip(names, item, strict=True)) for item in chunk]}
+        for chunk in _chunks(items, SEEN_CHUNK_EVENTS)
+    ]  # fmt: skip
 
 
 def seen_values(
@@ -256,13 +259,8 @@ def seen_values(
     version = codec.catalog.current("SeenEvents") if isinstance(codec, SingleObjectCodec) else None
     items = seen_items(accepted, obligation_of)
     if version is None or not matches(version.expanded):
-        names = [name for name, _ in SEEN_EVENT_LAYOUT]
-        return [
-            codec.encode("SeenEvents", {"source_topic": topic, "source_partition": partition,
-                         "events": [dict(zip(names, i, strict=True)) for i in chunk]},
-                         topic=seen_topic(topic))
-            for chunk in _chunks(items, SEEN_CHUNK_EVENTS)
-        ]  # fmt: skip
+        return [codec.encode("SeenEvents", record, topic=seen_topic(topic))
+                for record in _records(topic, partition, items)]  # fmt: skip
     return [
         encode_seen_events(version.header, topic, partition, chunk)
         for chunk in _chunks(items, SEEN_CHUNK_EVENTS)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.netting._jit import I64, Mask, kernel
 from clearing_core.schemas import HEADER_BYTES, SchemaVersion
 
@@ -101,6 +102,14 @@ def plan_for(version: SchemaVersion) -> RowPlan | None:
         np.array(sizes, np.int64), symbols, frozenset(logical["timestamp-millis"]),
         frozenset(logical["date"]),
     )  # fmt: skip
+
+
+def plan_of(codec: Codec, name: str) -> RowPlan | None:
+    """The plan of ``name``'s current version where ``codec`` writes single-object
+    encodings (the only framing read here), else None."""
+    if not isinstance(codec, SingleObjectCodec):
+        return None
+    return plan_for(codec.catalog.current(name))
 
 
 def decode_rows(plan: RowPlan, buffer: U8, starts: I64, ends: I64) -> Rows:
