@@ -1,8 +1,11 @@
 """The ingest stage's work on one micro-batch, as a pure function.
 
-Why pure: the Faust agents are thin (they pass raw records in and send what
+Why pure: the ingest loop is thin (it passes raw records in and writes what
 comes out), so every rule here (decode, the topic's record type, duplicate
-event ids, validation, exact pricing) is tested without a broker.
+event ids, validation, exact pricing) is tested without a broker. Plain events
+are accepted in columns by the fast lane (``clearing_core.fast_lane``); every
+other event takes the per-event path below, which is also the reference the
+tests compare the lane with.
 
 Why pricing keeps no state here: each event's exact price ``q x p`` is split
 into whole minor units and a remainder in millionths, both carried on the
@@ -69,6 +72,14 @@ class IngestResult:
     # the same accepted events as (event id, body digest, event time ms, offset), in
     # input order: what the SeenEvents records need, without parsing the entries back
     seen_items: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+    def accept(self, priced: Priced, digest: str, event: RawEvent) -> None:
+        """An accepted event: its priced obligation, its seen entry (for the store)
+        and its ``SeenEvents`` item (kept beside it, so nothing parses the entry)."""
+        event_id, time_ms = priced.event_id, priced.event_time_ms
+        self.seen_updates[event_id] = seen_entry(digest, time_ms, event.partition, event.offset)
+        self.seen_items.append((event_id, digest, time_ms, event.offset))
+        self.priced.append(priced)
 
     @property
     def obligations(self) -> list[Keyed]:
@@ -168,7 +179,8 @@ def process_batch(
     ``lane`` (kept by a worker for its cache) accepts the plain events in columns;
     every other event takes the per-event path, and both decide alike (``fast=False``
     sends every event the per-event way: the reference the tests compare with)."""
-    result, seen_now = IngestResult(), dict[str, str]()
+    result = IngestResult()
+    seen_now = result.seen_updates
     lane = (lane if lane is not None else _lane_for(codec)) if fast else None
     verdicts: list[Priced | None] = [None] * len(events)
     if lane is not None:
@@ -177,10 +189,7 @@ def process_batch(
         if accepted is not None:
             event_id = accepted.event_id
             if seen_now.get(event_id) is None and seen.get(event_id) is None:
-                digest, time_ms = body_digest(event.value), accepted.event_time_ms
-                seen_now[event_id] = seen_entry(digest, time_ms, event.partition, event.offset)
-                result.seen_items.append((event_id, digest, time_ms, event.offset))
-                result.priced.append(accepted)
+                result.accept(accepted, body_digest(event.value), event)
                 continue
         outcome = _check(
             event, codec, refdata, expected_type, seen, seen_now, limits, keys_must_match
@@ -198,12 +207,7 @@ def process_batch(
                     event, exc.reason_code, str(exc), priced.event_id, priced.currency
                 ))  # fmt: skip
                 continue
-            seen_now[priced.event_id] = seen_entry(
-                digest, priced.event_time_ms, event.partition, event.offset
-            )
-            result.seen_items.append((priced.event_id, digest, priced.event_time_ms, event.offset))
-            result.priced.append(priced_of(priced, exact))
-    result.seen_updates = seen_now
+            result.accept(priced_of(priced, exact), digest, event)
     return result
 
 
