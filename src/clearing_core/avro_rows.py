@@ -216,7 +216,7 @@ def pack(values: Sequence[bytes]) -> tuple[bytes, U8, I64, I64]:
     return joined, np.frombuffer(joined, np.uint8), starts, ends
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # of timestamp-millis and date
 
 
 def records_of(plan: RowPlan, values: Sequence[bytes]) -> list[dict[str, Any] | None]:
@@ -249,8 +249,8 @@ def _column(plan: RowPlan, f: int, rows: Rows, good: I64, data: bytes) -> list[A
         symbols = plan.enum_symbols[name]
         return [symbols[n] for n in numbers]
     if name in plan.timestamps:
-        return [_EPOCH + timedelta(milliseconds=n) for n in numbers]
+        return [EPOCH + timedelta(milliseconds=n) for n in numbers]
     if name in plan.dates:
-        epoch_day = _EPOCH.date()
+        epoch_day = EPOCH.date()
         return [epoch_day + timedelta(days=n) for n in numbers]
     return numbers

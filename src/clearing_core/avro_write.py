@@ -14,13 +14,12 @@ both on random records.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from clearing_core.avro_rows import ENUM, INT, LONG, OPTIONAL_STRING, STRING, RowPlan
+from clearing_core.avro_rows import ENUM, EPOCH, INT, LONG, OPTIONAL_STRING, STRING, RowPlan
 
 _SMALL = 1 << 13  # varints of 0..8191 come from a table
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _RANGES = {INT: (-(2**31), 2**31 - 1), LONG: (-(2**63), 2**63 - 1)}
 
@@ -85,7 +84,7 @@ def _column(plan: RowPlan, f: int, values: list[Any]) -> list[bytes]:
     if name in plan.timestamps:
         if not all(type(v) is datetime and v.tzinfo is not None for v in values):
             raise _NotPlainError
-        values = [(v - _EPOCH) // _ONE_MS for v in values]
+        values = [(v - EPOCH) // _ONE_MS for v in values]
     elif name in plan.dates:
         raise _NotPlainError
     low, high = _RANGES[int(kind)]

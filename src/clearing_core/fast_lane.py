@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from clearing_core.aggregate import AggregateKey, Priced
-from clearing_core.avro_rows import STRING, RowPlan, Rows, decode_rows, pack, plan_for
+from clearing_core.avro_rows import STRING, RowPlan, Rows, decode_rows, pack, plan_of
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.fast_lane_kernels import COMPUTE, METER, PAYMENT, _keys_match, _price
 from clearing_core.input_checks import EVENT_KEY_FIELDS
@@ -74,7 +74,7 @@ class FastLane:
         self.codec = codec
         self.plans: dict[str, RowPlan] = {}
         for name, fields in PROFILE_FIELDS.items():
-            plan = plan_for(codec.catalog.current(name))
+            plan = plan_of(codec, name)
             if plan is not None and plan.fields[: len(fields) + 1] == ("event_id", *fields):
                 self.plans[name] = plan
         self._refdata: ReferenceData | None = None
