@@ -31,7 +31,7 @@ from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, Writ
 
 from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.ingest import SEEN_SEPARATOR, seen_entry, seen_parts
-from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_events, matches
+from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_chunks, matches
 from clearing_services.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
@@ -261,10 +261,7 @@ def seen_values(
     if version is None or not matches(version.expanded):
         return [codec.encode("SeenEvents", record, topic=seen_topic(topic))
                 for record in _records(topic, partition, items)]  # fmt: skip
-    return [
-        encode_seen_events(version.header, topic, partition, chunk)
-        for chunk in _chunks(items, SEEN_CHUNK_EVENTS)
-    ]
+    return encode_seen_chunks(version.header, topic, partition, items, SEEN_CHUNK_EVENTS)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[list[T]]:

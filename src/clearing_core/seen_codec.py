@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clearing_core.avro_write import text, varint
+import numpy as np
+
+from clearing_core.avro_rows import LONG, STRING
+from clearing_core.avro_write import text, varint, write_rows
 
 # (name, Avro type) of SeenEvents and of its array's items, in order.
 SEEN_EVENTS_LAYOUT = (("source_topic", "string"), ("source_partition", "int"))
@@ -21,6 +24,7 @@ SEEN_EVENT_LAYOUT = (
     ("event_id", "string"), ("body_digest", "string"), ("event_time_ms", "long"),
     ("source_offset", "long"), ("obligation_id", "string"),
 )  # fmt: skip
+_ITEM_KINDS = np.array([STRING, STRING, LONG, LONG, STRING], np.int64)
 
 
 def matches(schema: Mapping[str, Any]) -> bool:
@@ -42,18 +46,26 @@ def encode_seen_events(
 ) -> bytes:
     """One record: ``header`` (magic and fingerprint), the source, and the events as
     (event id, body digest, event time ms, source offset, obligation id)."""
-    parts = [header, text(topic), varint(partition)]
-    if events:
-        parts.append(varint(len(events)))  # one block of items, then the empty block
-        carrier: dict[str, bytes] = {}  # an aggregate carries many events
-        times: dict[int, bytes] = {}  # event times repeat (interval ends)
-        for event_id, digest, time_ms, offset, obligation_id in events:
-            time_bytes = times.get(time_ms)
-            if time_bytes is None:
-                time_bytes = times[time_ms] = varint(time_ms)
-            oid = carrier.get(obligation_id)
-            if oid is None:
-                oid = carrier[obligation_id] = text(obligation_id)
-            parts += (text(event_id), text(digest), time_bytes, varint(offset), oid)
-    parts.append(b"\x00")
-    return b"".join(parts)
+    return encode_seen_chunks(header, topic, partition, events, max(len(events), 1))[0]
+
+
+def encode_seen_chunks(
+    header: bytes, topic: str, partition: int, events: Sequence[tuple[str, str, int, int, str]],
+    chunk_events: int,
+) -> list[bytes]:  # fmt: skip
+    """``events`` as records of ``chunk_events`` each (one record when there are none):
+    the items are written once, in one kernel call, and each record takes its slice."""
+    assert chunk_events > 0  # a time or offset outside int64: OverflowError from write_rows
+    columns = [list(column) for column in zip(*events, strict=True)] or [[]] * len(_ITEM_KINDS)
+    items, ends = write_rows(b"", _ITEM_KINDS, columns, len(events))
+    lead = header + text(topic) + varint(partition)
+    bounds = [0, *ends.tolist()]
+    records = []
+    for first in range(0, max(len(events), 1), chunk_events):
+        last = min(first + chunk_events, len(events))
+        if last == first:
+            records.append(lead + b"\x00")
+            continue
+        body = items[bounds[first] : bounds[last]]
+        records.append(b"".join((lead, varint(last - first), body, b"\x00")))
+    return records

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,12 @@ from clearing_core.avro_rows import _varint
 from clearing_core.avro_write import varint
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.schemas import SchemaCatalog
-from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_events, matches
+from clearing_core.seen_codec import (
+    SEEN_EVENT_LAYOUT,
+    encode_seen_chunks,
+    encode_seen_events,
+    matches,
+)
 
 CODEC = SingleObjectCodec(SchemaCatalog.load())
 VERSION = CODEC.catalog.current("SeenEvents")
@@ -32,6 +38,26 @@ def test_the_encoding_is_the_codecs(
     written = encode_seen_events(VERSION.header, topic, partition, items)
     assert written == CODEC.encode("SeenEvents", record)
     assert CODEC.decode(written).record == record
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_items, max_size=12), st.integers(1, 5))
+def test_chunks_are_the_codecs_records_of_each_slice(
+    items: list[tuple[str, str, int, int, str]], chunk: int
+) -> None:
+    names = [name for name, _ in SEEN_EVENT_LAYOUT]
+    written = encode_seen_chunks(VERSION.header, "t", 3, items, chunk)
+    slices = [items[i : i + chunk] for i in range(0, len(items), chunk)] or [[]]
+    assert written == [
+        CODEC.encode("SeenEvents", {"source_topic": "t", "source_partition": 3,
+                                    "events": [dict(zip(names, x, strict=True)) for x in part]})
+        for part in slices
+    ]  # fmt: skip
+
+
+def test_a_time_outside_avros_long_is_an_error() -> None:
+    with pytest.raises(OverflowError):
+        encode_seen_events(VERSION.header, "t", 0, [("e", "d", 2**63, 0, "o")])
 
 
 def test_varints_at_their_edges_read_back() -> None:
