@@ -247,6 +247,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     processes += [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 2}")
                   for i, role in enumerate(roles[1:])]  # fmt: skip
     samplers = [ProcessSampler(p.pid) for p in processes]
+    cpu_start = [sampler.sample() for sampler in samplers]  # start-up (imports, kernels) left out
     broker_pid = pid_of(str(tmp / "broker"))
     broker = ProcessSampler(broker_pid) if broker_pid is not None else None
     broker_cpu_start = broker.sample() if broker is not None else 0.0
@@ -262,7 +263,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     finally:
         if profiler is not None:
             profiler.wait(timeout=args.profile + 60)
-        cpu_before_stop = [sampler.cpu_s for sampler in samplers]
+        cpu_before_stop = [s.cpu_s - s0 for s, s0 in zip(samplers, cpu_start, strict=True)]
         broker_cpu_s = broker.cpu_s - broker_cpu_start if broker is not None else -1.0
         bench_cpu_s = time.process_time() - bench_cpu_s
         for process in processes:
@@ -283,6 +284,9 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
         "worker_cpu_s": [round(cpu, 1) for cpu in cpu_before_stop],
         "broker_cpu_s": round(broker_cpu_s, 1),
         "bench_cpu_s": round(bench_cpu_s, 1),
+        "machine_cpu_us_per_event": round(
+            (sum(cpu_before_stop) + broker_cpu_s + bench_cpu_s) / args.events * 1e6, 2
+        ),
         "scheduled_closes": sum(r["marker_id"].startswith("sched-") for _, r in reports),
         **audit,
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from clearing_core.aggregate import aggregate
+from clearing_core.aggregate import Aggregation, aggregate_columns
 from clearing_core.avro_rows import plan_of
-from clearing_core.avro_write import encode_records
+from clearing_core.avro_write import encode_columns
 from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.errors import ClearingError
 from clearing_core.fast_lane import FastLane
@@ -53,7 +53,7 @@ from clearing_services.kafka_io import (
     record_of,
 )
 from clearing_services.metrics import Metrics, StageTiming
-from clearing_services.seen_store import SeenStore, seen_topic, seen_values
+from clearing_services.seen_store import SeenStore, seen_column_values, seen_topic
 from clearing_services.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 GROUP = "clearing-ingest"
@@ -202,28 +202,30 @@ class IngestWorker:
             output.newest_ms = max(output.newest_ms, max(e.timestamp_ms for e in raw))
             output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
             output.firsts.append(TopicPartition(topic, partition, raw[0].offset))
-        priced = [p for _, r in results for p in r.priced]
-        aggregated = aggregate(priced)
-        output.obligations_in, output.obligations_out = len(priced), len(aggregated.records)
-        records = [record for _, record in aggregated.records]
-        for (key, _), value in zip(aggregated.records, self._encode_obligations(records),
-                                   strict=True):  # fmt: skip
-            output.sends.append((OBLIGATIONS_TOPIC, key, value, -1))
+        aggregated = aggregate_columns([r.accepted for _, r in results])
+        output.obligations_in = len(aggregated.carriers)
+        output.obligations_out = len(aggregated.keys)
+        values = self._encode_obligations(aggregated)
+        for key, value in zip(aggregated.keys, values, strict=True):
+            output.sends.append((OBLIGATIONS_TOPIC, key[0].encode(), value, -1))
+        at = 0
         for tp, result in results:
             self._rejections(result, output)
-            _accepted(tp, result, aggregated.obligation_of, output, self.codec)
+            count = len(result.accepted)
+            _accepted(tp, result, aggregated.carriers[at : at + count], output, self.codec)
+            at += count
         return output
 
-    def _encode_obligations(self, records: list[dict[str, Any]]) -> list[bytes]:
-        """Column by column where the codec is the single-object one (a third of
-        fastavro's time, byte for byte the same); else one by one by the codec."""
-
-        def one(record: Mapping[str, Any]) -> bytes:
-            return self.codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
-
-        if self._obligation_plan is None:
-            return [one(record) for record in records]
-        return encode_records(self._obligation_plan, records, one)
+    def _encode_obligations(self, aggregated: Aggregation) -> list[bytes]:
+        """Written from the aggregation's columns where the codec is the single-object
+        one and the schema is the layout they fill (byte for byte fastavro's, a
+        fraction of its time); else record by record by the codec."""
+        plan = self._obligation_plan
+        written = encode_columns(plan, aggregated.columns()) if plan is not None else None
+        if written is not None:
+            return written
+        return [self.codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
+                for _, record in aggregated.records]  # fmt: skip
 
     def _rejections(self, result: IngestResult, output: BatchOutput) -> None:
         for rejected in result.rejections:
@@ -276,16 +278,24 @@ class IngestWorker:
 
 
 def _accepted(
-    tp: tuple[str, int], result: IngestResult, obligation_of: dict[str, str],
-    output: BatchOutput, codec: Codec,
+    tp: tuple[str, int], result: IngestResult, carriers: list[str], output: BatchOutput,
+    codec: Codec,
 ) -> None:  # fmt: skip
-    """The partition's new seen entries, and their ``SeenEvents`` records to write."""
+    """The partition's new seen entries, and their ``SeenEvents`` records to write
+    (``carriers``: per accepted event, the id of the obligation that carries it)."""
     if not result.seen_updates:
         return
-    newest_ms = max(time_ms for _, _, time_ms, _ in result.seen_items)
-    output.accepted[tp] = (result.seen_updates, newest_ms)
+    columns = result.accepted
+    output.accepted[tp] = (result.seen_updates, max(columns.time_ms))
+    items: list[list[Any]] = [
+        columns.event_ids,
+        result.digests,
+        columns.time_ms,
+        result.offsets,
+        carriers,
+    ]
     topic = seen_topic(tp[0])
-    for value in seen_values(codec, tp[0], tp[1], result.seen_items, obligation_of):
+    for value in seen_column_values(codec, tp[0], tp[1], items):
         output.sends.append((topic, str(tp[1]).encode(), value, tp[1]))  # as its source
 
 

@@ -24,6 +24,7 @@ import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, Writ
 
 from clearing_core.codec import Codec, SingleObjectCodec
 from clearing_core.ingest import SEEN_SEPARATOR, seen_entry, seen_parts
-from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_chunks, matches
+from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
 from clearing_services.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
@@ -254,14 +255,29 @@ def seen_values(
     codec: Codec, topic: str, partition: int, accepted: Sequence[Accepted],
     obligation_of: Mapping[str, str],
 ) -> list[bytes]:  # fmt: skip
-    """The encoded ``SeenEvents`` records of ``seen_records``: written directly
-    (``clearing_core.seen_codec``) while the current schema is the known layout."""
-    version = codec.catalog.current("SeenEvents") if isinstance(codec, SingleObjectCodec) else None
+    """The encoded ``SeenEvents`` records of ``seen_records``."""
     items = seen_items(accepted, obligation_of)
+    columns = [list(c) for c in zip(*items, strict=True)] or [[], [], [], [], []]
+    return seen_column_values(codec, topic, partition, columns)
+
+
+def seen_column_values(
+    codec: Codec, topic: str, partition: int, columns: Sequence[list[Any]]
+) -> list[bytes]:
+    """The ``SeenEvents`` records of one partition's accepted events given as columns
+    (event ids, digests, times ms, offsets, obligation ids), in offset order,
+    ``SEEN_CHUNK_EVENTS`` per record: written directly (``clearing_core.seen_codec``)
+    while the current schema is the known layout."""
+    offsets = columns[3]
+    if any(a > b for a, b in pairwise(offsets)):  # not in offset order (rare)
+        order = sorted(range(len(offsets)), key=offsets.__getitem__)
+        columns = [[column[i] for i in order] for column in columns]
+    version = codec.catalog.current("SeenEvents") if isinstance(codec, SingleObjectCodec) else None
     if version is None or not matches(version.expanded):
+        items = list(zip(*columns, strict=True))
         return [codec.encode("SeenEvents", record, topic=seen_topic(topic))
                 for record in _records(topic, partition, items)]  # fmt: skip
-    return encode_seen_chunks(version.header, topic, partition, items, SEEN_CHUNK_EVENTS)
+    return encode_seen_columns(version.header, topic, partition, columns, SEEN_CHUNK_EVENTS)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[list[T]]:

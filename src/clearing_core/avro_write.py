@@ -80,7 +80,24 @@ def encode_records(
         columns = _columns(plan, records)
     except (_NotPlainError, KeyError):
         return [_one(plan, record, fallback) for record in records]
-    data, ends = write_rows(plan.header, plan.kinds, columns, len(records))
+    return _rows(*write_rows(plan.header, plan.kinds, columns, len(records)))
+
+
+def encode_columns(plan: RowPlan, columns: Mapping[str, Column]) -> list[bytes] | None:
+    """Records given as columns by field name (timestamps in ms since the epoch), each
+    as its single-object encoding; None where the columns are not exactly the plan's
+    fields or hold a value that is not plain (the caller then writes records)."""
+    if set(columns) != set(plan.fields):
+        return None
+    try:
+        values = [_column(plan, f, columns[name], times_in_ms=True)
+                  for f, name in enumerate(plan.fields)]  # fmt: skip
+    except (_NotPlainError, KeyError):
+        return None
+    return _rows(*write_rows(plan.header, plan.kinds, values, len(values[0]) if values else 0))
+
+
+def _rows(data: bytes, ends: I64) -> list[bytes]:
     bounds = ends.tolist()
     return [data[start:end] for start, end in zip([0, *bounds], bounds, strict=False)]
 
@@ -91,9 +108,10 @@ def _columns(plan: RowPlan, records: Sequence[Mapping[str, Any]]) -> list[Column
     return [_column(plan, f, [r[name] for r in records]) for f, name in enumerate(plan.fields)]
 
 
-def _column(plan: RowPlan, f: int, values: Column) -> Column:
+def _column(plan: RowPlan, f: int, values: Column, times_in_ms: bool = False) -> Column:
     """The field's values as the writer takes them (strings and None as they are,
-    enum symbols as their index, timestamps in ms); anything else is not plain."""
+    enum symbols as their index, timestamps in ms); anything else is not plain.
+    ``times_in_ms``: timestamps are given in ms already."""
     kind, name = plan.kinds[f], plan.fields[f]
     if kind in (STRING, OPTIONAL_STRING):
         if not all(type(v) is str or (v is None and kind == OPTIONAL_STRING) for v in values):
@@ -102,7 +120,7 @@ def _column(plan: RowPlan, f: int, values: Column) -> Column:
     if kind == ENUM:
         index = {symbol: i for i, symbol in enumerate(plan.enum_symbols[name])}
         return [index[v] for v in values]  # KeyError: not a symbol
-    if name in plan.timestamps:
+    if name in plan.timestamps and not times_in_ms:
         if not all(type(v) is datetime and v.tzinfo is not None for v in values):
             raise _NotPlainError
         values = [(v - EPOCH) // _ONE_MS for v in values]

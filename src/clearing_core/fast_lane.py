@@ -21,6 +21,7 @@ paths on the bad-input corpus and on random batches.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -31,6 +32,7 @@ from clearing_core.codec import SingleObjectCodec
 from clearing_core.fast_lane_kernels import COMPUTE, METER, PAYMENT, _keys_match, _price
 from clearing_core.input_checks import EVENT_KEY_FIELDS
 from clearing_core.money import INT64_MAX
+from clearing_core.netting._jit import I64
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.models import PaymentKind
 from clearing_core.validation import (
@@ -60,11 +62,49 @@ _TIMES = {"MeterReading": (METER, ("interval_start", "interval_end")),
           "Payment": (PAYMENT, ("reported_at", "reported_at"))}  # fmt: skip
 _QUANTITY = {"MeterReading": "energy_wh", "ComputeUsage": "quantity", "Payment": "amount_minor"}
 _INT64_MIN = -(2**63)
+_NO_KEY: AggregateKey = ("", "", "", "", 0, None, None)  # of a profile no accepted row has
 
 
 class Profile(NamedTuple):
     key: AggregateKey  # a payment's contract_id (its reference) is filled per event
     params: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    """What the fast lane accepted, as columns: per accepted row (ascending) its
+    event id, aggregate key (an index into ``keys``), exact price and event time."""
+
+    rows: I64
+    event_ids: list[str]
+    keys: list[AggregateKey]
+    key_ids: I64
+    exact: I64
+    time_ms: I64
+
+    def priced(self, at: int) -> Priced:
+        """The accepted row at position ``at`` (not its event index) as a ``Priced``."""
+        key = self.keys[int(self.key_ids[at])]
+        return Priced(self.event_ids[at], key, int(self.exact[at]), int(self.time_ms[at]))
+
+    @classmethod
+    def concat(cls, parts: Sequence[LaneResult]) -> LaneResult:
+        """The parts' rows in one result, in row order."""
+        if not parts:
+            return _EMPTY
+        rows = np.concatenate([p.rows for p in parts])
+        bases = np.cumsum([0] + [len(p.keys) for p in parts[:-1]])
+        key_ids = np.concatenate([p.key_ids + base for p, base in zip(parts, bases, strict=True)])
+        order = np.argsort(rows, kind="stable")
+        ids = [e for p in parts for e in p.event_ids]
+        return cls(rows[order], [ids[i] for i in order.tolist()],
+                   [k for p in parts for k in p.keys], key_ids[order],
+                   np.concatenate([p.exact for p in parts])[order],
+                   np.concatenate([p.time_ms for p in parts])[order])  # fmt: skip
+
+
+_NONE = np.zeros(0, np.int64)
+_EMPTY = LaneResult(_NONE, [], [], _NONE, _NONE, _NONE)
 
 
 class FastLane:
@@ -83,11 +123,10 @@ class FastLane:
     def accept(
         self, events: Sequence[RawEvent], refdata: ReferenceData,
         expected_type: Mapping[str, str], limits: ValidationLimits, keys_must_match: bool,
-    ) -> list[Priced | None]:  # fmt: skip
-        """Per event, what the fast lane accepted, or None: the per-event path decides."""
-        verdicts: list[Priced | None] = [None] * len(events)
+    ) -> LaneResult:  # fmt: skip
+        """The events the fast lane accepted; the per-event path decides the others."""
         if refdata.policy.require_signed_events:
-            return verdicts
+            return _EMPTY
         if refdata is not self._refdata:
             self._refdata, self._profiles = refdata, {}
         chosen: dict[str, list[int]] = {}
@@ -95,17 +134,17 @@ class FastLane:
             name = expected_type.get(event.topic)
             if name in self.plans and not event.headers:
                 chosen.setdefault(name, []).append(i)
+        parts = []
         for name, rows in chosen.items():
             picked = [events[i] for i in rows]
             found = self._accept_type(name, picked, refdata, limits, keys_must_match)
-            for i, verdict in zip(rows, found, strict=True):
-                verdicts[i] = verdict
-        return verdicts
+            parts.append(replace(found, rows=np.array(rows, np.int64)[found.rows]))
+        return parts[0] if len(parts) == 1 else LaneResult.concat(parts)
 
     def _accept_type(
         self, name: str, events: Sequence[RawEvent], refdata: ReferenceData,
         limits: ValidationLimits, keys_must_match: bool,
-    ) -> list[Priced | None]:  # fmt: skip
+    ) -> LaneResult:  # fmt: skip
         plan = self.plans[name]
         data, buffer, starts, ends = pack([e.value for e in events])
         rows = decode_rows(plan, buffer, starts, ends)
@@ -124,7 +163,7 @@ class FastLane:
         start, end = column[times[0]], column[times[1]]
         _price(which, ok, profile, params, start, end, column["reported_at"],
                column[_QUANTITY[name]], now_ms, _limits(name, limits), exact, time_ms)  # fmt: skip
-        return _verdicts(name, plan, rows, ok, data, keyed, profile, exact, time_ms)
+        return _accepted(name, plan, rows, ok, data, keyed, profile, exact, time_ms)
 
     def _profiles_of(
         self, name: str, plan: RowPlan, rows: Rows, ok: np.ndarray, data: bytes,
@@ -198,27 +237,34 @@ def _text(plan: RowPlan, rows: Rows, row: int, field: str, data: bytes) -> str:
     return data[start : start + int(rows.str_length[row, f])].decode("ascii")
 
 
-def _verdicts(
+def _accepted(
     name: str, plan: RowPlan, rows: Rows, ok: np.ndarray, data: bytes,
     keyed: list[Profile | None], profile: np.ndarray, exact: np.ndarray, time_ms: np.ndarray,
-) -> list[Priced | None]:  # fmt: skip
-    verdicts: list[Priced | None] = [None] * len(ok)
-    id_start, id_length = rows.str_offset[:, 0].tolist(), rows.str_length[:, 0].tolist()
-    exact_list, time_list = exact.tolist(), time_ms.tolist()
-    reference = plan.index("reference") if name == "Payment" else -1
-    ref_start, ref_length = rows.str_offset[:, reference], rows.str_length[:, reference]
-    profile_list = profile.tolist()
-    for i in np.flatnonzero(ok).tolist():
-        found = keyed[profile_list[i]]
+) -> LaneResult:  # fmt: skip
+    """The accepted rows as columns: a meter reading's or a usage event's aggregate key
+    is its profile's; a payment's also names its reference."""
+    good = np.flatnonzero(ok)
+    id_start, id_length = rows.str_offset[good, 0].tolist(), rows.str_length[good, 0].tolist()
+    event_ids = [data[a : a + n].decode("ascii") for a, n in zip(id_start, id_length, strict=True)]
+    profiles = profile[good]
+    if name != "Payment":
+        keys = [p.key if p is not None else _NO_KEY for p in keyed]
+        return LaneResult(good, event_ids, keys, profiles, exact[good], time_ms[good])
+    reference = plan.index("reference")
+    ref_start = rows.str_offset[good, reference].tolist()
+    ref_length = rows.str_length[good, reference].tolist()
+    local: dict[tuple[int, str | None], int] = {}
+    key_ids = [
+        local.setdefault((p, data[a : a + n].decode() if n >= 0 else None), len(local))
+        for p, a, n in zip(profiles.tolist(), ref_start, ref_length, strict=True)
+    ]
+    keys = []
+    for p, ref in local:
+        found = keyed[p]
         assert found is not None
-        key = found.key
-        if reference >= 0:
-            size = int(ref_length[i])
-            ref = data[int(ref_start[i]) : int(ref_start[i]) + size].decode() if size >= 0 else None
-            key = (*key[:5], ref, None)
-        event_id = data[id_start[i] : id_start[i] + id_length[i]].decode("ascii")
-        verdicts[i] = Priced(event_id, key, exact_list[i], time_list[i])
-    return verdicts
+        keys.append((*found.key[:5], ref, None))
+    return LaneResult(good, event_ids, keys, np.array(key_ids, np.int64), exact[good],
+                      time_ms[good])  # fmt: skip
 
 
 def _active(refdata: ReferenceData, *participant_ids: str) -> bool:

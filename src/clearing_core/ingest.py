@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from clearing_core.aggregate import Keyed, Priced, obligation_of
+import numpy as np
+
+from clearing_core.aggregate import Keyed, Priced, PricedColumns, obligation_of
 from clearing_core.codec import Codec, CodecError, SingleObjectCodec
-from clearing_core.fast_lane import FastLane
+from clearing_core.fast_lane import FastLane, LaneResult
 from clearing_core.identity import authenticated_principal, check_identity
 from clearing_core.input_checks import key_problem
 from clearing_core.money import MoneyOverflowError, checked_mul
@@ -63,23 +65,52 @@ class RawEvent(NamedTuple):
 
 @dataclass
 class IngestResult:
-    """What one batch produces: records to send and state to store."""
+    """What one batch produces: records to send and state to store. The accepted
+    events are kept as columns, in input order (``accepted``, ``digests``,
+    ``offsets``); ``priced`` and ``seen_items`` give them one tuple per event."""
 
-    priced: list[Priced] = field(default_factory=list)  # per accepted event, in input order
+    accepted: PricedColumns = field(default_factory=PricedColumns)
+    digests: list[str] = field(default_factory=list)  # per accepted event: its body digest
+    offsets: list[int] = field(default_factory=list)  # per accepted event: its source offset
     redelivered: list[RawEvent] = field(default_factory=list)  # accepted before: nothing again
     rejections: list[dict[str, Any]] = field(default_factory=list)
     seen_updates: dict[str, str] = field(default_factory=dict)
-    # the same accepted events as (event id, body digest, event time ms, offset), in
-    # input order: what the SeenEvents records need, without parsing the entries back
-    seen_items: list[tuple[str, str, int, int]] = field(default_factory=list)
 
     def accept(self, priced: Priced, digest: str, event: RawEvent) -> None:
-        """An accepted event: its priced obligation, its seen entry (for the store)
-        and its ``SeenEvents`` item (kept beside it, so nothing parses the entry)."""
+        """An accepted event: its priced obligation and its seen entry."""
         event_id, time_ms = priced.event_id, priced.event_time_ms
         self.seen_updates[event_id] = seen_entry(digest, time_ms, event.partition, event.offset)
-        self.seen_items.append((event_id, digest, time_ms, event.offset))
-        self.priced.append(priced)
+        self.accepted.append(priced)
+        self.digests.append(digest)
+        self.offsets.append(event.offset)
+
+    def accept_run(self, events: Sequence[RawEvent], found: LaneResult, first: int,
+                   last: int) -> None:  # fmt: skip
+        """The lane's accepted rows ``first`` to ``last`` (positions in ``found``),
+        whose events are ``events``, all new: accepted in bulk."""
+        digests = [body_digest(e.value) for e in events]
+        times = found.time_ms[first:last].tolist()
+        event_ids = found.event_ids[first:last]
+        sep = SEEN_SEPARATOR
+        self.seen_updates.update(zip(event_ids, [
+            f"{d}{sep}{t}{sep}{e.partition}{sep}{e.offset}"
+            for d, t, e in zip(digests, times, events, strict=True)
+        ], strict=True))  # fmt: skip
+        self.accepted.extend(event_ids, found.keys, found.key_ids[first:last],
+                             found.exact[first:last].tolist(), times)  # fmt: skip
+        self.digests += digests
+        self.offsets += [e.offset for e in events]
+
+    @property
+    def priced(self) -> list[Priced]:
+        return self.accepted.priced
+
+    @property
+    def seen_items(self) -> list[tuple[str, str, int, int]]:
+        """Per accepted event (event id, body digest, event time ms, offset)."""
+        columns = self.accepted
+        return list(zip(columns.event_ids, self.digests, columns.time_ms, self.offsets,
+                        strict=True))  # fmt: skip
 
     @property
     def obligations(self) -> list[Keyed]:
@@ -88,7 +119,7 @@ class IngestResult:
 
     @property
     def event_ids(self) -> list[str]:
-        return [p.event_id for p in self.priced]
+        return list(self.accepted.event_ids)
 
 
 def body_digest(value: bytes) -> str:
@@ -180,35 +211,73 @@ def process_batch(
     every other event takes the per-event path, and both decide alike (``fast=False``
     sends every event the per-event way: the reference the tests compare with)."""
     result = IngestResult()
-    seen_now = result.seen_updates
     lane = (lane if lane is not None else _lane_for(codec)) if fast else None
-    verdicts: list[Priced | None] = [None] * len(events)
+    found = LaneResult.concat([])
     if lane is not None:
-        verdicts = lane.accept(events, refdata, expected_type, limits, keys_must_match)
-    for event, accepted in zip(events, verdicts, strict=True):
-        if accepted is not None:
-            event_id = accepted.event_id
-            if seen_now.get(event_id) is None and seen.get(event_id) is None:
-                result.accept(accepted, body_digest(event.value), event)
-                continue
-        outcome = _check(
-            event, codec, refdata, expected_type, seen, seen_now, limits, keys_must_match
-        )  # fmt: skip
-        if isinstance(outcome, dict):
-            result.rejections.append(outcome)
-        elif outcome is None:
-            result.redelivered.append(event)
+        found = lane.accept(events, refdata, expected_type, limits, keys_must_match)
+    rows = found.rows.tolist()
+    done = 0  # events before this one are decided
+    for first, last in _runs(found.rows):
+        for event in events[done : rows[first]]:
+            _decide(result, event, None, codec, refdata, expected_type, seen, limits,
+                    keys_must_match)  # fmt: skip
+        run = events[rows[first] : rows[first] + last - first]
+        if _all_new(found.event_ids[first:last], result.seen_updates, seen):
+            result.accept_run(run, found, first, last)
         else:
-            priced, digest = outcome
-            try:
-                exact = checked_mul(priced.quantity, priced.unit_price)
-            except MoneyOverflowError as exc:
-                result.rejections.append(rejected_record(
-                    event, exc.reason_code, str(exc), priced.event_id, priced.currency
-                ))  # fmt: skip
-                continue
-            result.accept(priced_of(priced, exact), digest, event)
+            for at, event in zip(range(first, last), run, strict=True):
+                _decide(result, event, found.priced(at), codec, refdata, expected_type, seen,
+                        limits, keys_must_match)  # fmt: skip
+        done = rows[first] + last - first
+    for event in events[done:]:
+        _decide(result, event, None, codec, refdata, expected_type, seen, limits,
+                keys_must_match)  # fmt: skip
     return result
+
+
+def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of consecutive event indices in ``rows``."""
+    if not len(rows):
+        return []
+    breaks = (np.flatnonzero(np.diff(rows) != 1) + 1).tolist()
+    starts = [0, *breaks]
+    return list(zip(starts, [*breaks, len(rows)], strict=True))
+
+
+def _all_new(event_ids: list[str], seen_now: Mapping[str, str], seen: Mapping[str, str]) -> bool:
+    """No id twice in the run, and none accepted before it (in this batch or earlier)."""
+    return (len(set(event_ids)) == len(event_ids) and seen_now.keys().isdisjoint(event_ids)
+            and seen.keys().isdisjoint(event_ids))  # fmt: skip
+
+
+def _decide(
+    result: IngestResult, event: RawEvent, accepted: Priced | None, codec: Codec,
+    refdata: ReferenceData, expected_type: Mapping[str, str], seen: Mapping[str, str],
+    limits: ValidationLimits, keys_must_match: bool,
+) -> None:  # fmt: skip
+    """One event, in order: the lane's verdict where it is new, else the per-event path."""
+    seen_now = result.seen_updates
+    if accepted is not None:
+        event_id = accepted.event_id
+        if seen_now.get(event_id) is None and seen.get(event_id) is None:
+            result.accept(accepted, body_digest(event.value), event)
+            return
+    outcome = _check(event, codec, refdata, expected_type, seen, seen_now, limits,
+                     keys_must_match)  # fmt: skip
+    if isinstance(outcome, dict):
+        result.rejections.append(outcome)
+    elif outcome is None:
+        result.redelivered.append(event)
+    else:
+        priced, digest = outcome
+        try:
+            exact = checked_mul(priced.quantity, priced.unit_price)
+        except MoneyOverflowError as exc:
+            result.rejections.append(rejected_record(
+                event, exc.reason_code, str(exc), priced.event_id, priced.currency
+            ))  # fmt: skip
+            return
+        result.accept(priced_of(priced, exact), digest, event)
 
 
 def _lane_for(codec: Codec) -> FastLane | None:

@@ -53,16 +53,26 @@ def encode_seen_chunks(
     header: bytes, topic: str, partition: int, events: Sequence[tuple[str, str, int, int, str]],
     chunk_events: int,
 ) -> list[bytes]:  # fmt: skip
-    """``events`` as records of ``chunk_events`` each (one record when there are none):
-    the items are written once, in one kernel call, and each record takes its slice."""
-    assert chunk_events > 0  # a time or offset outside int64: OverflowError from write_rows
+    """``events`` as records of ``chunk_events`` each (``encode_seen_columns``)."""
     columns = [list(column) for column in zip(*events, strict=True)] or [[]] * len(_ITEM_KINDS)
-    items, ends = write_rows(b"", _ITEM_KINDS, columns, len(events))
+    return encode_seen_columns(header, topic, partition, columns, chunk_events)
+
+
+def encode_seen_columns(
+    header: bytes, topic: str, partition: int, columns: Sequence[list[Any]], chunk_events: int
+) -> list[bytes]:
+    """The events given as columns (event ids, body digests, event times ms, source
+    offsets, obligation ids) as records of ``chunk_events`` each (one record when
+    there are none): the items are written once, in one kernel call, and each record
+    takes its slice. A time or offset outside int64 is an ``OverflowError``."""
+    assert chunk_events > 0
+    count = len(columns[0])
+    items, ends = write_rows(b"", _ITEM_KINDS, columns, count)
     lead = header + text(topic) + varint(partition)
     bounds = [0, *ends.tolist()]
     records = []
-    for first in range(0, max(len(events), 1), chunk_events):
-        last = min(first + chunk_events, len(events))
+    for first in range(0, max(count, 1), chunk_events):
+        last = min(first + chunk_events, count)
         if last == first:
             records.append(lead + b"\x00")
             continue

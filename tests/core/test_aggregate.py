@@ -8,16 +8,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearing_core import ids
-from clearing_core.aggregate import Priced, aggregate, aggregate_key, exact_of, obligation_of
+from clearing_core.aggregate import (
+    AggregateKey,
+    Priced,
+    aggregate,
+    aggregate_key,
+    exact_of,
+    obligation_of,
+)
+from clearing_core.avro_rows import plan_of
+from clearing_core.avro_write import encode_columns
+from clearing_core.codec import SingleObjectCodec
 from clearing_core.money import INT64_MAX
 from clearing_core.refdata.models import PRICE_SCALE
+from clearing_core.schemas import SchemaCatalog
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 PARTIES = ("A", "B", "C")
+CODEC = SingleObjectCodec(SchemaCatalog.load())
+PLAN = plan_of(CODEC, "Obligation")
+NO_DEADLINE = settings(deadline=None)  # the first example compiles the kernels
 
 
 def obligation(
@@ -79,6 +93,65 @@ amounts = st.tuples(st.sampled_from(PARTIES), st.sampled_from(PARTIES),
                     st.integers(0, 10**9), st.integers(0, PRICE_SCALE - 1))  # fmt: skip
 
 
+def naive_groups(items: list[Priced]) -> list[tuple[AggregateKey, list[str], int, int]]:
+    """The reference the kernel is compared with: (key, event ids, exact sum, newest
+    time) per aggregate, in order of first appearance, a key's aggregate closed where
+    the next amount would take it past int64."""
+    open_: dict[AggregateKey, int] = {}
+    groups: list[tuple[AggregateKey, list[str], int, int]] = []
+    for item in items:
+        at = open_.get(item.key)
+        if at is None or groups[at][2] + item.exact > INT64_MAX:
+            at = open_[item.key] = len(groups)
+            groups.append((item.key, [], 0, item.event_time_ms))
+        key, members, exact, newest = groups[at]
+        groups[at] = (key, [*members, item.event_id], exact + item.exact,
+                      max(newest, item.event_time_ms))  # fmt: skip
+    return groups
+
+
+big_amounts = st.tuples(st.sampled_from(PARTIES), st.sampled_from(PARTIES),
+                        st.sampled_from([0, 1, 10**9, INT64_MAX // PRICE_SCALE // 3]),
+                        st.integers(0, PRICE_SCALE - 1), st.integers(0, 50))  # fmt: skip
+
+
+@NO_DEADLINE
+@given(st.lists(big_amounts, max_size=40))
+def test_the_kernel_groups_as_the_naive_reference(
+    draws: list[tuple[str, str, int, int, int]],
+) -> None:
+    items = [obligation(f"e{i}", d, c, a, r, minutes=m)
+             for i, (d, c, a, r, m) in enumerate(draws) if d != c]  # fmt: skip
+    out = aggregate(items)
+    expected = naive_groups(items)
+    assert out.keys == [key for key, _, _, _ in expected]
+    assert out.exact == [exact for _, _, exact, _ in expected]
+    assert out.time_ms == [newest for _, _, _, newest in expected]
+    assert out.counts == [len(members) for _, members, _, _ in expected]
+    for (_, members, _, _), oid in zip(expected, out.obligation_ids, strict=True):
+        assert all(out.obligation_of[e] == oid for e in members)
+
+
+@NO_DEADLINE
+@given(st.lists(amounts, max_size=30))
+def test_obligations_written_from_columns_are_the_codecs(
+    draws: list[tuple[str, str, int, int]],
+) -> None:
+    items = [obligation(f"e{i}", d, c, a, r) for i, (d, c, a, r) in enumerate(draws) if d != c]
+    out = aggregate(items)
+    assert encode_columns(PLAN, out.columns()) == [
+        CODEC.encode("Obligation", record) for _, record in out.records
+    ]
+    assert [key for key, _ in out.records] == [k[0].encode() for k in out.keys]
+
+
+def test_columns_that_are_not_the_schemas_fields_are_not_written() -> None:
+    columns = aggregate([obligation("e1", "A", "B", 1, 0)]).columns()
+    assert encode_columns(PLAN, {**columns, "extra": [1]}) is None
+    assert encode_columns(PLAN, {**columns, "priority": ["high"]}) is None
+
+
+@NO_DEADLINE
 @given(st.lists(amounts, max_size=60))
 def test_value_and_events_are_kept_per_key(draws: list[tuple[str, str, int, int]]) -> None:
     items = [obligation(f"e{i}", d, c, a, r) for i, (d, c, a, r) in enumerate(draws) if d != c]

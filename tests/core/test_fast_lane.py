@@ -50,7 +50,8 @@ def lane_takes(sent: list[Sent], refdata: Any, now_ms: int = NOW_MS) -> list[boo
     verdicts = FastLane(CODEC).accept(
         events_of(sent, now_ms), refdata, bad_inputs.EXPECTED_TYPE, DEFAULT_LIMITS, True
     )
-    return [v is not None for v in verdicts]
+    taken = set(verdicts.rows.tolist())
+    return [i in taken for i in range(len(sent))]
 
 
 _RECORDS = st.sampled_from([*TYPES, "Obligation"]).flatmap(
@@ -134,7 +135,7 @@ def test_signed_or_signature_requiring_batches_take_the_per_event_path() -> None
               for n, s in enumerate(corpus.valid)]  # fmt: skip
     lane = FastLane(CODEC)
     verdicts = lane.accept(signed, CORPUS_REFDATA, bad_inputs.EXPECTED_TYPE, DEFAULT_LIMITS, True)
-    assert verdicts == [None] * len(signed)
+    assert verdicts.rows.tolist() == []
 
 
 def test_duplicates_in_one_batch_and_across_the_seen_state() -> None:
@@ -154,6 +155,24 @@ def test_duplicates_in_one_batch_and_across_the_seen_state() -> None:
     )  # fmt: skip
     assert len(later.redelivered) == 1
     assert [r["reason_code"] for r in later.rejections] == ["DUPLICATE_EVENT"]
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["m1", "m2", "c1", "p1", "bad", "dup-m1", "dup-p1"]), max_size=14))
+def test_runs_of_plain_events_split_by_bad_ones_and_repeats_decide_as_one_by_one(
+    picks: list[str],
+) -> None:
+    """The lane accepts runs of plain events in bulk: a bad event between runs, an id
+    repeated inside a run or one from an earlier run must decide as the per-event path."""
+    b = bad_inputs._Builder(CODEC, NOW_MS, "run")
+    make = {
+        "m1": lambda: b.meter("m1"), "m2": lambda: b.meter("m2"), "c1": lambda: b.compute("c1"),
+        "p1": lambda: b.payment("p1"), "dup-m1": lambda: b.meter("m1", energy_wh=7),
+        "dup-p1": lambda: b.payment("p1"), "bad": lambda: Sent(TOPIC_OF["Payment"], b"k", b"x"),
+    }  # fmt: skip
+    result = both([make[p]() for p in picks])
+    assert len(result.priced) + len(result.rejections) == len(picks)
+    assert len({p.event_id for p in result.priced}) == len(result.priced)
 
 
 MINUTE = timedelta(minutes=1)
@@ -237,5 +256,5 @@ def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
             sent.append(Sent(TOPIC_OF["Payment"], key, CODEC.encode("Payment", record)))
         verdicts = lane.accept(events_of(sent), refdata, bad_inputs.EXPECTED_TYPE,
                                DEFAULT_LIMITS, True)  # fmt: skip
-        assert all(v is not None for v in verdicts)
+        assert verdicts.rows.tolist() == list(range(len(sent)))
         assert len(lane._profiles["Payment"]) <= 50
