@@ -173,7 +173,8 @@ def test_unauthenticated_client_is_refused(secure: SecureBroker) -> None:
     exc, seen = _errors_of({"bootstrap.servers": secure.bootstrap, **tls_only}, "list_topics")
     assert exc is not None
     assert exc.args[0].code() == KafkaError._TRANSPORT
-    assert "Failed authentication" in _broker_log_since(secure, before)
+    refused = _broker_log_since(secure, before)  # which one depends on the client's timing
+    assert "Failed authentication" in refused or "during SASL handshake" in refused
 
 
 @pytest.mark.broker

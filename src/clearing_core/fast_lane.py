@@ -29,7 +29,15 @@ import numpy as np
 from clearing_core.aggregate import AggregateKey, Priced
 from clearing_core.avro_rows import STRING, RowPlan, Rows, decode_rows, pack, plan_of
 from clearing_core.codec import SingleObjectCodec
-from clearing_core.fast_lane_kernels import COMPUTE, METER, PAYMENT, _keys_match, _price
+from clearing_core.fast_lane_kernels import (
+    COMPUTE,
+    METER,
+    PAYMENT,
+    _keys_match,
+    _price,
+    _same_spans,
+    _span_hashes,
+)
 from clearing_core.input_checks import EVENT_KEY_FIELDS
 from clearing_core.money import INT64_MAX
 from clearing_core.netting._jit import I64
@@ -154,7 +162,7 @@ class FastLane:
         field = plan.index(EVENT_KEY_FIELDS[name])
         _keys_match(ok, keys, key_starts, key_ends, buffer, rows.str_offset[:, field],
                     rows.str_length[:, field], keys_must_match)  # fmt: skip
-        profile, params, keyed = self._profiles_of(name, plan, rows, ok, data, refdata)
+        profile, params, keyed = self._profiles_of(name, plan, rows, ok, data, buffer, refdata)
         now_ms = np.fromiter((e.timestamp_ms for e in events), np.int64, len(events))
         exact, time_ms = np.zeros(len(events), np.int64), np.zeros(len(events), np.int64)
         number = rows.number
@@ -167,31 +175,33 @@ class FastLane:
 
     def _profiles_of(
         self, name: str, plan: RowPlan, rows: Rows, ok: np.ndarray, data: bytes,
-        refdata: ReferenceData,
+        buffer: np.ndarray, refdata: ReferenceData,
     ) -> tuple[np.ndarray, np.ndarray, list[Profile | None]]:  # fmt: skip
         """Per row the index of its profile in ``keyed`` (-1: none), and the
-        profiles' parameters as rows of one int64 matrix."""
-        first, last = 0, len(PROFILE_FIELDS[name])
-        begin = (rows.str_offset[:, first] + rows.str_length[:, first]).tolist()
-        end_field = rows.str_offset[:, last] + rows.str_length[:, last]
-        index: dict[bytes, int] = {}
-        keyed: list[Profile | None] = []
+        profiles' parameters as rows of one int64 matrix. Rows are grouped by a hash
+        of their profile bytes in a kernel, and checked byte for byte against the
+        first row of their group; Python sees each distinct profile once."""
+        last = len(PROFILE_FIELDS[name])
+        begin = rows.str_offset[:, 0] + rows.str_length[:, 0]
+        end = rows.str_offset[:, last] + rows.str_length[:, last]
+        hashes = np.zeros(len(ok), np.int64)
+        _span_hashes(buffer, begin, end, ok, hashes)
+        good = np.flatnonzero(ok)
+        _, first_at, inverse = np.unique(hashes[good], return_index=True,
+                                                return_inverse=True)  # fmt: skip
+        firsts = good[first_at]
+        same = np.zeros(len(good), np.bool_)
+        _same_spans(buffer, begin, end, good, firsts[inverse], same)
+        keyed = [self._profile(name, plan, rows, int(r), data[int(begin[r]) : int(end[r])],
+                               data, refdata) for r in firsts]  # fmt: skip
         profile = np.full(len(ok), -1, np.int64)
-        for i in np.flatnonzero(ok).tolist():
-            combo = data[begin[i] : int(end_field[i])]
-            at = index.get(combo)
-            if at is None:
-                at = index[combo] = len(keyed)
-                keyed.append(self._profile(name, plan, rows, i, combo, data, refdata))
-            profile[i] = at
+        gone = np.array([p is None for p in keyed] + [False], np.bool_)
+        profile[good] = np.where(same & ~gone[inverse], inverse, -1)
         width = max([len(p.params) for p in keyed if p is not None] or [1])
         params = np.zeros((max(len(keyed), 1), width), np.int64)
         for at, found in enumerate(keyed):
-            if found is None:
-                continue
-            params[at, : len(found.params)] = found.params
-        gone = np.array([p is None for p in keyed] or [False], np.bool_)
-        profile[(profile >= 0) & gone[np.maximum(profile, 0)]] = -1
+            if found is not None:
+                params[at, : len(found.params)] = found.params
         return profile, params, keyed
 
     def _profile(

@@ -17,6 +17,8 @@ so that nothing is rounded:
 
 from __future__ import annotations
 
+import numpy as np
+
 from clearing_core.avro_rows import U8
 from clearing_core.money import INT64_MAX
 from clearing_core.netting._jit import I64, Mask, kernel
@@ -138,3 +140,35 @@ def _keys_match(
                 if keys[key_starts[i] + j] != values[field_offset[i] + j]:
                     ok[i] = False
                     break
+
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+
+
+@kernel
+def _span_hashes(buffer: U8, begin: I64, end: I64, ok: Mask, hashes: I64) -> None:
+    """FNV-1a (64 bits) of ``buffer[begin[i]:end[i]]`` per ok row: a row's profile
+    bytes as one number, so that only distinct profiles reach Python."""
+    for row in range(len(begin)):
+        if not ok[row]:
+            continue
+        h = np.uint64(_FNV_OFFSET)
+        for i in range(begin[row], end[row]):
+            h = (h ^ np.uint64(buffer[i])) * np.uint64(_FNV_PRIME)
+        hashes[row] = np.int64(h)
+
+
+@kernel
+def _same_spans(buffer: U8, begin: I64, end: I64, rows: I64, firsts: I64, same: Mask) -> None:
+    """Whether each row's span holds exactly the bytes of its representative's (the
+    first row with the same hash): a hash collision never mixes two profiles."""
+    for k in range(len(rows)):
+        row, first = rows[k], firsts[k]
+        size = end[row] - begin[row]
+        equal = size == end[first] - begin[first]
+        i = 0
+        while equal and i < size:
+            equal = buffer[begin[row] + i] == buffer[begin[first] + i]
+            i += 1
+        same[k] = equal

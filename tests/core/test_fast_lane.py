@@ -175,6 +175,29 @@ def test_runs_of_plain_events_split_by_bad_ones_and_repeats_decide_as_one_by_one
     assert len({p.event_id for p in result.priced}) == len(result.priced)
 
 
+def test_profiles_whose_hashes_collide_are_told_apart_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With every profile hash equal, only rows whose profile bytes are the first
+    row's share its profile; the others go to the per-event path, decided alike."""
+
+    def one_hash(buffer: Any, begin: Any, end: Any, ok: Any, hashes: Any) -> None:
+        hashes[:] = 7
+
+    monkeypatch.setattr(fast_lane, "_span_hashes", one_hash)
+    refdata = load_default_refdata()
+    generator = EventGenerator(refdata, seed=3, now_ms=NOW_MS)
+    records = [generator.meter().record for _ in range(60)]
+    sent = [Sent(TOPIC_OF["MeterReading"], str(r["contract_id"]).encode(),
+                 CODEC.encode("MeterReading", r)) for r in records]  # fmt: skip
+    fields = fast_lane.PROFILE_FIELDS["MeterReading"]
+    first = [records[0][f] for f in fields]
+    expected = [[r[f] for f in fields] == first for r in records]
+    assert lane_takes(sent, refdata) == expected
+    assert not all(expected)
+    assert len(both(sent, refdata).priced) == len(sent)
+
+
 MINUTE = timedelta(minutes=1)
 AT = datetime.fromtimestamp(NOW_MS / 1000, tz=UTC).replace(microsecond=0)
 _EDGE_MS = st.sampled_from([-1, 0, 1, 999, 1000])
