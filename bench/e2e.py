@@ -16,7 +16,8 @@
       from the output records' timestamps;
    c. this project: ``--ingest-workers`` processes, one ``clearing worker all``
       (ingest loop, netting loop, acks agent) and the rest ``clearing worker
-      ingest``, every guarantee on (Kafka transactions, de-duplication by event
+      ingest`` (``--netting-apart``: a ``clearing worker netting`` and that many
+      ``clearing worker ingest``), every guarantee on (Kafka transactions, de-duplication by event
       id, invariants per cycle). The bench closes every currency but the
       largest one each ``--close-every`` events committed by the ingest group,
       and all of them at the end. Rate: events from the first obligation's
@@ -241,7 +242,8 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     """This project's worker on the preloaded topics, cycles closed by the bench."""
     closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
     t_spawn = time.time()
-    roles = ["all"] + ["ingest"] * (args.ingest_workers - 1)
+    roles = ["netting" if args.netting_apart else "all"]
+    roles += ["ingest"] * (args.ingest_workers - (0 if args.netting_apart else 1))
     processes = [start_worker(bootstrap, tmp / "worker", roles[0], "bench-e2e-1")]
     wait_ready(processes[0], tmp / "worker" / "bench-e2e-1.log")
     processes += [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 2}")
@@ -378,7 +380,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ingest-workers",
         type=int,
         default=1,
-        help="worker processes: one 'worker all', the rest 'worker ingest'",
+        help="ingest worker processes: one 'worker all', the rest 'worker ingest'",
+    )
+    parser.add_argument(
+        "--netting-apart",
+        action="store_true",
+        help="a 'worker netting' process, and every ingest worker 'worker ingest'",
     )
     parser.add_argument(
         "--profile",

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = 120.0
 SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
 Send = tuple[str, bytes | None, bytes, int]  # topic, key, value, partition (-1: by key)
+_TIMESTAMP = itemgetter(5)  # of a RawEvent
 _log = logging.getLogger("clearing.ingest")
 
 
@@ -199,7 +201,7 @@ class IngestWorker:
             results.append(((topic, partition), result))
             output.redelivered += len(result.redelivered)
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
-            output.newest_ms = max(output.newest_ms, max(e.timestamp_ms for e in raw))
+            output.newest_ms = max(output.newest_ms, max(map(_TIMESTAMP, raw)))
             output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
             output.firsts.append(TopicPartition(topic, partition, raw[0].offset))
         aggregated = aggregate_columns([r.accepted for _, r in results])

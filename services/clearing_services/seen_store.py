@@ -24,7 +24,6 @@ import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -269,7 +268,7 @@ def seen_column_values(
     ``SEEN_CHUNK_EVENTS`` per record: written directly (``clearing_core.seen_codec``)
     while the current schema is the known layout."""
     offsets = columns[3]
-    if any(a > b for a, b in pairwise(offsets)):  # not in offset order (rare)
+    if offsets != sorted(offsets):  # not in offset order (rare; sorted() of sorted is O(n))
         order = sorted(range(len(offsets)), key=offsets.__getitem__)
         columns = [[column[i] for i in order] for column in columns]
     version = codec.catalog.current("SeenEvents") if isinstance(codec, SingleObjectCodec) else None

@@ -36,6 +36,7 @@ _SMALL = 1 << 13  # varints of 0..8191 come from a table
 _ONE_MS = timedelta(milliseconds=1)
 _RANGES = {INT: (-(2**31), 2**31 - 1), LONG: (-(2**63), 2**63 - 1)}
 _VARINT_BYTES_MAX = 10
+_TEXT, _OPTIONAL_TEXT, _INTEGER = {str}, {str, type(None)}, {int}  # the plain types, exactly
 Column = list[Any]  # one field's values: int for numbers and enums, str or None for text
 
 
@@ -114,7 +115,7 @@ def _column(plan: RowPlan, f: int, values: Column, times_in_ms: bool = False) ->
     ``times_in_ms``: timestamps are given in ms already."""
     kind, name = plan.kinds[f], plan.fields[f]
     if kind in (STRING, OPTIONAL_STRING):
-        if not all(type(v) is str or (v is None and kind == OPTIONAL_STRING) for v in values):
+        if not set(map(type, values)) <= (_TEXT if kind == STRING else _OPTIONAL_TEXT):
             raise _NotPlainError
         return values
     if kind == ENUM:
@@ -127,7 +128,8 @@ def _column(plan: RowPlan, f: int, values: Column, times_in_ms: bool = False) ->
     elif name in plan.dates:
         raise _NotPlainError
     low, high = _RANGES[int(kind)]
-    if not all(type(v) is int and low <= v <= high for v in values):
+    if values and not (set(map(type, values)) <= _INTEGER and low <= min(values)
+                       and max(values) <= high):  # fmt: skip
         raise _NotPlainError
     return values
 
@@ -170,7 +172,7 @@ def _joined(values: Column) -> tuple[bytes, I64]:
     sizes = np.fromiter(map(len, plain), np.int64, len(plain))
     if len(data) != int(sizes.sum()):  # not all ASCII: count the bytes
         sizes = np.fromiter((len(v.encode()) for v in plain), np.int64, len(plain))
-    if any(v is None for v in values):
+    if None in values:
         sizes[[i for i, v in enumerate(values) if v is None]] = -1
     return data, sizes
 

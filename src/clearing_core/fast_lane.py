@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -70,6 +71,7 @@ _TIMES = {"MeterReading": (METER, ("interval_start", "interval_end")),
           "Payment": (PAYMENT, ("reported_at", "reported_at"))}  # fmt: skip
 _QUANTITY = {"MeterReading": "energy_wh", "ComputeUsage": "quantity", "Payment": "amount_minor"}
 _INT64_MIN = -(2**63)
+_TOPIC, _VALUE, _HEADERS = itemgetter(0), itemgetter(4), itemgetter(6)  # of a RawEvent
 _NO_KEY: AggregateKey = ("", "", "", "", 0, None, None)  # of a profile no accepted row has
 
 
@@ -137,11 +139,7 @@ class FastLane:
             return _EMPTY
         if refdata is not self._refdata:
             self._refdata, self._profiles = refdata, {}
-        chosen: dict[str, list[int]] = {}
-        for i, event in enumerate(events):
-            name = expected_type.get(event.topic)
-            if name in self.plans and not event.headers:
-                chosen.setdefault(name, []).append(i)
+        chosen = self._chosen(events, expected_type)
         parts = []
         for name, rows in chosen.items():
             picked = [events[i] for i in rows]
@@ -149,12 +147,28 @@ class FastLane:
             parts.append(replace(found, rows=np.array(rows, np.int64)[found.rows]))
         return parts[0] if len(parts) == 1 else LaneResult.concat(parts)
 
+    def _chosen(
+        self, events: Sequence[RawEvent], expected_type: Mapping[str, str]
+    ) -> dict[str, list[int]]:
+        """The rows of each event type the lane reads: those without headers on a
+        topic of a type it has a plan for (a batch of one topic: no loop per event)."""
+        topics = set(map(_TOPIC, events))
+        if len(topics) == 1 and not any(map(_HEADERS, events)):
+            name = expected_type.get(topics.pop())
+            return {name: list(range(len(events)))} if name in self.plans else {}
+        chosen: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            name = expected_type.get(event.topic)
+            if name in self.plans and not event.headers:
+                chosen.setdefault(name, []).append(i)
+        return chosen
+
     def _accept_type(
         self, name: str, events: Sequence[RawEvent], refdata: ReferenceData,
         limits: ValidationLimits, keys_must_match: bool,
     ) -> LaneResult:  # fmt: skip
         plan = self.plans[name]
-        data, buffer, starts, ends = pack([e.value for e in events])
+        data, buffer, starts, ends = pack(list(map(_VALUE, events)))
         rows = decode_rows(plan, buffer, starts, ends)
         ok = rows.ok & (ends - starts <= self.codec.record_bytes_max)
         ok &= _lengths_ok(plan, rows, OPTIONAL_TEXT.get(name))

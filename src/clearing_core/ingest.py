@@ -88,7 +88,8 @@ class IngestResult:
                    last: int) -> None:  # fmt: skip
         """The lane's accepted rows ``first`` to ``last`` (positions in ``found``),
         whose events are ``events``, all new: accepted in bulk."""
-        digests = [body_digest(e.value) for e in events]
+        sha256 = hashlib.sha256  # body_digest, inline: one call per event fewer
+        digests = [sha256(e.value).hexdigest()[:32] for e in events]
         times = found.time_ms[first:last].tolist()
         event_ids = found.event_ids[first:last]
         sep = SEEN_SEPARATOR
