@@ -76,6 +76,7 @@ from clearing_services.audit import coverage
 from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import consumer_config, read_topic
 from clearing_services.scheduler import marker_record, send_markers
+from clearing_services.settings import load_settings
 from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 HERE = Path(__file__).resolve().parent
@@ -280,6 +281,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
         "rss_mb_max": round(max(sampler.rss_mb_max for sampler in samplers), 1),
         "rss_mb_max_per_worker": [round(sampler.rss_mb_max, 1) for sampler in samplers],
         "worker_roles": roles,
+        "ingest_batch_max": load_settings().ingest_batch_max,  # CLEARING_INGEST_BATCH_MAX
         "worker_start_s": round(t_first_ms / 1000 - t_spawn, 1),
         "ingest_s": round(t_ingested - t_first_ms / 1000, 1),
         "final_close_s": round(t_last_ms / 1000 - t_ingested, 1),
@@ -352,56 +354,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--quick", action="store_true", help="a 200k-event smoke run")
-    parser.add_argument(
-        "--naive-events",
-        type=int,
-        default=200_000,
-        help="outputs of the naive agent to time (capped at --events)",
-    )
-    parser.add_argument(
-        "--close-every",
-        type=int,
-        default=250_000,
-        help="close every currency but --big-currency each N events ingested",
-    )
-    parser.add_argument(
-        "--big-currency",
-        default="CNH",
-        help="closed only at the end: its last cycle holds all its obligations",
-    )
-    parser.add_argument("--seed", type=int, default=20261124)
-    parser.add_argument(
-        "--big-cycle",
-        type=int,
-        default=1_000_000,
-        help="then one cycle of N obligations in a netting worker (0: none)",
-    )
-    parser.add_argument(
-        "--ingest-workers",
-        type=int,
-        default=1,
-        help="ingest worker processes: one 'worker all', the rest 'worker ingest'",
-    )
-    parser.add_argument(
-        "--netting-apart",
-        action="store_true",
-        help="a 'worker netting' process, and every ingest worker 'worker ingest'",
-    )
-    parser.add_argument(
-        "--profile",
-        type=int,
-        default=0,
-        metavar="S",
-        help="py-spy the worker for S seconds while it ingests",
-    )
-    parser.add_argument("--profile-out", type=Path, default=HERE / "out" / "e2e-profile.txt")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument(
-        "--keep-caps",
-        action="store_true",
-        help="keep the default's net debit caps (see bench_refdata)",
-    )
-    args = parser.parse_args(argv)  # fmt: skip
+    add = parser.add_argument
+    # fmt: off
+    add("--naive-events", type=int, default=200_000,
+        help="outputs of the naive agent to time (capped at --events)")
+    add("--close-every", type=int, default=250_000,
+        help="close every currency but --big-currency each N events ingested")
+    add("--big-currency", default="CNH",
+        help="closed only at the end: its last cycle holds all its obligations")
+    add("--seed", type=int, default=20261124)
+    add("--big-cycle", type=int, default=1_000_000,
+        help="then one cycle of N obligations in a netting worker (0: none)")
+    add("--ingest-workers", type=int, default=1,
+        help="ingest worker processes: one 'worker all', the rest 'worker ingest'")
+    add("--netting-apart", action="store_true",
+        help="a 'worker netting' process, and every ingest worker 'worker ingest'")
+    add("--profile", type=int, default=0, metavar="S",
+        help="py-spy the worker for S seconds while it ingests")
+    add("--profile-out", type=Path, default=HERE / "out" / "e2e-profile.txt")
+    add("--keep", action="store_true", help="keep the temporary folder")
+    add("--keep-caps", action="store_true",
+        help="keep the default's net debit caps (see bench_refdata)")
+    # fmt: on
+    args = parser.parse_args(argv)
     if args.quick:
         args.events = min(args.events, 200_000)
         args.big_cycle = min(args.big_cycle, 200_000)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from clearing_core.errors import InputError
 from clearing_services.settings import load_settings
 from tests.conftest import REPO
 
@@ -59,6 +60,13 @@ def test_settings_from_environment() -> None:
     local = load_settings({"CLEARING_BROKER_PORT": "19092"})
     assert local.bootstrap() == "127.0.0.1:19092"
     assert local.state_dir == REPO / ".run"
+    assert local.ingest_batch_max == 10_000
+    assert load_settings({"CLEARING_INGEST_BATCH_MAX": "20000"}).ingest_batch_max == 20_000
+    for bad in ("0", "100001"):
+        with pytest.raises(
+            InputError, match=r"CLEARING_INGEST_BATCH_MAX=\d+ is outside 1..100,000"
+        ):
+            load_settings({"CLEARING_INGEST_BATCH_MAX": bad})
 
 
 def test_codec_benchmark_prints_ratios_as_json() -> None:

@@ -5,7 +5,7 @@ Why a confluent-kafka batch loop and not a Faust agent: Faust builds an event,
 a future and an acknowledgement per record, and its per-record machinery was
 73% of an ingest worker's time, capping it near a naive per-event agent's
 rate (docs/performance.md). Here one ``consume()`` takes up to
-``CONSUME_BATCH_MAX`` records, the pure core checks and prices them, the
+``CLEARING_INGEST_BATCH_MAX`` records (10,000), the pure core checks and prices them, the
 obligations of the whole batch are pre-aggregated, and the obligations, the
 dead letters, the de-duplication state (``SeenEvents``) and the consumer
 offsets are written in one Kafka transaction (exactly-once, with zombie
@@ -55,10 +55,11 @@ from clearing_services.kafka_io import (
 )
 from clearing_services.metrics import Metrics, StageTiming
 from clearing_services.seen_store import SeenStore, seen_column_values, seen_topic
+from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX
 from clearing_services.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 GROUP = "clearing-ingest"
-CONSUME_BATCH_MAX = 10_000
+CONSUME_BATCH_MAX = DEFAULT_INGEST_BATCH_MAX
 CONSUME_WAIT_S = 0.25
 TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = 120.0
@@ -92,12 +93,14 @@ class IngestWorker:
         self, bootstrap: str, codec: Codec, refdata: Callable[[], ReferenceData],
         worker_id: str, metrics: Metrics | None = None,
         limits: ValidationLimits = DEFAULT_LIMITS, seen_dir: Path | None = None,
+        batch_max: int = CONSUME_BATCH_MAX,
     ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
         self.codec = codec
         self.refdata = refdata
         self.metrics = metrics or Metrics()
         self.limits = limits
+        self.batch_max = batch_max
         self.seen = SeenStore(seen_dir, limits.max_age_ms)  # on disk when given a folder
         self._swept_ms = 0
         self.timing = StageTiming(_log)
@@ -112,7 +115,7 @@ class IngestWorker:
         self.consumer = Consumer(consumer_config(bootstrap, GROUP, **overrides))
         transactional: dict[str, str | int | float | bool] = {
             "transactional.id": f"clearing-ingest-{worker_id}",
-            "queue.buffering.max.messages": 4 * CONSUME_BATCH_MAX,
+            "queue.buffering.max.messages": 4 * batch_max,
         }
         self.producer = Producer(producer_config(bootstrap, **transactional))
         self.producer.init_transactions(TRANSACTION_SECONDS_MAX)
@@ -154,7 +157,7 @@ class IngestWorker:
         try:
             while not stop.is_set():
                 t0 = time.perf_counter()
-                messages = self.consumer.consume(CONSUME_BATCH_MAX, timeout=CONSUME_WAIT_S)
+                messages = self.consumer.consume(self.batch_max, timeout=CONSUME_WAIT_S)
                 self.timing.add("consume", time.perf_counter() - t0, len(messages))
                 if messages:
                     self.handle(messages)

@@ -18,6 +18,8 @@ DEFAULT_BROKER_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_BROKER_HEAP_MB = 768  # enough for the demo and tests; small beside the workers on 2 cores
 DEFAULT_METRICS_PORT = 9464  # Prometheus /metrics of a worker; 0 turns it off
+DEFAULT_INGEST_BATCH_MAX = 10_000
+INGEST_BATCH_LIMITS = (1, 100_000)  # a batch's sends stay far below a transaction's limits
 
 
 def package_root() -> Path:
@@ -144,6 +146,9 @@ class Settings:
     # CLEARING_STALL_SECONDS_MAX: no commit for this long with records waiting ends a
     # worker (services/clearing_services/watchdog.py); above the longest table recovery
     stall_seconds_max: int = 300
+    # CLEARING_INGEST_BATCH_MAX: records an ingest worker takes per transaction (a larger
+    # batch pre-aggregates more and commits less often; its latency grows with it)
+    ingest_batch_max: int = DEFAULT_INGEST_BATCH_MAX
 
     @property
     def local_bootstrap(self) -> str:
@@ -187,6 +192,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise InputError(f"{name}={raw!r} is not an integer") from None
 
 
+def _bounded(env: Mapping[str, str], name: str, default: int, limits: tuple[int, int]) -> int:
+    value = _int(env, name, default)
+    if not limits[0] <= value <= limits[1]:
+        raise _input_error(f"{name}={value} is outside {limits[0]:,}..{limits[1]:,}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from an environment mapping (``os.environ`` by default)."""
     env = os.environ if env is None else env
@@ -206,6 +218,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_id=env.get("CLEARING_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         metrics_port=_int(env, "CLEARING_METRICS_PORT", DEFAULT_METRICS_PORT),
         stall_seconds_max=_int(env, "CLEARING_STALL_SECONDS_MAX", 300),
+        ingest_batch_max=_bounded(
+            env, "CLEARING_INGEST_BATCH_MAX", DEFAULT_INGEST_BATCH_MAX, INGEST_BATCH_LIMITS
+        ),
         ci=env.get("CI", "").lower() == "true",
         kafka_security=load_client_security(env),
         writer_schema_dirs=tuple(

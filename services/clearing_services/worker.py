@@ -146,7 +146,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         seen_dir = settings.state_dir / "ingest-seen" / settings.worker_id if on_disk else None
         process.ingest = IngestWorker(
             bootstrap, codec, holder.get, settings.worker_id, metrics=process.metrics,
-            seen_dir=seen_dir,
+            seen_dir=seen_dir, batch_max=settings.ingest_batch_max,
         )  # fmt: skip
         process.spawn("ingest", process.ingest.run)
         _watch_stalls(process, INGEST_GROUP, process.ingest.owned)
