@@ -21,13 +21,7 @@ from confluent_kafka import (
 
 from clearing_core.codec import SingleObjectCodec
 from clearing_services.audit import coverage
-from clearing_services.ingest_worker import (
-    GROUP,
-    IngestWorker,
-    _abortable,
-    _by_partition,
-    _Commit,
-)
+from clearing_services.ingest_worker import GROUP, IngestWorker, _abortable, _by_partition
 from clearing_services.kafka_io import admin_client
 from clearing_services.refdata_io import load_refdata_from_topics
 from tests.support.pipeline import (
@@ -133,13 +127,11 @@ def test_an_abortable_transaction_error_reads_the_batch_again(
     loop.consumer.subscribe([METER_TOPIC], on_assign=loop._on_assign, on_revoke=loop._on_revoke)
     try:
         batch = read_ours(loop, ids)
-        loop._open = _Commit(loop.prepare(_by_partition(batch)))
-        loop._open.start(lambda output: _raise(KafkaException(stale)))
-        loop.flush()  # the failed transaction is settled: its batch is read again
+        output = loop.prepare(_by_partition(batch))
+        loop._rewind(output.firsts, KafkaException(stale))
         again = read_ours(loop, ids)
         assert where(again, ids) == where(batch, ids)
         loop.handle(again)
-        loop.flush()
     finally:
         loop.consumer.close()
         loop.seen.close()
@@ -157,10 +149,6 @@ def test_an_abortable_transaction_error_reads_the_batch_again(
     assert len({covered.obligation_of[i] for i in ids}) == 1  # one batch, one aggregate
 
 
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
 def read_ours(loop: IngestWorker, ids: list[str], timeout_s: float = 60) -> list[Message]:
     """Consume until the records of ``ids`` are in hand (with any others before them)."""
     got: list[Message] = []
@@ -174,35 +162,3 @@ def read_ours(loop: IngestWorker, ids: list[str], timeout_s: float = 60) -> list
 def where(messages: list[Message], ids: list[str]) -> set[tuple[int, int]]:
     return {(m.partition() or 0, m.offset() or 0) for m in messages
             if any(i.encode() in (m.value() or b"") for i in ids)}  # fmt: skip
-
-
-def test_a_batch_prepared_while_the_previous_commits_sees_its_events(
-    bootstrap: str, state: Path, codec: SingleObjectCodec
-) -> None:
-    """The next batch is prepared while the previous transaction is still open: an
-    event that batch accepted, resent in this one, is refused as a duplicate."""
-    stamp = time.time_ns()
-    first, second = f"pl-{stamp}-1", f"pl-{stamp}-2"
-    refdata = load_refdata_from_topics(bootstrap, codec, f"pl-refdata-{stamp}")
-    loop = IngestWorker(bootstrap, codec, lambda: refdata, f"pl-{stamp}")
-    loop.consumer.subscribe([METER_TOPIC], on_assign=loop._on_assign, on_revoke=loop._on_revoke)
-    try:
-        reading = meter(first, 1_000_000)
-        send_events(bootstrap, codec, "meter", [reading])
-        loop.handle(read_ours(loop, [first]))
-        assert loop._open is not None  # its transaction is open until settled
-        send_events(bootstrap, codec, "meter", [reading, meter(second, 5)])  # a resend
-        loop.handle(read_ours(loop, [second]))
-        loop.flush()
-    finally:
-        loop.consumer.close()
-        loop.seen.close()
-    rejects = loop.metrics.registry.get_sample_value(
-        "clearing_rejects_total", {"stage": "ingest", "reason": "DUPLICATE_EVENT"}
-    )
-    assert rejects == 1
-    covered = wait_until("both events on the log", lambda: (
-        found if {first, second} <= (found := coverage(bootstrap, codec)).events(f"pl-{stamp}")
-        else None))  # fmt: skip
-    covered.assert_sound()
-    assert duplicates_of(bootstrap, codec, first) == ["DUPLICATE_EVENT"]

@@ -78,29 +78,3 @@ def test_on_disk_the_ids_survive_nothing_but_their_partition(tmp_path: Path) -> 
     assert store.of(TP).get("e1") is None
     store.close()
     assert not (tmp_path / "seen" / f"{TP[0]}-{TP[1]}").exists()
-
-
-@pytest.mark.parametrize("on_disk", [False, True])
-def test_a_pending_batch_is_seen_on_top_of_the_store(tmp_path: Path, on_disk: bool) -> None:
-    """While a batch's transaction is open, the next batch is checked against the store
-    and that batch's entries together (``SeenStore.of`` with ``pending``)."""
-    store = SeenStore(tmp_path if on_disk else None, 3_600_000)
-    store.assign(TP, [])
-    store.add(TP, {"a": seen_entry("d1", 1, 0, 1)})
-    pending = {"b": seen_entry("d2", 2, 0, 2)}
-    seen = store.of(TP, pending)
-    assert (seen.get("a"), seen.get("b"), seen.get("c")) == (
-        seen_entry("d1", 1, 0, 1), seen_entry("d2", 2, 0, 2), None)  # fmt: skip
-    assert seen["b"] == pending["b"]
-    assert ("a" in seen, "c" in seen) == (True, False)
-    assert (sorted(seen), len(seen)) == (["a", "b"], 2)
-    assert not seen.keys().isdisjoint(["c", "a"])
-    assert not seen.keys().isdisjoint(iter(["b"]))
-    assert seen.keys().isdisjoint(["c", "d"])
-    with pytest.raises(KeyError):
-        seen["c"]
-    assert store.of(TP, {}) is store.of(TP)  # nothing pending: the store itself
-    assert store.owns(TP)
-    store.revoke(TP)
-    assert not store.owns(TP)
-    store.close()

@@ -5,17 +5,12 @@ Why a confluent-kafka batch loop and not a Faust agent: Faust builds an event,
 a future and an acknowledgement per record, and its per-record machinery was
 73% of an ingest worker's time, capping it near a naive per-event agent's
 rate (docs/performance.md). Here one ``consume()`` takes up to
-``CLEARING_INGEST_BATCH_MAX`` records (10,000), the pure core checks and prices
-them, the obligations of the whole batch are pre-aggregated, and the
-obligations, the dead letters, the de-duplication state (``SeenEvents``) and
-the consumer offsets are written in one Kafka transaction (exactly-once, with
-zombie fencing through the consumer group's metadata, KIP-447). A crash before
-the commit leaves nothing visible; the next owner re-reads the same records.
-
-One transaction is open at a time, committing in a thread of its own while the
-next batch is read and prepared against the store and the open batch's seen
-entries; the next one starts only once it is committed. If it fails (a
-rebalance), both batches are read again from their first offsets.
+``CLEARING_INGEST_BATCH_MAX`` records (10,000), the pure core checks and prices them, the
+obligations of the whole batch are pre-aggregated, and the obligations, the
+dead letters, the de-duplication state (``SeenEvents``) and the consumer
+offsets are written in one Kafka transaction (exactly-once, with zombie
+fencing through the consumer group's metadata, KIP-447). A crash before the
+commit leaves nothing visible; the next owner re-reads the same records.
 
 Error policy: a bad record becomes a dead-letter record with its reason; any
 other error ends the process (``failure.fatal``) with nothing committed.
@@ -109,7 +104,6 @@ class IngestWorker:
         self.seen = SeenStore(seen_dir, limits.max_age_ms)  # on disk when given a folder
         self._swept_ms = 0
         self.timing = StageTiming(_log)
-        self._open: _Commit | None = None  # the transaction committing in its thread
         self.lane = FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
         self._obligation_plan = plan_of(codec, "Obligation")
         self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
@@ -150,10 +144,6 @@ class IngestWorker:
             _log.info("ingest: took %s[%d] with %d event ids", tp.topic, tp.partition, count)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Drop the partitions' seen state. An open transaction is not waited for here
-        (its commit may need the rebalance this callback holds up): the new owner's
-        committed-offset fetch waits for it (KIP-447), and then reads its seen
-        entries back; its outputs stay the transaction's, committed or aborted."""
         for tp in partitions:
             self.seen.revoke((tp.topic, tp.partition))
 
@@ -171,63 +161,34 @@ class IngestWorker:
                 self.timing.add("consume", time.perf_counter() - t0, len(messages))
                 if messages:
                     self.handle(messages)
-                else:
-                    self._rewind(self._settle() or [])  # nothing new: finish the open commit
                 if self.timing.maybe_log():
                     _log.info("ingest: %d event ids held, RocksDB memory %.1f MB", len(self.seen),
                               self.seen.disk_memory_bytes() / 1e6)  # fmt: skip
-            self.flush()
         finally:
             self.consumer.close()
             self.seen.close()
 
     def handle(self, messages: list[Message]) -> None:
-        """Prepare one consumed batch (while the previous batch's transaction commits
-        in its thread: this one is checked against its seen entries too), then start
-        its own transaction once the previous one is committed. Why: the commit's
-        round trips to the broker no longer leave the loop idle. If the previous
-        transaction failed, this batch was prepared on top of it: both are read
-        again from their first offsets."""
+        """Turn one consumed batch into its outputs and commit them with the offsets."""
         t0 = time.perf_counter()
         output = self.prepare(_by_partition(messages))
-        self.timing.add("prepare", time.perf_counter() - t0, len(messages))
-        failed = self._settle()
-        if failed:
-            self._rewind(_earliest(failed, output.firsts))
+        t1 = time.perf_counter()
+        try:
+            with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
+                self._transact(output)
+        except KafkaException as exc:
+            if not _abortable(exc):
+                raise
+            self._rewind(output.firsts, exc)
             return
-        self._open = _Commit(output)
-        self._open.start(self._transact)
-
-    def flush(self) -> None:
-        """Finish the open transaction (at a stop; and in tests), reading its batch
-        again if it failed."""
-        self._rewind(self._settle() or [])
-
-    def _settle(self) -> list[TopicPartition] | None:
-        """Wait for the open transaction. Committed: its seen entries are stored and
-        counted, and None is returned. Failed with an error that aborting cures: its
-        first offsets, to read again. Any other error is raised (the process ends)."""
-        commit, self._open = self._open, None
-        if commit is None:
-            return None
-        t0 = time.perf_counter()
-        error = commit.wait()
-        self.timing.add("commit", time.perf_counter() - t0, len(commit.output.sends))
-        if error is not None:
-            if not (isinstance(error, KafkaException) and _abortable(error)):
-                raise error
-            self.metrics.aborted.labels("ingest").inc()
-            _log.warning("ingest: transaction aborted (%s); the batch is read again", error)
-            return commit.output.firsts
-        output = commit.output
+        self.timing.add("prepare", t1 - t0, len(messages))
+        self.timing.add("commit", time.perf_counter() - t1, len(output.sends))
         for tp, (updates, newest_ms) in output.accepted.items():
-            if self.seen.owns(tp):  # else a rebalance took it: the new owner reads them back
-                self.seen.add(tp, updates, newest_ms)
+            self.seen.add(tp, updates, newest_ms)
         if output.newest_ms - self._swept_ms > SWEEP_EVERY_MS:
             self._swept_ms = output.newest_ms
             self.seen.forget_before(output.newest_ms - self.limits.max_age_ms)
         self._count(output)
-        return None
 
     def prepare(self, groups: dict[tuple[str, int], list[RawEvent]]) -> BatchOutput:
         """Check and price every partition's events, pre-aggregate the obligations of
@@ -237,8 +198,7 @@ class IngestWorker:
         for (topic, partition), raw in groups.items():
             result = process_batch(
                 raw, codec=self.codec, refdata=refdata, expected_type=self.expected,
-                seen=self.seen.of((topic, partition), self._pending((topic, partition))),
-                limits=self.limits, keys_must_match=True,
+                seen=self.seen.of((topic, partition)), limits=self.limits, keys_must_match=True,
                 lane=self.lane,
             )  # fmt: skip
             results.append(((topic, partition), result))
@@ -279,36 +239,28 @@ class IngestWorker:
             code = str(rejected["reason_code"])
             output.rejects[code] = output.rejects.get(code, 0) + 1
 
-    def _pending(self, tp: tuple[str, int]) -> dict[str, str] | None:
-        """The seen entries of ``tp`` in the transaction still open, if any."""
-        found = self._open.output.accepted.get(tp) if self._open is not None else None
-        return found[0] if found is not None else None
-
     def _transact(self, output: BatchOutput) -> None:
         producer = self.producer
-        with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
-            producer.begin_transaction()
-            try:
-                for topic, key, value, partition in output.sends:
-                    produce_one(producer, topic, key, value, partition)
-                producer.send_offsets_to_transaction(
-                    output.offsets, self.consumer.consumer_group_metadata(),
-                    TRANSACTION_SECONDS_MAX,
-                )  # fmt: skip
-                producer.commit_transaction(TRANSACTION_SECONDS_MAX)
-            except KafkaException:
-                producer.abort_transaction(TRANSACTION_SECONDS_MAX)
-                raise
+        producer.begin_transaction()
+        try:
+            for topic, key, value, partition in output.sends:
+                produce_one(producer, topic, key, value, partition)
+            producer.send_offsets_to_transaction(
+                output.offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS_MAX
+            )
+            producer.commit_transaction(TRANSACTION_SECONDS_MAX)
+        except KafkaException:
+            producer.abort_transaction(TRANSACTION_SECONDS_MAX)
+            raise
 
-    def _rewind(self, firsts: list[TopicPartition]) -> None:
-        """Read a batch again from its first offsets where this worker still owns its
-        partitions (after an aborted transaction: nothing of it was written, its
-        offsets included). A partition a rebalance took is the new owner's, from the
-        committed offset."""
-        if not firsts:
-            return
+    def _rewind(self, batch: list[TopicPartition], exc: KafkaException) -> None:
+        """After an aborted transaction, read the batch again where this worker still
+        owns its partitions: nothing of it was written, its offsets included. A
+        partition the rebalance took is the new owner's, from the committed offset."""
+        self.metrics.aborted.labels("ingest").inc()
+        _log.warning("ingest: transaction aborted (%s); the batch is read again", exc)
         owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        for tp in firsts:
+        for tp in batch:
             if (tp.topic, tp.partition) in owned:
                 self.consumer.seek(tp)  # an error here ends the process: nothing is skipped
 
@@ -371,39 +323,3 @@ def _by_partition(messages: Iterable[Message]) -> dict[tuple[str, int], list[Raw
         record = record_of(message)
         groups.setdefault((record.topic, record.partition), []).append(record)
     return groups
-
-
-class _Commit:
-    """One batch's transaction, run in a thread of its own; ``wait`` gives its error."""
-
-    def __init__(self, output: BatchOutput) -> None:
-        self.output = output
-        self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self, transact: Callable[[BatchOutput], None]) -> None:
-        def run() -> None:
-            try:
-                transact(self.output)
-            except BaseException as exc:  # handed to the loop by wait(): nothing is lost
-                self.error = exc
-
-        self._thread = threading.Thread(target=run, name="ingest-commit", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> BaseException | None:
-        assert self._thread is not None
-        self._thread.join()
-        return self.error
-
-
-def _earliest(*batches: list[TopicPartition]) -> list[TopicPartition]:
-    """Per partition, the earliest first offset among ``batches``."""
-    first: dict[tuple[str, int], int] = {}
-    for batch in batches:
-        for tp in batch:
-            key = (tp.topic, tp.partition)
-            first[key] = min(first.get(key, tp.offset), tp.offset)
-    return [
-        TopicPartition(topic, partition, offset) for (topic, partition), offset in first.items()
-    ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
-from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -175,17 +175,10 @@ class SeenStore:
         for tp in list(self._partitions):
             self.revoke(tp)
 
-    def owns(self, tp: TopicPartitionKey) -> bool:
-        return tp in self._partitions
-
-    def of(
-        self, tp: TopicPartitionKey, pending: Mapping[str, str] | None = None
-    ) -> Mapping[str, str]:
-        """The accepted ids of an owned partition (KeyError for one not owned), with
-        ``pending`` (those of a batch whose transaction is still open) on top."""
+    def of(self, tp: TopicPartitionKey) -> Mapping[str, str]:
+        """The accepted ids of an owned partition (KeyError for one not owned)."""
         partition = self._partitions[tp]
-        found = partition.entries if isinstance(partition, _Partition) else partition
-        return found if not pending else Layered(pending, found)
+        return partition.entries if isinstance(partition, _Partition) else partition
 
     def add(
         self, tp: TopicPartitionKey, updates: Mapping[str, str], newest_ms: int | None = None
@@ -206,49 +199,6 @@ class SeenStore:
         parts = [p.memory_bytes() for p in self._partitions.values() if isinstance(p, _DiskEntries)]
         cache = int(self.cache.get_usage()) if self.cache is not None else 0
         return sum(parts) + cache
-
-
-class Layered(Mapping[str, str]):
-    """A partition's accepted ids with those of a batch whose transaction is still
-    open on top: the next batch is checked against both while that one commits."""
-
-    def __init__(self, top: Mapping[str, str], base: Mapping[str, str]) -> None:
-        self.top, self.base = top, base
-
-    def __getitem__(self, key: str) -> str:
-        found = self.top.get(key)
-        return found if found is not None else self.base[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        found = self.top.get(key)
-        return found if found is not None else self.base.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.top or key in self.base
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.top
-        yield from (key for key in self.base if key not in self.top)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def keys(self) -> KeysView[str]:
-        return _LayeredKeys(self)
-
-
-class _LayeredKeys(KeysView[str]):
-    """``isdisjoint`` layer by layer: a dict's own, in C, for the ingest core's check
-    of a whole run of event ids."""
-
-    def __init__(self, layered: Layered) -> None:
-        super().__init__(layered)
-        self.layered = layered
-
-    def isdisjoint(self, other: Iterable[Any]) -> bool:
-        items = other if isinstance(other, list | tuple) else list(other)
-        top, base = self.layered.top, self.layered.base
-        return top.keys().isdisjoint(items) and base.keys().isdisjoint(items)
 
 
 def updates_of(record: Mapping[str, Any]) -> dict[str, str]:
