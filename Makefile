@@ -55,7 +55,7 @@ bench: kafka
 	$(BIN)/python bench/netting.py
 
 bench-e2e: kafka
-	$(BIN)/python bench/e2e.py --ingest-workers 2
+	$(BIN)/python bench/e2e.py --ingest-workers 2 --netting-apart
 
 bench-soak: kafka
 	$(BIN)/python bench/soak.py

@@ -5,7 +5,7 @@ Why a confluent-kafka batch loop and not a Faust agent: Faust builds an event,
 a future and an acknowledgement per record, and its per-record machinery was
 73% of an ingest worker's time, capping it near a naive per-event agent's
 rate (docs/performance.md). Here one ``consume()`` takes up to
-``CLEARING_INGEST_BATCH_MAX`` records (10,000), the pure core checks and prices them, the
+``CLEARING_INGEST_BATCH_MAX`` records (20,000), the pure core checks and prices them, the
 obligations of the whole batch are pre-aggregated, and the obligations, the
 dead letters, the de-duplication state (``SeenEvents``) and the consumer
 offsets are written in one Kafka transaction (exactly-once, with zombie
