@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from clearing_services.kafka_io import (
     produce_one,
     producer_config,
     read_partition,
-    record_of,
+    records_of,
 )
 from clearing_services.metrics import Metrics, StageTiming
 from clearing_services.seen_store import SeenStore, seen_column_values, seen_topic
@@ -65,7 +66,7 @@ TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = 120.0
 SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
 Send = tuple[str, bytes | None, bytes, int]  # topic, key, value, partition (-1: by key)
-_TIMESTAMP = itemgetter(5)  # of a RawEvent
+_TIMESTAMP, _TOPIC_PARTITION = itemgetter(5), itemgetter(0, 1)  # of a RawEvent
 _log = logging.getLogger("clearing.ingest")
 
 
@@ -312,14 +313,10 @@ def _abortable(exc: KafkaException) -> bool:
     return isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal()
 
 
-def _by_partition(messages: Iterable[Message]) -> dict[tuple[str, int], list[RawEvent]]:
+def _by_partition(messages: list[Message]) -> dict[tuple[str, int], list[RawEvent]]:
     """The batch's records per (topic, partition), in offset order; a consumer error
     (not a record) ends the process: the broker or the group is in trouble."""
     groups: dict[tuple[str, int], list[RawEvent]] = {}
-    for message in messages:
-        error = message.error()
-        if error is not None:
-            raise KafkaException(error)
-        record = record_of(message)
-        groups.setdefault((record.topic, record.partition), []).append(record)
+    for tp, run in groupby(records_of(messages), _TOPIC_PARTITION):
+        groups.setdefault(tp, []).extend(run)
     return groups

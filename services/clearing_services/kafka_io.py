@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from operator import itemgetter
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -155,6 +158,35 @@ def record_of(message: Message) -> Record:
         key if isinstance(key, bytes) else None, value if isinstance(value, bytes) else b"",
         message.timestamp()[1], header_pairs(headers) if headers else (),
     )  # fmt: skip
+
+
+def records_of(messages: Sequence[Message]) -> list[Record]:
+    """``record_of`` of each message, accessor by accessor over the whole batch (a
+    C-level ``map`` each, not a Python call per record); a consumer error (not a
+    record) is raised as ``KafkaException``."""
+    errors = list(map(Message.error, messages))
+    if not set(map(type, errors)) <= _NO_ERROR:  # by type: KafkaError == None raises
+        raise KafkaException(next(e for e in errors if e is not None))
+    keys: list[Any] = list(map(Message.key, messages))
+    if not set(map(type, keys)) <= _KEY_TYPES:
+        keys = [k if isinstance(k, bytes) else None for k in keys]
+    values: list[Any] = list(map(Message.value, messages))
+    if not set(map(type, values)) <= _VALUE_TYPES:
+        values = [v if isinstance(v, bytes) else b"" for v in values]
+    headers = [header_pairs(h) if h else () for h in map(Message.headers, messages)]
+    columns = zip(
+        map(Message.topic, messages), map(Message.partition, messages),
+        map(Message.offset, messages), keys, values,
+        map(_SECOND, map(Message.timestamp, messages)), headers, strict=True,
+    )  # fmt: skip
+    return list(map(_new_record, columns))  # a record's topic, partition, offset: never None
+
+
+_KEY_TYPES, _VALUE_TYPES, _NO_ERROR = {bytes, type(None)}, {bytes}, {type(None)}
+_SECOND = itemgetter(1)
+# tuple.__new__ of the named tuple, bound in C: no Python frame per record (the named
+# tuple's own __new__ is Python); the fields are exactly RawEvent's, in order
+_new_record = partial(tuple.__new__, Record)
 
 
 def read_range(
