@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -140,16 +142,16 @@ def read_batches(
 
 
 def _follow(
-    bootstrap: str, codec: Codec, rail: str, start: dict[int, int]
+    bootstrap: str, codec: Codec, rail: str, start: dict[int, int], stop: threading.Event
 ) -> Generator[dict[str, Any], None, None]:
     """Batches written to the rail's topic from ``start`` (offset per partition) on,
-    until interrupted; partitions added later are read from their beginning."""
+    until ``stop`` is set; partitions added later are read from their beginning."""
     topic = batch_topic(rail)
     consumer = Consumer(consumer_config(bootstrap, _group()))
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in partitions])
-        while True:
+        while not stop.is_set():
             for message in consumer.consume(num_messages=500, timeout=0.5):
                 error = message.error()
                 if error is not None:
@@ -246,14 +248,28 @@ def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | Non
         return
     if not as_json:
         err_console.print(f"following {batch_topic(rail)} (Ctrl-C to stop)")
-    stream = _follow(where, codec, rail, ends)
+    with _until_signalled() as stop:
+        stream = _follow(where, codec, rail, ends, stop)
+        try:
+            for batch in stream:
+                show(batch)
+        finally:
+            stream.close()  # closes the consumer now, not at interpreter exit
+
+
+@contextlib.contextmanager
+def _until_signalled() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs. Why not KeyboardInterrupt:
+    raised wherever the main thread happens to be (inside a librdkafka call or a
+    generator's cleanup), it could leave ``--follow`` running; a flag read once per
+    poll always ends it within half a second."""
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for batch in stream:
-            show(batch)
-    except KeyboardInterrupt:
-        return
+        yield stop
     finally:
-        stream.close()  # closes the consumer now, not at interpreter exit
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # --------------------------------------------------------------------------- export
