@@ -2,7 +2,8 @@
 
 One agent per event topic; each event is decoded with the project's codec,
 checked and priced by ``clearing_core.ingest.process_batch`` on a one-event
-list (no de-duplication table), and its obligation is encoded and sent on its
+list with the per-event path (``fast=False``: decode to a dict, then each rule in
+turn; no de-duplication table), and its obligation is encoded and sent on its
 own with ``await topic.send(...)``. Faust's defaults otherwise (at-least-once,
 no batching of our own, default producer settings). Its own app id and an
 in-memory store, so it shares nothing with the real workers.
@@ -41,8 +42,8 @@ def _agent(app: faust.App, spec: EventTopic, out: faust.TopicT, codec: SingleObj
                 key=message.key, value=message.value or b"",
                 timestamp_ms=int(message.timestamp * 1000),
             )  # fmt: skip
-            result = process_batch(
-                [raw], codec=codec, refdata=refdata, expected_type=expected, seen={}
+            result = process_batch(  # the per-event path: no columns for one event
+                [raw], codec=codec, refdata=refdata, expected_type=expected, seen={}, fast=False
             )
             for key, record in result.obligations:
                 value = codec.encode("Obligation", record, topic=out.get_topic_name())
