@@ -13,9 +13,9 @@ from clearing_services.seen_store import (
     SEEN_CHUNK_EVENTS,
     SeenStore,
     items_of,
+    seen_column_values,
     seen_records,
     seen_topic,
-    seen_values,
     updates_of,
 )
 
@@ -36,8 +36,11 @@ def test_records_round_trip_through_the_codec_and_restore_the_state(
     topic = seen_topic(TP[0])
     assert topic == "clearing.ingest.seen.meter"
     encoded = [codec.encode("SeenEvents", r, topic=topic) for r in records]
-    accepted_items = items_of(accepted)
-    assert seen_values(codec, TP[0], TP[1], accepted_items, obligation_of) == encoded
+    items = [(*item, obligation_of[item[0]]) for item in items_of(accepted)]
+    columns = [list(column) for column in zip(*items, strict=True)]
+    assert seen_column_values(codec, TP[0], TP[1], columns) == encoded
+    backwards = [column[::-1] for column in columns]  # out of offset order: sorted first
+    assert seen_column_values(codec, TP[0], TP[1], backwards) == encoded
     decoded = [codec.decode(value).record for value in encoded]
     assert decoded[0]["events"][0]["obligation_id"] == "m:agg:0"
     store = SeenStore()

@@ -250,16 +250,6 @@ def _records(topic: str, partition: int, items: Sequence[SeenItem]) -> list[dict
     ]  # fmt: skip
 
 
-def seen_values(
-    codec: Codec, topic: str, partition: int, accepted: Sequence[Accepted],
-    obligation_of: Mapping[str, str],
-) -> list[bytes]:  # fmt: skip
-    """The encoded ``SeenEvents`` records of ``seen_records``."""
-    items = seen_items(accepted, obligation_of)
-    columns = [list(c) for c in zip(*items, strict=True)] or [[], [], [], [], []]
-    return seen_column_values(codec, topic, partition, columns)
-
-
 def seen_column_values(
     codec: Codec, topic: str, partition: int, columns: Sequence[list[Any]]
 ) -> list[bytes]:

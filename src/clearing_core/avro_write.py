@@ -7,22 +7,21 @@ one per aggregate and a ``SeenEvents`` item per event. Here the values of each
 field are gathered into a column (numbers as int64, strings joined into one
 buffer with their lengths) and one kernel writes every row. Only plain values
 are written this way (str for strings, int within range, a known enum symbol,
-None or str for an optional string, an aware datetime for a timestamp); a
-record with anything else goes to the codec, which writes it or raises its
-error. The tests compare both on random records.
+None or str for an optional string, a timestamp in ms); columns with anything
+else are refused (``encode_columns`` gives None) and the caller writes those
+records with the codec, which writes them or raises its error. The tests
+compare both on random records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from clearing_core.avro_rows import (
     ENUM,
-    EPOCH,
     INT,
     LONG,
     OPTIONAL_STRING,
@@ -33,7 +32,6 @@ from clearing_core.avro_rows import (
 from clearing_core.netting._jit import I64, kernel
 
 _SMALL = 1 << 13  # varints of 0..8191 come from a table
-_ONE_MS = timedelta(milliseconds=1)
 _RANGES = {INT: (-(2**31), 2**31 - 1), LONG: (-(2**63), 2**63 - 1)}
 _VARINT_BYTES_MAX = 10
 _TEXT, _OPTIONAL_TEXT, _INTEGER = {str}, {str, type(None)}, {int}  # the plain types, exactly
@@ -67,31 +65,16 @@ class _NotPlainError(Exception):
     """A value this writer does not take: the codec writes the record."""
 
 
-def encode_records(
-    plan: RowPlan, records: Sequence[Mapping[str, Any]],
-    fallback: Callable[[Mapping[str, Any]], bytes],
-) -> list[bytes]:  # fmt: skip
-    """Each record's single-object encoding (``plan.header`` and body), written column
-    by column; a batch with a value that is not plain, or a record without some field
-    or with an unknown one, is written record by record, and such a record by
-    ``fallback``."""
-    if not records:
-        return []
-    try:
-        columns = _columns(plan, records)
-    except (_NotPlainError, KeyError):
-        return [_one(plan, record, fallback) for record in records]
-    return _rows(*write_rows(plan.header, plan.kinds, columns, len(records)))
-
-
 def encode_columns(plan: RowPlan, columns: Mapping[str, Column]) -> list[bytes] | None:
     """Records given as columns by field name (timestamps in ms since the epoch), each
     as its single-object encoding; None where the columns are not exactly the plan's
     fields or hold a value that is not plain (the caller then writes records)."""
     if set(columns) != set(plan.fields):
         return None
+    if not any(columns.values()):
+        return []  # no records
     try:
-        values = [_column(plan, f, columns[name], times_in_ms=True)
+        values = [_column(plan, f, columns[name])
                   for f, name in enumerate(plan.fields)]  # fmt: skip
     except (_NotPlainError, KeyError):
         return None
@@ -103,16 +86,9 @@ def _rows(data: bytes, ends: I64) -> list[bytes]:
     return [data[start:end] for start, end in zip([0, *bounds], bounds, strict=False)]
 
 
-def _columns(plan: RowPlan, records: Sequence[Mapping[str, Any]]) -> list[Column]:
-    if any(len(record) != len(plan.fields) for record in records):
-        raise _NotPlainError
-    return [_column(plan, f, [r[name] for r in records]) for f, name in enumerate(plan.fields)]
-
-
-def _column(plan: RowPlan, f: int, values: Column, times_in_ms: bool = False) -> Column:
+def _column(plan: RowPlan, f: int, values: Column) -> Column:
     """The field's values as the writer takes them (strings and None as they are,
-    enum symbols as their index, timestamps in ms); anything else is not plain.
-    ``times_in_ms``: timestamps are given in ms already."""
+    enum symbols as their index, timestamps in ms); anything else is not plain."""
     kind, name = plan.kinds[f], plan.fields[f]
     if kind in (STRING, OPTIONAL_STRING):
         if not set(map(type, values)) <= (_TEXT if kind == STRING else _OPTIONAL_TEXT):
@@ -121,11 +97,7 @@ def _column(plan: RowPlan, f: int, values: Column, times_in_ms: bool = False) ->
     if kind == ENUM:
         index = {symbol: i for i, symbol in enumerate(plan.enum_symbols[name])}
         return [index[v] for v in values]  # KeyError: not a symbol
-    if name in plan.timestamps and not times_in_ms:
-        if not all(type(v) is datetime and v.tzinfo is not None for v in values):
-            raise _NotPlainError
-        values = [(v - EPOCH) // _ONE_MS for v in values]
-    elif name in plan.dates:
+    if name in plan.dates:
         raise _NotPlainError
     low, high = _RANGES[int(kind)]
     if values and not (set(map(type, values)) <= _INTEGER and low <= min(values)
@@ -215,13 +187,3 @@ def _write(
                 out[at + i] = strings[start + i]
             at += size
         ends[row] = at
-
-
-def _one(
-    plan: RowPlan, record: Mapping[str, Any], fallback: Callable[[Mapping[str, Any]], bytes]
-) -> bytes:
-    try:
-        columns = _columns(plan, [record])
-    except (_NotPlainError, KeyError):
-        return fallback(record)
-    return write_rows(plan.header, plan.kinds, columns, 1)[0]

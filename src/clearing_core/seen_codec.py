@@ -41,23 +41,6 @@ def matches(schema: Mapping[str, Any]) -> bool:
     return tuple((f["name"], f["type"]) for f in items["fields"]) == SEEN_EVENT_LAYOUT
 
 
-def encode_seen_events(
-    header: bytes, topic: str, partition: int, events: Sequence[tuple[str, str, int, int, str]]
-) -> bytes:
-    """One record: ``header`` (magic and fingerprint), the source, and the events as
-    (event id, body digest, event time ms, source offset, obligation id)."""
-    return encode_seen_chunks(header, topic, partition, events, max(len(events), 1))[0]
-
-
-def encode_seen_chunks(
-    header: bytes, topic: str, partition: int, events: Sequence[tuple[str, str, int, int, str]],
-    chunk_events: int,
-) -> list[bytes]:  # fmt: skip
-    """``events`` as records of ``chunk_events`` each (``encode_seen_columns``)."""
-    columns = [list(column) for column in zip(*events, strict=True)] or [[]] * len(_ITEM_KINDS)
-    return encode_seen_columns(header, topic, partition, columns, chunk_events)
-
-
 def encode_seen_columns(
     header: bytes, topic: str, partition: int, columns: Sequence[list[Any]], chunk_events: int
 ) -> list[bytes]:

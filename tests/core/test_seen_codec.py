@@ -4,6 +4,7 @@ used only for the layout it knows."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,17 +15,16 @@ from clearing_core.avro_rows import _varint
 from clearing_core.avro_write import varint
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.schemas import SchemaCatalog
-from clearing_core.seen_codec import (
-    SEEN_EVENT_LAYOUT,
-    encode_seen_chunks,
-    encode_seen_events,
-    matches,
-)
+from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
 
 CODEC = SingleObjectCodec(SchemaCatalog.load())
 VERSION = CODEC.catalog.current("SeenEvents")
 INT64 = st.integers(-(2**63), 2**63 - 1)
 _items = st.tuples(st.text(max_size=20), st.text(max_size=40), INT64, INT64, st.text(max_size=20))
+
+
+def columns(items: list[tuple[str, str, int, int, str]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*items, strict=True)] or [[], [], [], [], []]
 
 
 @settings(max_examples=200, deadline=None)
@@ -35,7 +35,7 @@ def test_the_encoding_is_the_codecs(
     names = [name for name, _ in SEEN_EVENT_LAYOUT]
     record = {"source_topic": topic, "source_partition": partition,
               "events": [dict(zip(names, item, strict=True)) for item in items]}  # fmt: skip
-    written = encode_seen_events(VERSION.header, topic, partition, items)
+    (written,) = encode_seen_columns(VERSION.header, topic, partition, columns(items), 10_000)
     assert written == CODEC.encode("SeenEvents", record)
     assert CODEC.decode(written).record == record
 
@@ -46,7 +46,7 @@ def test_chunks_are_the_codecs_records_of_each_slice(
     items: list[tuple[str, str, int, int, str]], chunk: int
 ) -> None:
     names = [name for name, _ in SEEN_EVENT_LAYOUT]
-    written = encode_seen_chunks(VERSION.header, "t", 3, items, chunk)
+    written = encode_seen_columns(VERSION.header, "t", 3, columns(items), chunk)
     slices = [items[i : i + chunk] for i in range(0, len(items), chunk)] or [[]]
     assert written == [
         CODEC.encode("SeenEvents", {"source_topic": "t", "source_partition": 3,
@@ -57,7 +57,7 @@ def test_chunks_are_the_codecs_records_of_each_slice(
 
 def test_a_time_outside_avros_long_is_an_error() -> None:
     with pytest.raises(OverflowError):
-        encode_seen_events(VERSION.header, "t", 0, [("e", "d", 2**63, 0, "o")])
+        encode_seen_columns(VERSION.header, "t", 0, columns([("e", "d", 2**63, 0, "o")]), 10)
 
 
 def test_varints_at_their_edges_read_back() -> None:
