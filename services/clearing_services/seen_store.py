@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from clearing_core.codec import Codec, SingleObjectCodec
-from clearing_core.ingest import SEEN_SEPARATOR, seen_entry, seen_parts
+from clearing_core.ingest import SEEN_SEPARATOR, seen_entries, seen_parts
 from clearing_core.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
 from clearing_services.topics import EVENT_TOPICS
 
@@ -203,13 +203,12 @@ class SeenStore:
 
 def updates_of(record: Mapping[str, Any]) -> dict[str, str]:
     """The seen entries a ``SeenEvents`` record stands for."""
-    partition = int(record["source_partition"])
-    return {
-        e["event_id"]: seen_entry(
-            e["body_digest"], int(e["event_time_ms"]), partition, int(e["source_offset"])
-        )
-        for e in record["events"]
-    }
+    events = record["events"]
+    entries = seen_entries(
+        [e["body_digest"] for e in events], [int(e["event_time_ms"]) for e in events],
+        [int(record["source_partition"])] * len(events), [int(e["source_offset"]) for e in events],
+    )  # fmt: skip
+    return dict(zip([e["event_id"] for e in events], entries, strict=True))
 
 
 SeenItem = tuple[str, str, int, int, str]  # event id, digest, time ms, offset, obligation id

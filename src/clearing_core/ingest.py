@@ -20,7 +20,7 @@ Nothing is dropped silently: every input ends as an obligation or a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -88,19 +88,16 @@ class IngestResult:
                    last: int) -> None:  # fmt: skip
         """The lane's accepted rows ``first`` to ``last`` (positions in ``found``),
         whose events are ``events``, all new: accepted in bulk."""
-        sha256 = hashlib.sha256  # body_digest, inline: one call per event fewer
-        digests = [sha256(e.value).hexdigest()[:32] for e in events]
+        digests = body_digests([e.value for e in events])
         times = found.time_ms[first:last].tolist()
         event_ids = found.event_ids[first:last]
-        sep = SEEN_SEPARATOR
-        self.seen_updates.update(zip(event_ids, [
-            f"{d}{sep}{t}{sep}{e.partition}{sep}{e.offset}"
-            for d, t, e in zip(digests, times, events, strict=True)
-        ], strict=True))  # fmt: skip
+        offsets = [e.offset for e in events]
+        entries = seen_entries(digests, times, [e.partition for e in events], offsets)
+        self.seen_updates.update(zip(event_ids, entries, strict=True))
         self.accepted.extend(event_ids, found.keys, found.key_ids[first:last],
                              found.exact[first:last].tolist(), times)  # fmt: skip
         self.digests += digests
-        self.offsets += [e.offset for e in events]
+        self.offsets += offsets
 
     @property
     def priced(self) -> list[Priced]:
@@ -123,18 +120,32 @@ class IngestResult:
         return list(self.accepted.event_ids)
 
 
+def body_digests(values: Iterable[bytes]) -> list[str]:
+    """Identity of each event's content, to tell a resend from a conflicting reuse of
+    an id: the first 32 hex digits of its SHA-256. One comprehension for a whole run."""
+    sha256 = hashlib.sha256
+    return [sha256(value).hexdigest()[:32] for value in values]
+
+
 def body_digest(value: bytes) -> str:
-    """Identity of an event's content, to tell a resend from a conflicting reuse of an id."""
-    return hashlib.sha256(value).hexdigest()[:32]
+    return body_digests((value,))[0]
 
 
-def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> str:
+def seen_entries(
+    digests: Iterable[str], times_ms: Iterable[int], partitions: Iterable[int],
+    offsets: Iterable[int],
+) -> list[str]:  # fmt: skip
     """What the de-duplication table stores per event id: digest, event time, source
     partition and offset. Time and partition let the table forget ids older than the
     maximum event age, partition by partition; partition and offset tell a record the
     broker delivers again (after a crash or rebalance) from a participant's resend."""
     sep = SEEN_SEPARATOR
-    return f"{digest}{sep}{event_time_ms}{sep}{partition}{sep}{offset}"  # one per event
+    return [f"{d}{sep}{t}{sep}{p}{sep}{o}"
+            for d, t, p, o in zip(digests, times_ms, partitions, offsets, strict=True)]  # fmt: skip
+
+
+def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> str:
+    return seen_entries((digest,), (event_time_ms,), (partition,), (offset,))[0]
 
 
 def seen_parts(entry: str) -> tuple[str, int, int, int]:
