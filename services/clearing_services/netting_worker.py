@@ -18,14 +18,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Gauge
 
-from clearing_core.avro_rows import plan_of, records_of
-from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError, Decoded, SingleObjectCodec
+from clearing_core.avro_rows import columns_of, plan_of
+from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError, SingleObjectCodec
 from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, rehearse_close
 from clearing_core.errors import ClearingError
 from clearing_core.ingest import RawEvent, rejected_record
+from clearing_core.ledger_columns import ObligationBatch, rows_of
 from clearing_core.netting import warm_up
 from clearing_services.failure import deadline
 from clearing_services.kafka_io import consumer_config, producer_config
@@ -52,6 +54,10 @@ STATE_BYTES_MAX = TYPE_BYTES_MAX["NettingState"]
 CONSUME_BATCH_MAX = 20_000
 TRANSACTION_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.netting")
+# the Obligation fields the ledger counts, in ObligationBatch's order after its currency
+_BATCH_FIELDS = ("obligation_id", "debtor_id", "creditor_id", "amount_minor", "priority",
+                 "source", "remainder_ppm", "carry_key")  # fmt: skip
+_COUNTED_FIELDS = ("currency", *_BATCH_FIELDS)
 
 
 class NettingWorker:
@@ -122,23 +128,67 @@ class NettingWorker:
         )
         try:
             while not stop.is_set():
-                messages = self.consumer.consume(CONSUME_BATCH_MAX, timeout=0.5)
-                plain = self._plain_obligations(messages)
-                for message, record in zip(messages, plain, strict=True):
-                    self._handle(message, record)
+                self._handle_batch(self.consumer.consume(CONSUME_BATCH_MAX, timeout=0.5))
         finally:
             self.consumer.close()
 
-    def _plain_obligations(self, messages: list[Message]) -> list[dict[str, Any] | None]:
-        """The batch's plain obligations read in columns (a third of a codec decode);
-        None for every other record, which the codec reads."""
-        if self._obligation_plan is None:
-            return [None] * len(messages)
-        limit = self.codec.record_bytes_max if isinstance(self.codec, SingleObjectCodec) else 0
-        values = [m.value() or b"" for m in messages]
-        return records_of(self._obligation_plan, [v if len(v) <= limit else b"" for v in values])
+    def _handle_batch(self, messages: list[Message]) -> None:
+        """The batch in log order: each run of plain obligations between two other
+        records (markers, errors, records the codec must read) is counted in bulk."""
+        good, columns = self._plain_obligations(messages)
+        plain = np.zeros(len(messages), dtype=bool)
+        plain[good] = True
+        start = 0
+        for i in [*np.flatnonzero(~plain).tolist(), len(messages)]:
+            if start < i:  # messages[start:i] are rows lo..lo + (i - start) of the columns
+                lo = int(np.searchsorted(good, start))
+                self._add_run(messages[start:i], columns, lo)
+            if i < len(messages):
+                self._handle(messages[i])
+            start = i + 1
 
-    def _handle(self, message: Message, plain: dict[str, Any] | None = None) -> None:
+    def _plain_obligations(self, messages: list[Message]) -> tuple[list[int], dict[str, list[Any]]]:
+        """The batch's plain obligations read in columns (a fraction of a codec decode
+        each): their indices and the fields the ledger counts. Every other record is
+        left to the codec."""
+        if self._obligation_plan is None:
+            return [], {}
+        limit = self.codec.record_bytes_max if isinstance(self.codec, SingleObjectCodec) else 0
+        values = [v if len(v) <= limit else b"" for v in (m.value() or b"" for m in messages)]
+        errors = list(map(Message.error, messages))
+        if set(map(type, errors)) != {type(None)}:  # by type: KafkaError == None raises
+            values = [b"" if e is not None else v for e, v in zip(errors, values, strict=True)]
+        return columns_of(self._obligation_plan, values, _COUNTED_FIELDS)
+
+    def _add_run(self, messages: list[Message], columns: dict[str, list[Any]], lo: int) -> None:
+        """Plain obligations, one ``add_batch`` per currency (a currency's own order kept)."""
+        hi = lo + len(messages)
+        run = {name: column[lo:hi] for name, column in columns.items()}
+        log_ms = [t[1] for t in map(Message.timestamp, messages)]
+        by_currency: dict[str, list[int]] = {}
+        if len(set(run["currency"])) == 1:  # the usual case: the key is the currency
+            by_currency[run["currency"][0]] = list(range(len(messages)))
+        else:
+            for i, currency in enumerate(run["currency"]):
+                by_currency.setdefault(currency, []).append(i)
+        for currency, rows in by_currency.items():
+            pick = rows_of(None if len(rows) == len(messages) else rows)
+            track = self.tracks.get(currency)
+            if track is None:
+                partition = int(messages[rows[0]].partition() or 0)
+                track = self.tracks[currency] = CurrencyTrack(CurrencyLedger(currency), partition)
+            ids, debtors, creditors, amounts, priorities, sources, ppms, keys = (
+                pick(run[f]) for f in _BATCH_FIELDS
+            )
+            batch = ObligationBatch(currency, ids, debtors, creditors, amounts, priorities,
+                                    sources, ppms, keys, pick(log_ms))  # fmt: skip
+            duplicates = track.ledger.add_batch(batch)
+            self._obligations_in.inc(len(rows))
+            if duplicates:
+                self.metrics.duplicates.labels(currency).inc(duplicates)
+            self._open_gauge(currency).set(track.ledger.open_count)
+
+    def _handle(self, message: Message) -> None:
         error = message.error()
         if error is not None:
             raise KafkaException(error)
@@ -146,7 +196,7 @@ class NettingWorker:
         partition, offset = int(message.partition() or 0), int(message.offset() or 0)
         log_time = datetime.fromtimestamp(message.timestamp()[1] / 1000, tz=UTC)
         try:
-            decoded = self.codec.decode(value) if plain is None else Decoded("Obligation", plain)
+            decoded = self.codec.decode(value)
         except CodecError as exc:
             self._reject(message, exc.reason_code, str(exc))
             return

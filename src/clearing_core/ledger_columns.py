@@ -12,7 +12,9 @@ results never depend on arrival order (nor on which cycle a table was built in).
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -88,6 +90,71 @@ class OpenColumns:
         self.creditor.append(c)
         self.source.append(s)
         self.obligation_id.append(oid)
+
+    def extend(self, batch: ObligationBatch, rows: Sequence[int] | None = None) -> None:
+        """``append`` for each row of ``batch`` (all rows when None), in one call per
+        column; participants are interned in the same order as ``append`` would."""
+        pick = rows_of(rows)
+        try:
+            amounts = array("q", pick(batch.amount_minor))
+            priorities = array("q", pick(batch.priority))
+        except OverflowError:
+            raise MoneyOverflowError(
+                f"{batch.currency}: an amount or priority outside int64 in a batch"
+            ) from None
+        table, codes = self.participants, self.sources
+        parties = zip(pick(batch.debtor_id), pick(batch.creditor_id), strict=True)
+        interned = array("i", [table.setdefault(p, len(table)) for pair in parties for p in pair])
+        self.debtor.extend(interned[0::2])
+        self.creditor.extend(interned[1::2])
+        sources = [codes.setdefault(s, len(codes)) for s in pick(batch.source)]
+        self.source.extend(array("i", sources))
+        self.amount_minor.extend(amounts)
+        self.priority.extend(priorities)
+        self.obligation_id.extend(pick(batch.obligation_id))
+
+
+@dataclass(frozen=True)
+class ObligationBatch:
+    """Consecutive ``Obligation`` records of one currency, in log order, as columns;
+    ``log_ms`` is each record's log time. The netting stage reads obligations in
+    batches of thousands and counts them with one ledger call per batch."""
+
+    currency: str
+    obligation_id: Sequence[str]
+    debtor_id: Sequence[str]
+    creditor_id: Sequence[str]
+    amount_minor: Sequence[int]
+    priority: Sequence[int]
+    source: Sequence[str]
+    remainder_ppm: Sequence[int]
+    carry_key: Sequence[str | None]
+    log_ms: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.obligation_id)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Each row as the record ``CurrencyLedger.add`` takes."""
+        columns = zip(
+            self.obligation_id, self.debtor_id, self.creditor_id, self.amount_minor,
+            self.priority, self.source, self.remainder_ppm, self.carry_key, strict=True,
+        )  # fmt: skip
+        return [
+            {"obligation_id": o, "debtor_id": d, "creditor_id": c, "currency": self.currency,
+             "amount_minor": a, "priority": p, "source": s, "remainder_ppm": r, "carry_key": k}
+            for o, d, c, a, p, s, r, k in columns
+        ]  # fmt: skip
+
+
+def rows_of(rows: Sequence[int] | None) -> Callable[[Sequence[Any]], list[Any]]:
+    """A function taking the rows ``rows`` of a column (the whole column when None)."""
+    if rows is None:
+        return list
+    if len(rows) <= 1:
+        return lambda column: [column[i] for i in rows]
+    take = itemgetter(*rows)
+    return lambda column: list(take(column))
 
 
 @dataclass(frozen=True)
