@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from clearing_services.broker.distribution import BrokerUnavailableError, KafkaDistribution
@@ -28,8 +29,10 @@ def local_broker(
     controller_port: int | None = None,
     heap_mb: int | None = None,
     secure: bool = False,
+    overrides: Mapping[str, str] | None = None,
 ) -> LocalBroker:
-    """The local node as the settings (or the arguments) describe it."""
+    """The local node as the settings (or the arguments) describe it; ``overrides``
+    replace its server properties."""
     config = BrokerConfig(
         home=(home or settings.broker_home).resolve(),
         host=settings.broker_host,
@@ -39,6 +42,7 @@ def local_broker(
         tag=checkout_tag(),
         log4j_config=infra_dir() / "kafka" / "log4j2.properties",
         secure=secure,
+        overrides=dict(overrides or {}),
     )
     return LocalBroker(config, distribution(settings))
 
