@@ -69,6 +69,7 @@ from e2e_support import (
     prepare,
     wait_ready,
 )
+from e2e_warm import jit_seconds, warm_broker
 
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.schemas import SchemaCatalog
@@ -254,6 +255,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     broker_pid = pid_of(str(tmp / "broker"))
     broker = ProcessSampler(broker_pid) if broker_pid is not None else None
     broker_cpu_start = broker.sample() if broker is not None else 0.0
+    jit_start = jit_seconds(broker_pid)
     bench_cpu_s = time.process_time()
     profile = (args.profile, args.profile_out) if args.profile else None
     profiler = None
@@ -268,6 +270,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
             profiler.wait(timeout=args.profile + 60)
         cpu_before_stop = [s.cpu_s - s0 for s, s0 in zip(samplers, cpu_start, strict=True)]
         broker_cpu_s = broker.cpu_s - broker_cpu_start if broker is not None else -1.0
+        jit_end = jit_seconds(broker_pid)
         bench_cpu_s = time.process_time() - bench_cpu_s
         for process in processes:
             stop(process)
@@ -287,6 +290,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
         "final_close_s": round(t_last_ms / 1000 - t_ingested, 1),
         "worker_cpu_s": [round(cpu, 1) for cpu in cpu_before_stop],
         "broker_cpu_s": round(broker_cpu_s, 1),
+        "broker_jit_s": None if jit_start is None or jit_end is None else jit_end - jit_start,
         "bench_cpu_s": round(bench_cpu_s, 1),
         "machine_cpu_us_per_event": round(
             (sum(cpu_before_stop) + broker_cpu_s + bench_cpu_s) / args.events * 1e6, 2
@@ -373,6 +377,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="py-spy the worker for S seconds while it ingests")
     add("--profile-out", type=Path, default=HERE / "out" / "e2e-profile.txt")
     add("--keep", action="store_true", help="keep the temporary folder")
+    add("--cold-broker", action="store_true",
+        help="no broker warm-up: the first phase to run a path pays its JIT compilation")
     add("--keep-caps", action="store_true",
         help="keep the default's net debit caps (see bench_refdata)")
     # fmt: on
@@ -418,6 +424,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         phases["preload_s"] = time.perf_counter() - t0
         loaded["partition_records"] = {t: partition_counts(bootstrap, t) for t in EVENT_TOPIC_NAMES}
         log(f"preloaded in {phases['preload_s']:.0f} s: {json.dumps(loaded)}")
+        if not args.cold_broker:
+            phases |= warm_broker(bootstrap)
+            log(f"broker warmed up in {phases['broker_warm_s']:.0f} s (bench/e2e_warm.py)")
         before = baselines(bootstrap, tmp, args, run=1)
         args.profile_out.parent.mkdir(parents=True, exist_ok=True)
         ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args)
