@@ -377,8 +377,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="py-spy the worker for S seconds while it ingests")
     add("--profile-out", type=Path, default=HERE / "out" / "e2e-profile.txt")
     add("--keep", action="store_true", help="keep the temporary folder")
-    add("--cold-broker", action="store_true",
-        help="no broker warm-up: the first phase to run a path pays its JIT compilation")
+    add("--warm-records", type=int, default=1_000_000,
+        help="records of the broker warm-up (0: none, the first phase to run a path "
+             "pays its JIT compilation)")
     add("--keep-caps", action="store_true",
         help="keep the default's net debit caps (see bench_refdata)")
     # fmt: on
@@ -387,6 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.events = min(args.events, 200_000)
         args.big_cycle = min(args.big_cycle, 200_000)
         args.naive_events = min(args.naive_events, 50_000)
+        args.warm_records = min(args.warm_records, 200_000)
     args.naive_events = min(args.naive_events, args.events)
     return args
 
@@ -424,8 +426,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         phases["preload_s"] = time.perf_counter() - t0
         loaded["partition_records"] = {t: partition_counts(bootstrap, t) for t in EVENT_TOPIC_NAMES}
         log(f"preloaded in {phases['preload_s']:.0f} s: {json.dumps(loaded)}")
-        if not args.cold_broker:
-            phases |= warm_broker(bootstrap)
+        if args.warm_records:
+            phases |= warm_broker(bootstrap, args.warm_records)
             log(f"broker warmed up in {phases['broker_warm_s']:.0f} s (bench/e2e_warm.py)")
         before = baselines(bootstrap, tmp, args, run=1)
         args.profile_out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,13 +34,12 @@ from clearing_services.kafka_io import (
 )
 
 WARM_IN, WARM_OUT = "bench.warm.in", "bench.warm.out"
-WARM_RECORDS = 400_000
 WARM_BATCH = 20_000
 LARGE_RECORD_BYTES = 200_000  # like a SeenEvents record of 2,000 events
 TRANSACTION_SECONDS_MAX = 60.0
 
 
-def warm_broker(bootstrap: str, records: int = WARM_RECORDS) -> dict[str, float]:
+def warm_broker(bootstrap: str, records: int) -> dict[str, float]:
     """Run the pipeline's broker paths on scratch topics; returns how long it took."""
     t0 = time.perf_counter()
     admin = admin_client(bootstrap)
