@@ -136,12 +136,13 @@ class NettingWorker:
         """The batch in log order: each run of plain obligations between two other
         records (markers, errors, records the codec must read) is counted in bulk."""
         good, columns = self._plain_obligations(messages)
+        rows = np.asarray(good, dtype=np.int64)  # message index of each column row
         plain = np.zeros(len(messages), dtype=bool)
-        plain[good] = True
+        plain[rows] = True
         start = 0
         for i in [*np.flatnonzero(~plain).tolist(), len(messages)]:
             if start < i:  # messages[start:i] are rows lo..lo + (i - start) of the columns
-                lo = int(np.searchsorted(good, start))
+                lo = int(np.searchsorted(rows, start))
                 self._add_run(messages[start:i], columns, lo)
             if i < len(messages):
                 self._handle(messages[i])

@@ -229,6 +229,10 @@ class LocalBroker:
     def _jvm_flags(self, heap_mb: int) -> list[str]:
         flags = [
             f"-Xms{min(256, heap_mb)}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC",
+            # 4 MiB regions: a produce request of the clients' 1 MiB batches is then not
+            # a humongous object (half a region or more), each of which started a
+            # G1 cycle: 38 of them in 22 s of the end-to-end bench, 2 s of GC CPU
+            "-XX:G1HeapRegionSize=4m",
             "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.log_dir}",
             f"-Dclearing.tag={self.config.tag}", f"-Dclearing.home={self.config.home}",
