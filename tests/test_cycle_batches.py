@@ -98,3 +98,9 @@ def test_an_amount_outside_int64_leaves_the_open_cycle_whole() -> None:
     outcome = ledger.close(marker(1), T0, context())
     assert outcome.report["gross_minor"] == 700
     assert outcome.report["opened_at"] == log_time_of(LOG_MS0)
+
+
+def test_columns_of_unequal_lengths_are_refused() -> None:
+    batch = batch_of([obligation("a", "DC", "SOLAR", 5), obligation("b", "DC", "GPU", 7)], LOG_MS0)
+    with pytest.raises(InputError, match="columns of lengths"):
+        ObligationBatch(**{**vars(batch), "amount_minor": [5]})

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clearing_core.errors import InputError
 from clearing_core.money import MoneyOverflowError
 
 I32 = npt.NDArray[np.int32]
@@ -131,6 +132,12 @@ class ObligationBatch:
     carry_key: Sequence[str | None]
     log_ms: Sequence[int]
 
+    def __post_init__(self) -> None:
+        n = len(self.obligation_id)
+        lengths = {len(getattr(self, f)) for f in _BATCH_COLUMNS}
+        if lengths != {n}:
+            raise InputError(f"{self.currency}: obligation batch columns of lengths {lengths}")
+
     def __len__(self) -> int:
         return len(self.obligation_id)
 
@@ -145,6 +152,10 @@ class ObligationBatch:
              "amount_minor": a, "priority": p, "source": s, "remainder_ppm": r, "carry_key": k}
             for o, d, c, a, p, s, r, k in columns
         ]  # fmt: skip
+
+
+_BATCH_COLUMNS = ("obligation_id", "debtor_id", "creditor_id", "amount_minor", "priority",
+                  "source", "remainder_ppm", "carry_key", "log_ms")  # fmt: skip
 
 
 def rows_of(rows: Sequence[int] | None) -> Callable[[Sequence[Any]], list[Any]]:
