@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.schemas import SchemaCatalog
@@ -30,6 +31,11 @@ tune_process_environment(os.environ)
 # deprecation warnings when first imported; importing it here, outside pytest's per-test
 # warning capture, lets the filter in pyproject.toml take precedence.
 importlib.import_module("authlib.deprecate")
+# No per-example deadline: it is a wall-clock assertion, and on a loaded 2-core machine
+# the first example of a test may also load or compile a Numba kernel (a cold cache
+# in a clean clone made one such test flaky: 285 ms on its first call, 1 ms after).
+settings.register_profile("clearing", deadline=None)
+settings.load_profile("clearing")
 
 
 def free_port() -> int:
