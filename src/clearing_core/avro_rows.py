@@ -211,9 +211,9 @@ def pack(values: Sequence[bytes]) -> tuple[bytes, U8, I64, I64]:
     """One buffer holding ``values`` back to back, as bytes and as a uint8 array,
     with each value's start and end in it."""
     joined = b"".join(values)
-    ends = np.cumsum(np.fromiter(map(len, values), np.int64, len(values)))
-    starts = ends - np.fromiter(map(len, values), np.int64, len(values))
-    return joined, np.frombuffer(joined, np.uint8), starts, ends
+    lengths = np.fromiter(map(len, values), np.int64, len(values))
+    ends = np.cumsum(lengths)
+    return joined, np.frombuffer(joined, np.uint8), ends - lengths, ends
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # of timestamp-millis and date
