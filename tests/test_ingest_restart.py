@@ -21,7 +21,13 @@ from confluent_kafka import (
 
 from clearing_core.codec import SingleObjectCodec
 from clearing_services.audit import coverage
-from clearing_services.ingest_worker import GROUP, IngestWorker, _abortable, _by_partition
+from clearing_services.ingest_worker import (
+    GROUP,
+    REHEARSAL_EVENTS,
+    IngestWorker,
+    _abortable,
+    _by_partition,
+)
 from clearing_services.kafka_io import admin_client
 from clearing_services.refdata_io import load_refdata_from_topics
 from tests.support.pipeline import (
@@ -147,6 +153,25 @@ def test_an_abortable_transaction_error_reads_the_batch_again(
     covered = wait_until("the batch on the log", logged)
     covered.assert_sound()
     assert len({covered.obligation_of[i] for i in ids}) == 1  # one batch, one aggregate
+
+
+def test_a_rehearsal_prepares_every_type_and_keeps_nothing(
+    bootstrap: str, state: Path, codec: SingleObjectCodec
+) -> None:
+    """The batch a worker rehearses at start is fully accepted, aggregated and laid out,
+    and leaves no event id in the store."""
+    refdata = load_refdata_from_topics(bootstrap, codec, f"rh-refdata-{time.time_ns()}")
+    loop = IngestWorker(bootstrap, codec, lambda: refdata, f"rh-{time.time_ns()}")
+    try:
+        output = loop.rehearse(int(time.time() * 1000))
+    finally:
+        loop.consumer.close()
+        loop.seen.close()
+    assert output.rejects == {}
+    assert output.redelivered == 0
+    assert sum(output.events_per_topic.values()) == 3 * REHEARSAL_EVENTS
+    assert output.obligations_in == 3 * REHEARSAL_EVENTS >= output.obligations_out > 0
+    assert len(loop.seen) == 0  # nothing was committed, so nothing is remembered
 
 
 def read_ours(loop: IngestWorker, ids: list[str], timeout_s: float = 60) -> list[Message]:

@@ -148,6 +148,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
             bootstrap, codec, holder.get, settings.worker_id, metrics=process.metrics,
             seen_dir=seen_dir, batch_max=settings.ingest_batch_max,
         )  # fmt: skip
+        process.ingest.rehearse(int(time.time() * 1000))  # before the first real batch
         process.spawn("ingest", process.ingest.run)
         _watch_stalls(process, INGEST_GROUP, process.ingest.owned)
     runtime = Runtime(codec, holder, None, process.metrics)
