@@ -55,11 +55,15 @@ from clearing_core.validation import (
 if TYPE_CHECKING:
     from clearing_core.ingest import RawEvent
 
-# Cached profiles per event type; that type's cache starts again past this. Why
-# small: payments name a payer, a payee, a kind and a currency, so most payment
-# profiles are new (60k in 100k generated payments) and a large cache only grew the
-# worker (10 MB a minute in a soak); meter and compute profiles stay cached.
-PROFILES_MAX = 20_000
+# Cached profiles per event type; that type's cache starts again past its bound.
+# Payments name a payer, a payee, a kind and a currency, so most payment profiles are
+# new (60k in 100k generated payments) and a large cache only grew the worker (10 MB
+# a minute in a soak): small. Meter and compute profiles are bounded by the reference
+# data (contracts x meters; books x skus x customers), so their caches hold them all:
+# at 20,000 the 20,215 compute profiles of the bench's reference data overflowed it
+# again and again, and a quarter of all usage events made a profile (about 650 bytes
+# each, so 65,536 is at most about 43 MB).
+PROFILES_MAX = {"MeterReading": 65_536, "ComputeUsage": 65_536, "Payment": 20_000}
 # The fields whose bytes name a profile, after the event id, in schema order.
 PROFILE_FIELDS = {
     "MeterReading": ("reporter_id", "contract_id", "meter_id"),
@@ -228,7 +232,7 @@ class FastLane:
     ) -> list[Profile | None]:  # fmt: skip
         """The profile of each row of ``firsts`` (one row per distinct profile), from the
         cache or made, the new ones together: their texts are cut column by column, and
-        the cache keeps what it can below ``PROFILES_MAX`` (it starts again when full).
+        the cache keeps what it can below its ``PROFILES_MAX`` (it starts again when full).
         Why together: compute and payment profiles are often new (0.2 per event in
         generated traffic), and one at a time their texts cost more than their checks."""
         cache = self._profiles.setdefault(name, {})
@@ -242,9 +246,10 @@ class FastLane:
         made = {combos[at]: maker(dict(zip(fields, texts, strict=True)), refdata)
                 for at, texts in zip(missing, zip(*columns, strict=True), strict=True)}  # fmt: skip
         keyed = [made[combo] if combo in made else cache[combo] for combo in combos]
-        if len(cache) + len(made) > PROFILES_MAX:
+        bound = PROFILES_MAX[name]
+        if len(cache) + len(made) > bound:
             cache.clear()
-        cache.update(islice(made.items(), PROFILES_MAX - len(cache)))
+        cache.update(islice(made.items(), bound - len(cache)))
         return keyed
 
 

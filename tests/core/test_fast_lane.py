@@ -267,7 +267,7 @@ def test_tariff_bands_are_priced_per_local_start_minute() -> None:
 def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Payment profiles are mostly new: the cache per type starts again at its bound,
     and every event is still taken."""
-    monkeypatch.setattr(fast_lane, "PROFILES_MAX", 50)
+    monkeypatch.setitem(fast_lane.PROFILES_MAX, "Payment", 50)
     refdata = load_default_refdata()
     generator = EventGenerator(refdata, seed=11, now_ms=NOW_MS)
     lane = FastLane(CODEC)
@@ -281,3 +281,34 @@ def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
                                DEFAULT_LIMITS, True)  # fmt: skip
         assert verdicts.rows.tolist() == list(range(len(sent)))
         assert len(lane._profiles["Payment"]) <= 50
+
+
+def test_usage_profiles_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Usage profiles are bounded by the reference data, so their cache holds them all:
+    a profile is made once, and a second pass over the same combinations makes none
+    (a bound below their number made a quarter of all usage events make one)."""
+    made: list[str] = []
+    maker = fast_lane._MAKERS["ComputeUsage"]
+
+    def counted(text: Any, refdata: Any) -> Any:
+        made.append(text["customer_id"])
+        return maker(text, refdata)
+
+    monkeypatch.setitem(fast_lane._MAKERS, "ComputeUsage", counted)
+    refdata = load_default_refdata()
+    generator = EventGenerator(refdata, seed=12, now_ms=NOW_MS)
+    lane = FastLane(CODEC)
+    usage = [generator.compute().record for _ in range(3_000)]
+    for run in ("first", "second"):
+        sent = []
+        for n, record in enumerate(usage):
+            record = {**record, "event_id": f"{run}-{n}"}
+            key = str(record["provider_id"]).encode()
+            sent.append(Sent(TOPIC_OF["ComputeUsage"], key, CODEC.encode("ComputeUsage", record)))
+        verdicts = lane.accept(events_of(sent), refdata, bad_inputs.EXPECTED_TYPE,
+                               DEFAULT_LIMITS, True)  # fmt: skip
+        assert verdicts.rows.tolist() == list(range(len(sent)))
+        if run == "first":
+            distinct = len(made)
+            assert 0 < distinct == len(lane._profiles["ComputeUsage"])
+    assert len(made) == distinct
