@@ -40,11 +40,11 @@ from clearing_core.fast_lane_kernels import (
     _same_spans,
     _span_hashes,
 )
+from clearing_core.fast_lane_payments import payment_profiles
 from clearing_core.input_checks import EVENT_KEY_FIELDS
 from clearing_core.money import INT64_MAX
 from clearing_core.netting._jit import I64
 from clearing_core.refdata import ReferenceData
-from clearing_core.refdata.models import PaymentKind
 from clearing_core.validation import (
     EVENT_ID_LENGTH_MAX,
     ID_LENGTH_MAX,
@@ -56,14 +56,13 @@ if TYPE_CHECKING:
     from clearing_core.ingest import RawEvent
 
 # Cached profiles per event type; that type's cache starts again past its bound.
-# Payments name a payer, a payee, a kind and a currency, so most payment profiles are
-# new (60k in 100k generated payments) and a large cache only grew the worker (10 MB
-# a minute in a soak): small. Meter and compute profiles are bounded by the reference
-# data (contracts x meters; books x skus x customers), so their caches hold them all:
-# at 20,000 the 20,215 compute profiles of the bench's reference data overflowed it
-# again and again, and a quarter of all usage events made a profile (about 650 bytes
-# each, so 65,536 is at most about 43 MB).
-PROFILES_MAX = {"MeterReading": 65_536, "ComputeUsage": 65_536, "Payment": 20_000}
+# Meter and usage profiles are bounded by the reference data (contracts x meters;
+# books x skus x customers), so the caches hold them all: at 20,000 the 20,215 usage
+# profiles of the bench's reference data overflowed it again and again, and a quarter
+# of all usage events made one (about 650 bytes each: 65,536 is at most about 43 MB).
+# Payments are checked by parts, uncached (``fast_lane_payments``): their profiles are
+# mostly new (60k in 100k generated payments), and a cache of them only grew.
+PROFILES_MAX = {"MeterReading": 65_536, "ComputeUsage": 65_536}
 # The fields whose bytes name a profile, after the event id, in schema order.
 PROFILE_FIELDS = {
     "MeterReading": ("reporter_id", "contract_id", "meter_id"),
@@ -185,7 +184,13 @@ class FastLane:
         field = plan.index(EVENT_KEY_FIELDS[name])
         _keys_match(ok, keys, key_starts, key_ends, buffer, rows.str_offset[:, field],
                     rows.str_length[:, field], keys_must_match)  # fmt: skip
-        profile, params, keyed = self._profiles_of(name, plan, rows, ok, data, buffer, refdata)
+        text = data.decode("latin-1")  # one character per byte: the lane's strings are ASCII
+        if name == "Payment":  # by parts, uncached: payment profiles are mostly new
+            profile, params, found = payment_profiles(plan, rows, ok, buffer, text, refdata)
+            keyed: list[Profile | None] = [Profile(*p) for p in found]
+        else:
+            profile, params, keyed = self._profiles_of(name, plan, rows, ok, data, buffer, text,
+                                                       refdata)  # fmt: skip
         now_ms = np.fromiter(map(_TIMESTAMP, events), np.int64, len(events))
         exact, time_ms = np.zeros(len(events), np.int64), np.zeros(len(events), np.int64)
         number = rows.number
@@ -194,12 +199,11 @@ class FastLane:
         start, end = column[times[0]], column[times[1]]
         _price(which, ok, profile, params, start, end, column["reported_at"],
                column[_QUANTITY[name]], now_ms, _limits(name, limits), exact, time_ms)  # fmt: skip
-        return _accepted(name, plan, rows, ok, data.decode("latin-1"), keyed, profile, exact,
-                         time_ms)  # fmt: skip
+        return _accepted(name, plan, rows, ok, text, keyed, profile, exact, time_ms)
 
     def _profiles_of(
         self, name: str, plan: RowPlan, rows: Rows, ok: np.ndarray, data: bytes,
-        buffer: np.ndarray, refdata: ReferenceData,
+        buffer: np.ndarray, text: str, refdata: ReferenceData,
     ) -> tuple[np.ndarray, np.ndarray, list[Profile | None]]:  # fmt: skip
         """Per row the index of its profile in ``keyed`` (-1: none), and the
         profiles' parameters as rows of one int64 matrix. Rows are grouped by a hash
@@ -216,7 +220,7 @@ class FastLane:
         firsts = good[first_at]
         same = np.zeros(len(good), np.bool_)
         _same_spans(buffer, begin, end, good, firsts[inverse], same)
-        keyed = self._profiles_for(name, plan, rows, firsts, begin, end, data, refdata)
+        keyed = self._profiles_for(name, plan, rows, firsts, begin, end, data, text, refdata)
         profile = np.full(len(ok), -1, np.int64)
         gone = np.array([p is None for p in keyed] + [False], np.bool_)
         profile[good] = np.where(same & ~gone[inverse], inverse, -1)
@@ -228,19 +232,17 @@ class FastLane:
 
     def _profiles_for(
         self, name: str, plan: RowPlan, rows: Rows, firsts: np.ndarray, begin: np.ndarray,
-        end: np.ndarray, data: bytes, refdata: ReferenceData,
+        end: np.ndarray, data: bytes, text: str, refdata: ReferenceData,
     ) -> list[Profile | None]:  # fmt: skip
         """The profile of each row of ``firsts`` (one row per distinct profile), from the
         cache or made, the new ones together: their texts are cut column by column, and
         the cache keeps what it can below its ``PROFILES_MAX`` (it starts again when full).
-        Why together: compute and payment profiles are often new (0.2 per event in
-        generated traffic), and one at a time their texts cost more than their checks."""
+        Why together: one at a time, a new profile's texts cost more than its checks."""
         cache = self._profiles.setdefault(name, {})
         combos = [data[a:b] for a, b in zip(begin[firsts].tolist(), end[firsts].tolist(),
                                             strict=True)]  # fmt: skip
         missing = [at for at, combo in enumerate(combos) if combo not in cache]
         fields = PROFILE_FIELDS[name]
-        text = data.decode("latin-1") if missing else ""  # lane strings are printable ASCII
         columns = [_texts(plan, rows, firsts[missing], f, text) for f in fields]
         maker = _MAKERS[name]
         made = {combos[at]: maker(dict(zip(fields, texts, strict=True)), refdata)
@@ -362,20 +364,4 @@ def _compute_profile(text: Mapping[str, str], refdata: ReferenceData) -> Profile
     return Profile(key, (entry.price_minor_per_million, entry.max_quantity_per_event))
 
 
-def _payment_profile(text: Mapping[str, str], refdata: ReferenceData) -> Profile | None:
-    reporter, payer, payee = text["reporter_id"], text["payer_id"], text["payee_id"]
-    kind, currency = text["kind"], text["currency"]
-    spec = refdata.payment_kind(kind)
-    if spec is None or currency not in refdata.currencies or payer == payee:
-        return None
-    may_report = (payer, payee) if kind == PaymentKind.ELECTRICITY_BILL else (payer,)
-    if reporter not in may_report or not _active(refdata, reporter, payer, payee):
-        return None
-    if refdata.account(payer, currency) is None or refdata.account(payee, currency) is None:
-        return None
-    return Profile((currency, payer, payee, "PAYMENT", spec.priority, None, None),
-                   (spec.max_amount_minor,))  # fmt: skip
-
-
-_MAKERS = {"MeterReading": _meter_profile, "ComputeUsage": _compute_profile,
-           "Payment": _payment_profile}  # fmt: skip
+_MAKERS = {"MeterReading": _meter_profile, "ComputeUsage": _compute_profile}

@@ -265,22 +265,24 @@ def test_tariff_bands_are_priced_per_local_start_minute() -> None:
 
 
 def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Payment profiles are mostly new: the cache per type starts again at its bound,
-    and every event is still taken."""
-    monkeypatch.setitem(fast_lane.PROFILES_MAX, "Payment", 50)
+    """The cache per type starts again at its bound, and every event is still taken;
+    payments, checked by parts, are not cached at all."""
+    monkeypatch.setitem(fast_lane.PROFILES_MAX, "ComputeUsage", 50)
     refdata = load_default_refdata()
     generator = EventGenerator(refdata, seed=11, now_ms=NOW_MS)
     lane = FastLane(CODEC)
     for _ in range(5):
         sent = []
         for _ in range(200):
-            record = generator.payment().record
-            key = str(record["payer_id"]).encode()
-            sent.append(Sent(TOPIC_OF["Payment"], key, CODEC.encode("Payment", record)))
+            for record in (generator.compute().record, generator.payment().record):
+                name = "ComputeUsage" if "sku" in record else "Payment"
+                key = str(record["provider_id" if name == "ComputeUsage" else "payer_id"])
+                sent.append(Sent(TOPIC_OF[name], key.encode(), CODEC.encode(name, record)))
         verdicts = lane.accept(events_of(sent), refdata, bad_inputs.EXPECTED_TYPE,
                                DEFAULT_LIMITS, True)  # fmt: skip
         assert verdicts.rows.tolist() == list(range(len(sent)))
-        assert len(lane._profiles["Payment"]) <= 50
+        assert 0 < len(lane._profiles["ComputeUsage"]) <= 50
+        assert "Payment" not in lane._profiles
 
 
 def test_usage_profiles_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -312,3 +314,32 @@ def test_usage_profiles_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
             distinct = len(made)
             assert 0 < distinct == len(lane._profiles["ComputeUsage"])
     assert len(made) == distinct
+
+
+_PARTIES = st.sampled_from([*sorted(CORPUS_REFDATA.participants), "NOBODY-01"])
+_PAYMENTS = st.lists(
+    st.tuples(_PARTIES, _PARTIES, _PARTIES,
+              st.sampled_from(CODEC.catalog.current("Payment").parsed["fields"][4]["type"]["symbols"]),
+              st.sampled_from([*sorted(CORPUS_REFDATA.currencies), "EUR"])),
+    min_size=1, max_size=60,
+)  # fmt: skip
+
+
+@SETTINGS
+@given(_PAYMENTS)
+def test_payments_by_parts_decide_as_the_per_event_path(
+    parties: list[tuple[str, str, str, str, str]],
+) -> None:
+    """Payments whose reporter, payer and payee are any participants (active or not,
+    with or without an account in the currency, or unknown), of any kind and currency:
+    the lane's checks by parts accept exactly what the per-event path accepts."""
+    sent = []
+    for n, (reporter, payer, payee, kind, currency) in enumerate(parties):
+        record = bad_inputs.payment(NOW_MS, f"pp-{n}", reporter_id=reporter, payer_id=payer,
+                                    payee_id=payee, kind=kind, currency=currency,
+                                    amount_minor=1_000 + n)  # fmt: skip
+        sent.append(Sent(TOPIC_OF["Payment"], payer.encode(), CODEC.encode("Payment", record)))
+    result = both(sent)
+    accepted = {p.event_id for p in result.priced}
+    taken = lane_takes(sent, CORPUS_REFDATA)
+    assert [f"pp-{n}" in accepted for n in range(len(sent))] == taken
