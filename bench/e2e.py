@@ -81,6 +81,7 @@ from clearing_services.settings import load_settings
 from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 HERE = Path(__file__).resolve().parent
+HOST_OBLIGATIONS = 1_300_000  # of the host calibration: bench/close.py's default
 REPO = HERE.parent
 NAIVE_OUT = "bench.naive.obligations"
 EVENT_TOPIC_NAMES = [spec.topic for spec in EVENT_TOPICS]
@@ -394,19 +395,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def baselines(bootstrap: str, tmp: Path, args: argparse.Namespace, run: int) -> dict[str, float]:
-    """Raw ceiling and naive agent, measured before (run 1) and after (run 2) ours, so
-    that a change in the machine's load during the run shows as a spread."""
+    """Raw ceiling, naive agent and the host's speed, measured before (run 1) and after
+    (run 2) ours, so that a change in the machine's load during the run shows as a
+    spread."""
     raw = raw_consume(bootstrap, args.events)
     log(f"raw consume ({run}): {raw['raw_consume_per_s']:,.0f} records/s")
     naive = naive_faust(bootstrap, tmp, args.naive_events, run)
     log(f"naive Faust agent ({run}): {naive['naive_faust_per_s']:,.0f} events/s")
-    return raw | naive
+    host = host_speed()
+    log(f"host ({run}): add {host['host_add_us']:.2f} us, close {host['host_close_ms']:.0f} ms")
+    return raw | naive | host
+
+
+def host_speed(obligations: int = HOST_OBLIGATIONS) -> dict[str, float]:
+    """A CPU-bound calibration of the host on code the pipeline does not share with
+    the raw consumer (``bench/close.py``: ``CurrencyLedger.add`` and one close, in a
+    process of its own). Why: on a shared host the same code ran 30-60% slower from
+    one session to another while the raw consumer lost 5-10%, so a ratio is only
+    comparable between runs next to this figure."""
+    command = [sys.executable, str(HERE / "close.py"), "--n", str(obligations)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"host_add_us": found["add_us_per_obligation"], "host_close_ms": found["close_ms"]}
 
 
 def combine(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, float], ...]:
     """Each baseline's mean of its two measurements, and both of them."""
     out: list[dict[str, float]] = []
-    for keys in (("raw_consume_per_s", "raw_seconds"), ("naive_faust_per_s", "naive_seconds")):
+    for keys in (("raw_consume_per_s", "raw_seconds"), ("naive_faust_per_s", "naive_seconds"),
+                 ("host_add_us", "host_close_ms")):  # fmt: skip
         part = {keys[0]: (before[keys[0]] + after[keys[0]]) / 2}
         for key in keys:
             part[f"{key}_before"], part[f"{key}_after"] = before[key], after[key]
@@ -446,12 +463,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ]
         ours["p99_cycle_close_to_batch_ms"] = float(np.percentile(every, 99))
         after = baselines(bootstrap, tmp, args, run=2)
-    raw, naive = combine(before, after)
+    raw, naive, host = combine(before, after)
     if args.profile:
         areas = e2e_profile.summarise(args.profile_out)
         log("profile of the worker (share of samples):\n" + e2e_profile.render(areas))
         ours["profile_areas"] = {k: round(v, 4) for k, v in areas.items()}
-    return {"phases": phases, "raw": raw, "naive": naive, "ours": ours, "loaded": loaded}
+    return {"phases": phases, "raw": raw | host, "naive": naive, "ours": ours, "loaded": loaded}
 
 
 def result_line(args: argparse.Namespace, parts: dict[str, Any]) -> dict[str, Any]:
