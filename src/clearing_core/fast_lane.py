@@ -8,7 +8,9 @@ everything that depends on the strings (reference-data lookups, who may
 report what, accounts) is the same for every event with the same reporter,
 contract, meter, provider, customer, book, sku, payer, payee, kind and
 currency; those fields sit back to back in the encoding, so their bytes name
-a *profile* that is checked once and cached. What is left per event (times,
+a *profile* that is checked once and cached (payments, whose profiles are
+mostly new, are checked by parts instead: ``fast_lane_payments``). What is
+left per event (times,
 quantities, capacity, tariff band, the price) runs in Numba kernels over the
 decoded columns.
 
