@@ -60,7 +60,9 @@ from e2e_support import (
     IngestProgress,
     ProcessSampler,
     bench_refdata,
+    combine,
     first_timestamp_ms,
+    host_speed,
     log,
     own_broker,
     partition_counts,
@@ -81,7 +83,6 @@ from clearing_services.settings import load_settings
 from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 HERE = Path(__file__).resolve().parent
-HOST_OBLIGATIONS = 1_300_000  # of the host calibration: bench/close.py's default
 REPO = HERE.parent
 NAIVE_OUT = "bench.naive.obligations"
 EVENT_TOPIC_NAMES = [spec.topic for spec in EVENT_TOPICS]
@@ -405,30 +406,6 @@ def baselines(bootstrap: str, tmp: Path, args: argparse.Namespace, run: int) -> 
     host = host_speed()
     log(f"host ({run}): add {host['host_add_us']:.2f} us, close {host['host_close_ms']:.0f} ms")
     return raw | naive | host
-
-
-def host_speed(obligations: int = HOST_OBLIGATIONS) -> dict[str, float]:
-    """A CPU-bound calibration of the host on code the pipeline does not share with
-    the raw consumer (``bench/close.py``: ``CurrencyLedger.add`` and one close, in a
-    process of its own). Why: on a shared host the same code ran 30-60% slower from
-    one session to another while the raw consumer lost 5-10%, so a ratio is only
-    comparable between runs next to this figure."""
-    command = [sys.executable, str(HERE / "close.py"), "--n", str(obligations)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"host_add_us": found["add_us_per_obligation"], "host_close_ms": found["close_ms"]}
-
-
-def combine(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, float], ...]:
-    """Each baseline's mean of its two measurements, and both of them."""
-    out: list[dict[str, float]] = []
-    for keys in (("raw_consume_per_s", "raw_seconds"), ("naive_faust_per_s", "naive_seconds"),
-                 ("host_add_us", "host_close_ms")):  # fmt: skip
-        part = {keys[0]: (before[keys[0]] + after[keys[0]]) / 2}
-        for key in keys:
-            part[f"{key}_before"], part[f"{key}_after"] = before[key], after[key]
-        out.append(part)
-    return tuple(out)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

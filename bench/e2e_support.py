@@ -3,6 +3,7 @@ and small readers of record timestamps and process statistics."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -34,8 +35,10 @@ from clearing_services.topics import TopicSpec, create_topics, event_topic, load
 # The worker's own scheduler closes every currency every ``cycle_seconds`` (30 s in the
 # default); the bench closes cycles itself, so it publishes the default with the
 # longest schedule the model allows (one slot a day, turning at 00:00 UTC).
+HERE = Path(__file__).resolve().parent
 BENCH_CYCLE_SECONDS = 86_400
 PRELOAD_CHUNK = 50_000
+HOST_OBLIGATIONS = 1_300_000  # of the host calibration: bench/close.py's default
 
 
 def log(message: str) -> None:
@@ -270,3 +273,27 @@ def wait_ready(process: subprocess.Popen[Any], log_path: Path, timeout_s: float 
         if time.monotonic() > deadline:
             raise RuntimeError(f"the worker was not ready in {timeout_s:.0f} s")
         time.sleep(0.2)
+
+
+def host_speed(obligations: int = HOST_OBLIGATIONS) -> dict[str, float]:
+    """A CPU-bound calibration of the host on code the pipeline does not share with
+    the raw consumer (``bench/close.py``: ``CurrencyLedger.add`` and one close, in a
+    process of its own). Why: on a shared host the same code ran 30-60% slower from
+    one session to another while the raw consumer lost 5-10%, so a ratio is only
+    comparable between runs next to this figure."""
+    command = [sys.executable, str(HERE / "close.py"), "--n", str(obligations)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"host_add_us": found["add_us_per_obligation"], "host_close_ms": found["close_ms"]}
+
+
+def combine(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, float], ...]:
+    """Each baseline's mean of its two measurements, and both of them."""
+    out: list[dict[str, float]] = []
+    for keys in (("raw_consume_per_s", "raw_seconds"), ("naive_faust_per_s", "naive_seconds"),
+                 ("host_add_us", "host_close_ms")):  # fmt: skip
+        part = {keys[0]: (before[keys[0]] + after[keys[0]]) / 2}
+        for key in keys:
+            part[f"{key}_before"], part[f"{key}_after"] = before[key], after[key]
+        out.append(part)
+    return tuple(out)

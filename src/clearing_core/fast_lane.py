@@ -39,8 +39,7 @@ from clearing_core.fast_lane_kernels import (
     PAYMENT,
     _keys_match,
     _price,
-    _same_spans,
-    _span_hashes,
+    span_groups,
 )
 from clearing_core.fast_lane_payments import payment_profiles
 from clearing_core.input_checks import EVENT_KEY_FIELDS
@@ -214,14 +213,7 @@ class FastLane:
         last = len(PROFILE_FIELDS[name])
         begin = rows.str_offset[:, 0] + rows.str_length[:, 0]
         end = rows.str_offset[:, last] + rows.str_length[:, last]
-        hashes = np.zeros(len(ok), np.int64)
-        _span_hashes(buffer, begin, end, ok, hashes)
-        good = np.flatnonzero(ok)
-        _, first_at, inverse = np.unique(hashes[good], return_index=True,
-                                                return_inverse=True)  # fmt: skip
-        firsts = good[first_at]
-        same = np.zeros(len(good), np.bool_)
-        _same_spans(buffer, begin, end, good, firsts[inverse], same)
+        good, firsts, inverse, same = span_groups(buffer, begin, end, ok)
         keyed = self._profiles_for(name, plan, rows, firsts, begin, end, data, text, refdata)
         profile = np.full(len(ok), -1, np.int64)
         gone = np.array([p is None for p in keyed] + [False], np.bool_)

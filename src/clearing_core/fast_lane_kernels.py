@@ -172,3 +172,18 @@ def _same_spans(buffer: U8, begin: I64, end: I64, rows: I64, firsts: I64, same: 
             equal = buffer[begin[row] + i] == buffer[begin[first] + i]
             i += 1
         same[k] = equal
+
+
+def span_groups(buffer: U8, begin: I64, end: I64, ok: Mask) -> tuple[I64, I64, I64, Mask]:
+    """The ok rows grouped by the bytes of their span ``buffer[begin:end]``: the ok
+    rows, the first row of each group, each ok row's group, and whether each ok row's
+    bytes equal its group's first row's (rows are grouped by a hash, so a collision
+    shows as False and never merges two spans). Python then sees each group once."""
+    hashes = np.zeros(len(begin), np.int64)
+    _span_hashes(buffer, begin, end, ok, hashes)
+    good = np.flatnonzero(ok)
+    _, first_at, inverse = np.unique(hashes[good], return_index=True, return_inverse=True)
+    firsts = good[first_at]
+    same = np.zeros(len(good), np.bool_)
+    _same_spans(buffer, begin, end, good, firsts[inverse], same)
+    return good, firsts, np.asarray(inverse, np.int64).reshape(-1), same

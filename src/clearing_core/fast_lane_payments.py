@@ -22,7 +22,7 @@ import numpy as np
 
 from clearing_core.aggregate import AggregateKey
 from clearing_core.avro_rows import RowPlan, Rows
-from clearing_core.fast_lane_kernels import _same_spans, _span_hashes
+from clearing_core.fast_lane_kernels import span_groups
 from clearing_core.netting._jit import I64
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.models import PaymentKind
@@ -88,14 +88,8 @@ def _interned(
     begins = [rows.str_offset[good, plan.index(f)] for f in fields]
     ends = [b + rows.str_length[good, plan.index(f)] for b, f in zip(begins, fields, strict=True)]
     begin, end = np.concatenate(begins), np.concatenate(ends)
-    hashes = np.zeros(len(begin), np.int64)
-    _span_hashes(buffer, begin, end, np.ones(len(begin), np.bool_), hashes)
-    _, first_at, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    same = np.zeros(len(begin), np.bool_)
-    _same_spans(buffer, begin, end, np.arange(len(begin), dtype=np.int64), first_at[inverse],
-                same)  # fmt: skip
-    starts, stops = begin[first_at].tolist(), end[first_at].tolist()
-    texts = list(map(text.__getitem__, map(slice, starts, stops)))
+    _, firsts, inverse, same = span_groups(buffer, begin, end, np.ones(len(begin), np.bool_))
+    texts = list(map(text.__getitem__, map(slice, begin[firsts].tolist(), end[firsts].tolist())))
     width = len(good)
-    split = [np.asarray(inverse[i * width : (i + 1) * width], np.int64) for i in range(len(fields))]
+    split = [inverse[i * width : (i + 1) * width] for i in range(len(fields))]
     return split, texts, np.asarray(same.reshape(len(fields), width).all(axis=0), np.bool_)
