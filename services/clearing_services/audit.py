@@ -16,7 +16,7 @@ from typing import Any
 from clearing_core.aggregate import AggregateKey, aggregate_key, exact_of
 from clearing_core.codec import Codec
 from clearing_core.ids import source_digest
-from clearing_services.kafka_io import read_topic
+from clearing_services.kafka_io import DeliveryError, read_topic
 from clearing_services.seen_store import seen_topic
 from clearing_services.topics import EVENT_TOPICS, OBLIGATIONS_TOPIC
 
@@ -52,10 +52,17 @@ def coverage(bootstrap: str, codec: Codec, settle_s: float = SETTLE_SECONDS_MAX)
     """The coverage as the log stands, read again (up to ``settle_s``) while the audit
     log names obligations not yet visible: a transaction's commit markers reach its
     partitions one by one, so a reader can see its SeenEvents before its obligations
-    (most visibly while a broker restarts). What stays unlogged after that is a fault."""
+    (most visibly while a broker restarts). A read held back by a transaction left
+    open (``DeliveryError``) is tried again too. What stays unlogged after that is a
+    fault."""
     deadline = time.monotonic() + settle_s
     while True:
-        found = _read_coverage(bootstrap, codec)
+        try:
+            found = _read_coverage(bootstrap, codec)
+        except DeliveryError:
+            if time.monotonic() > deadline:
+                raise
+            continue
         if not found.unlogged or time.monotonic() > deadline:
             return found
         time.sleep(1.0)

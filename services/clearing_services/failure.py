@@ -8,6 +8,8 @@ A call that may never return gets a deadline that does the same.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import os
 import threading
@@ -15,13 +17,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 EXIT_FATAL = 70
+STDERR_FD = 2
 _log = logging.getLogger("clearing.failure")
 
 
-def fatal(what: str, exc: BaseException) -> None:
-    """Log and end the process now: nothing after the last acknowledged input is committed."""
+def fatal(what: str, exc: BaseException, stacks: bool = False) -> None:
+    """Log and end the process now: nothing after the last acknowledged input is committed.
+    ``stacks``: also write every thread's stack to stderr, for a process that ends
+    because something hangs (where it hung is the clue the exception lacks)."""
     _log.critical("%s failed, exiting without committing: %r", what, exc, exc_info=exc)
     logging.shutdown()
+    if stacks:  # to file descriptor 2: Faust swaps sys.stderr for a logger with no fileno
+        with contextlib.suppress(Exception):  # nothing may stop the exit
+            faulthandler.dump_traceback(file=STDERR_FD, all_threads=True)
     os._exit(EXIT_FATAL)
 
 
@@ -34,7 +42,9 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
     is away (librdkafka issues #5456 and #5511), seen here after a broker restart.
     The open transaction is then never committed, so a restart loses nothing."""
     assert seconds > 0
-    timer = threading.Timer(seconds, fatal, (what, TimeoutError(f"no return in {seconds:.0f} s")))
+    timer = threading.Timer(
+        seconds, fatal, (what, TimeoutError(f"no return in {seconds:.0f} s"), True)
+    )
     timer.daemon = True
     timer.start()
     try:

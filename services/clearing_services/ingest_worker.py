@@ -49,6 +49,7 @@ from clearing_core.refdata import ReferenceData
 from clearing_core.validation import DEFAULT_LIMITS, ValidationLimits
 from clearing_services.failure import deadline
 from clearing_services.kafka_io import (
+    READ_SECONDS_MAX,
     consumer_config,
     produce_one,
     producer_config,
@@ -64,7 +65,7 @@ GROUP = "clearing-ingest"
 CONSUME_BATCH_MAX = DEFAULT_INGEST_BATCH_MAX
 CONSUME_WAIT_S = 0.25
 TRANSACTION_SECONDS_MAX = 60.0
-RESTORE_SECONDS_MAX = 120.0
+RESTORE_SECONDS_MAX = READ_SECONDS_MAX  # waits out a transaction a dead owner left open
 SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
 REHEARSAL_EVENTS = 32  # of each event type, in the throwaway batch a worker prepares at start
 Send = tuple[str, bytes | None, bytes, int]  # topic, key, value, partition (-1: by key)

@@ -32,6 +32,14 @@ from clearing_core.ingest import RawEvent
 from clearing_services.settings import ClientSecurity
 
 FLUSH_SECONDS_MAX = 60.0
+# How long the broker lets a transaction stay open (the transactional producers set
+# it); it aborts one older than that at its next check, every 10 s by default.
+TRANSACTION_TIMEOUT_MS = 60_000
+TRANSACTION_CHECK_MS = 10_000
+# How long a complete read (``read_topic``, ``read_partition``) waits for a
+# transaction left open to be decided: longer than the broker takes to abort it.
+READ_SECONDS_MAX = 120.0
+assert READ_SECONDS_MAX * 1000 > TRANSACTION_TIMEOUT_MS + TRANSACTION_CHECK_MS
 _log = logging.getLogger("clearing.kafka")
 
 
@@ -79,6 +87,8 @@ def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> di
         **_security.librdkafka(),
     }
     config.update(overrides)
+    if "transactional.id" in config:  # the reads' READ_SECONDS_MAX rests on it
+        config.setdefault("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
     return config
 
 
@@ -205,7 +215,10 @@ def read_range(
             if position.offset >= end:
                 return records
             if time.monotonic() > deadline:
-                raise DeliveryError(f"{topic}[{partition}] {start}..{end} not read in time")
+                raise DeliveryError(
+                    f"{topic}[{partition}] {start}..{end} not read in {timeout_s:.0f} s "
+                    "(a transaction left open holds it back until it is decided)"
+                )
     finally:
         consumer.close()
 
@@ -220,20 +233,23 @@ def consume_batches(consumer: Consumer, idle_timeout_s: float = 5.0) -> Iterator
             yield batch
 
 
-def read_topic(bootstrap: str, topic: str, group: str, timeout_s: float = 60.0) -> list[Record]:
-    """Read a whole topic as it stands now (every partition up to its high watermark);
-    commits nothing. For tests, the demo, replay and state recovery.
+def read_topic(
+    bootstrap: str, topic: str, group: str, timeout_s: float = READ_SECONDS_MAX
+) -> list[Record]:
+    """Read a whole topic as it stands now: the committed records of every partition up
+    to its log end (``log_ends``); commits nothing. For tests, the demo, replay, the
+    audit and state recovery.
 
     Done-ness is judged by the consumer's position, not by the offset of the last
-    record seen: transaction markers occupy offsets that are never delivered."""
+    record seen: transaction markers occupy offsets that are never delivered. An
+    open transaction holds the position back until it is decided, so the read waits
+    for it (or raises ``DeliveryError`` after ``timeout_s``) rather than leave out
+    what was committed after it."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        ends = {}
-        for p in partitions:
-            low, high = watermarks(consumer, TopicPartition(topic, p))
-            if high > low:
-                ends[p] = high
+        ends = {p: high for p, (low, high) in log_ends(bootstrap, topic, partitions).items()
+                if high > low}  # fmt: skip
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         records: list[Record] = []
         deadline = time.monotonic() + timeout_s
@@ -244,10 +260,29 @@ def read_topic(bootstrap: str, topic: str, group: str, timeout_s: float = 60.0) 
                 if tp.offset >= ends[tp.partition]:
                     del ends[tp.partition]
         if ends:
-            raise DeliveryError(f"{topic}: partitions {sorted(ends)} not read to the end in time")
+            raise DeliveryError(
+                f"{topic}: partitions {sorted(ends)} not read to their end in {timeout_s:.0f} s "
+                "(a transaction left open holds them back until it is decided)"
+            )
         return records
     finally:
         consumer.close()
+
+
+def log_ends(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """(log start, high watermark) of each partition, asked with read_uncommitted.
+
+    Why not the reading consumer's own watermarks: under read_committed the broker
+    answers with the last stable offset, which a transaction left open pins below
+    everything committed after it began. A read that stops there looks complete
+    but silently misses those records (an ingest worker restoring its seen state
+    would forget accepted events; the audit would find obligations missing)."""
+    probe = Consumer(consumer_config(bootstrap, f"clearing-ends-{topic}",
+                                     **{"isolation.level": "read_uncommitted"}))  # fmt: skip
+    try:
+        return {p: watermarks(probe, TopicPartition(topic, p)) for p in partitions}
+    finally:
+        probe.close()
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
@@ -323,12 +358,9 @@ def group_offsets(
 
 
 def read_partition(
-    bootstrap: str, topic: str, partition: int, timeout_s: float = 30.0
+    bootstrap: str, topic: str, partition: int, timeout_s: float = READ_SECONDS_MAX
 ) -> list[Record]:
-    """The committed records of one partition as it stands now (start to end)."""
-    probe = Consumer(consumer_config(bootstrap, f"clearing-range-{topic}"))
-    try:
-        low, high = watermarks(probe, TopicPartition(topic, partition))
-    finally:
-        probe.close()
+    """The committed records of one partition as it stands now (start to log end,
+    waiting out a transaction left open: ``log_ends``)."""
+    ((low, high),) = log_ends(bootstrap, topic, [partition]).values()
     return read_range(bootstrap, topic, partition, low, high, timeout_s) if high > low else []

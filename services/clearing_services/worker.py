@@ -244,7 +244,7 @@ def _watch_stalls(
         fatal("watchdog", RuntimeError(
             f"{group}: no commit for {settings.stall_seconds_max} s with records waiting "
             f"on {partitions}"
-        ))  # fmt: skip
+        ), stacks=True)  # fmt: skip
 
     detector = StallDetector(float(settings.stall_seconds_max))
     process.spawn(f"watchdog-{group}", lambda stop: watch_stalls(
