@@ -80,12 +80,15 @@ from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import consumer_config, read_topic
 from clearing_services.scheduler import marker_record, send_markers
 from clearing_services.settings import load_settings
-from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
+from clearing_services.topics import (
+    CYCLES_TOPIC,
+    EVENT_TOPIC_NAMES,
+    OBLIGATIONS_TOPIC,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 NAIVE_OUT = "bench.naive.obligations"
-EVENT_TOPIC_NAMES = [spec.topic for spec in EVENT_TOPICS]
 
 
 def raw_consume(bootstrap: str, total: int) -> dict[str, float]:

@@ -45,12 +45,10 @@ from clearing_core.generator import EventGenerator
 from clearing_core.schemas import SchemaCatalog
 from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import producer_config, read_topic
-from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPICS, event_topic
+from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPIC_NAMES, event_topic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e import start_worker, stop
-
-EVENT_TOPIC_NAMES = [spec.topic for spec in EVENT_TOPICS]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -35,7 +35,7 @@ from clearing_services.topics import (
     BATCH_TOPIC_PREFIX,
     CYCLES_TOPIC,
     DLQ_TOPIC,
-    EVENT_TOPICS,
+    EVENT_TOPIC_NAMES,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -168,7 +168,7 @@ class Dashboard:
     def _sample(self) -> None:
         admin = admin_client(self.bootstrap)
         monitor = LagMonitor(self.bootstrap, None, window=10, admin=admin)
-        event_topics = [spec.topic for spec in EVENT_TOPICS]
+        event_topics = list(EVENT_TOPIC_NAMES)
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:

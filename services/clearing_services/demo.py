@@ -32,7 +32,7 @@ from clearing_services.refdata_io import RefdataHolder, context_source, publish_
 from clearing_services.replay import ReplayReport, replay
 from clearing_services.scheduler import marker_record, send_markers
 from clearing_services.settings import Settings
-from clearing_services.topics import CYCLES_TOPIC, create_topics, load_topic_plan
+from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPIC_NAMES, create_topics, load_topic_plan
 
 WORKER_START_SECONDS_MAX = 120.0
 CYCLE_WAIT_SECONDS_MAX = 120.0
@@ -109,7 +109,10 @@ def wait_until_ingested(bootstrap: str, timeout_s: float = 60.0) -> None:
     """Give the ingest loop the time to catch up, so a round's events land in the
     round's cycles (a close with ingest lag simply leaves the rest to the next cycle)."""
     deadline = time.monotonic() + timeout_s
-    while sum(group_lag(bootstrap, INGEST_GROUP).values()) > 0 and time.monotonic() < deadline:
+    while (
+        sum(group_lag(bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES).values()) > 0
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.5)
     time.sleep(1.0)  # the last batch is committed a moment after its outputs are written
 

@@ -55,11 +55,12 @@ from clearing_services.kafka_io import (
     producer_config,
     read_partition,
     records_of,
+    send_offsets,
 )
 from clearing_services.metrics import Metrics, StageTiming
 from clearing_services.seen_store import SeenStore, seen_column_values, seen_topic
 from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX
-from clearing_services.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_TOPIC
+from clearing_services.topics import DLQ_TOPIC, EVENT_TOPIC_NAMES, EVENT_TOPICS, OBLIGATIONS_TOPIC
 
 GROUP = "clearing-ingest"
 CONSUME_BATCH_MAX = DEFAULT_INGEST_BATCH_MAX
@@ -155,7 +156,7 @@ class IngestWorker:
         """Consume until ``stop`` is set; any unexpected error is raised to the caller,
         which must end the process (nothing past the last transaction was committed)."""
         self.consumer.subscribe(
-            [spec.topic for spec in EVENT_TOPICS], on_assign=self._on_assign,
+            list(EVENT_TOPIC_NAMES), on_assign=self._on_assign,
             on_revoke=self._on_revoke, on_lost=self._on_revoke,
         )  # fmt: skip
         try:
@@ -269,9 +270,7 @@ class IngestWorker:
         try:
             for topic, key, value, partition in output.sends:
                 produce_one(producer, topic, key, value, partition)
-            producer.send_offsets_to_transaction(
-                output.offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS_MAX
-            )
+            send_offsets(producer, output.offsets, self.consumer, "an ingest transaction's offsets")
             producer.commit_transaction(TRANSACTION_SECONDS_MAX)
         except KafkaException:
             producer.abort_transaction(TRANSACTION_SECONDS_MAX)

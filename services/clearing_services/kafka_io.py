@@ -17,7 +17,6 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
@@ -29,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 from clearing_core.errors import ClearingError
 from clearing_core.identity import header_pairs
 from clearing_core.ingest import RawEvent
+from clearing_services.failure import deadline
 from clearing_services.settings import ClientSecurity
 
 FLUSH_SECONDS_MAX = 60.0
@@ -40,6 +40,9 @@ TRANSACTION_CHECK_MS = 10_000
 # transaction left open to be decided: longer than the broker takes to abort it.
 READ_SECONDS_MAX = 120.0
 assert READ_SECONDS_MAX * 1000 > TRANSACTION_TIMEOUT_MS + TRANSACTION_CHECK_MS
+# send_offsets_to_transaction takes milliseconds, but can block for ever after a
+# broker restart (``send_offsets``); past this the process ends and is restarted.
+SEND_OFFSETS_SECONDS_MAX = 30.0
 _log = logging.getLogger("clearing.kafka")
 
 
@@ -90,6 +93,24 @@ def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> di
     if "transactional.id" in config:  # the reads' READ_SECONDS_MAX rests on it
         config.setdefault("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
     return config
+
+
+def send_offsets(
+    producer: Producer, offsets: list[TopicPartition], consumer: Consumer, what: str
+) -> None:
+    """Add a consumer's offsets to the producer's open transaction, under a deadline.
+
+    Why a deadline of its own, shorter than the transaction's: librdkafka's
+    ``send_offsets_to_transaction`` ignores its timeout while it looks for a group
+    coordinator it has dropped, and after a broker restart it blocks for ever
+    (librdkafka issues #5456 and #5511; every ingest worker, at every broker restart
+    of the chaos runs). Only a new process gets past it; nothing of the transaction
+    was committed, so ending this one at once loses nothing and gets the partitions
+    moving again sooner."""
+    with deadline(SEND_OFFSETS_SECONDS_MAX, what):
+        producer.send_offsets_to_transaction(
+            offsets, consumer.consumer_group_metadata(), SEND_OFFSETS_SECONDS_MAX / 2
+        )
 
 
 def consumer_config(
@@ -316,23 +337,63 @@ def _poll(consumer: Consumer) -> list[Record]:
     return out
 
 
-def group_lag(bootstrap: str, group: str) -> dict[str, int]:
-    """Per topic, the records a consumer group has not committed yet (never negative)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
+def committed_offsets(
+    bootstrap: str, group: str, partitions: Iterable[tuple[str, int]], timeout_s: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """A consumer group's committed offset of each partition (-1 where it has none).
 
-    admin = admin_client(bootstrap)
-    (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
-    committed = future.result(timeout=10).topic_partitions or []
-    consumer = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
+    Asked by a consumer of the group that never joins it, read_uncommitted (the last
+    commit, not waiting for one a transaction holds pending). Why not the admin
+    client's ``list_consumer_group_offsets``: librdkafka then follows a
+    ``NOT_COORDINATOR`` answer, which a broker gives while a group's coordinator
+    moves or loads (every broker restart), into the admin client's missing group
+    handle, and the whole worker dies of SIGSEGV without a word (librdkafka issue
+    #5040; three times in one chaos run of four broker restarts)."""
+    wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
+    if not wanted:
+        return {}
+    config = consumer_config(bootstrap, group, **{"isolation.level": "read_uncommitted"})
+    probe = Consumer(config)
+    try:
+        answer = probe.committed(wanted, timeout=timeout_s)
+    finally:
+        probe.close()
+    out = {}
+    for tp in answer:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        out[(tp.topic, tp.partition)] = int(tp.offset) if tp.offset >= 0 else -1
+    return out
+
+
+def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]]:
+    """Every (topic, partition) of ``topics`` that exists now."""
+    probe = Consumer(consumer_config(bootstrap, "clearing-partitions-probe"))
+    try:
+        out: list[tuple[str, int]] = []
+        for topic in topics:
+            metadata = probe.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is not None and metadata.error is None:
+                out.extend((topic, p) for p in sorted(metadata.partitions))
+        return out
+    finally:
+        probe.close()
+
+
+def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Per topic of ``topics``, the records a consumer group has not committed yet
+    (never negative); partitions the group has never committed are left out."""
+    committed = committed_offsets(bootstrap, group, partitions_of(bootstrap, topics))
+    probe = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
     lag: dict[str, int] = {}
     try:
-        for tp in committed:
-            if tp.offset >= 0:
-                end = watermarks(consumer, TopicPartition(tp.topic, tp.partition))[1]
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - tp.offset)
+        for (topic, partition), offset in committed.items():
+            if offset >= 0:
+                end = watermarks(probe, TopicPartition(topic, partition))[1]
+                lag[topic] = lag.get(topic, 0) + max(0, end - offset)
         return lag
     finally:
-        consumer.close()
+        probe.close()
 
 
 def group_offsets(
@@ -340,11 +401,7 @@ def group_offsets(
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """(committed, log end) of the given partitions for a consumer group; a partition
     with no commit yet counts from its log start."""
-    admin = admin_client(bootstrap)  # held: a dropped client never answers its futures
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in owned])
-    (future,) = admin.list_consumer_group_offsets([request]).values()
-    answer = future.result(timeout=10).topic_partitions or []
-    committed = {(tp.topic, tp.partition): tp.offset for tp in answer}
+    committed = committed_offsets(bootstrap, group, owned)
     probe = Consumer(consumer_config(bootstrap, f"{group}-offsets-probe"))
     try:
         out = {}

@@ -1,6 +1,6 @@
 """Reading consumer lag from Kafka: groups, committed offsets, log offsets, record times.
 
-Why this shape: the numbers come from the same admin requests that Kafka's own
+Why this shape: the numbers come from the same requests that Kafka's own
 ``kafka-consumer-groups --describe`` makes (OffsetFetch for committed offsets,
 ListOffsets at ``latest`` with read_uncommitted for the log end, DescribeGroups for
 the state and the assignment), so both agree. Statuses and time estimates are the
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from confluent_kafka import (
     Consumer,
     ConsumerGroupState,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     TopicPartition,
@@ -27,7 +26,7 @@ from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from clearing_core.errors import ClearingError
 from clearing_core.lag import GroupReport, OffsetSample, PartitionWindow, evaluate_partition
-from clearing_services.kafka_io import admin_client, consumer_config
+from clearing_services.kafka_io import admin_client, committed_offsets, consumer_config
 
 REQUEST_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 5.0
@@ -94,7 +93,7 @@ def list_groups(admin: AdminClient) -> list[str]:
 
 
 def sample_groups(
-    admin: AdminClient, groups: Sequence[str], *, require: bool = False
+    admin: AdminClient, bootstrap: str, groups: Sequence[str], *, require: bool = False
 ) -> list[GroupSample]:
     """State, members and committed offsets of each group. A group that does not exist
     (DEAD, nothing committed) is left out, or raises when ``require``."""
@@ -104,7 +103,7 @@ def sample_groups(
         described = admin.describe_consumer_groups(list(groups), request_timeout=REQUEST_TIMEOUT_S)
     except KafkaException as exc:
         raise _raise("describing consumer groups", exc) from exc
-    out = []
+    out, partitions = [], None
     for group in groups:
         try:
             description = described[group].result()
@@ -118,24 +117,30 @@ def sample_groups(
             assignment = member.assignment.topic_partitions if member.assignment else []
             for tp in assignment:
                 committed[(tp.topic, tp.partition)] = None
-        request = [ConsumerGroupTopicPartitions(group)]
-        try:
-            offsets = admin.list_consumer_group_offsets(request, request_timeout=REQUEST_TIMEOUT_S)[
-                group
-            ].result()
+        partitions = partitions if partitions is not None else cluster_partitions(admin)
+        try:  # not the admin client's list_consumer_group_offsets: committed_offsets says why
+            offsets = committed_offsets(bootstrap, group, partitions, REQUEST_TIMEOUT_S)
         except KafkaException as exc:
             raise _raise(f"committed offsets of group {group!r}", exc) from exc
-        for tp in offsets.topic_partitions or []:
-            if tp.error is None and tp.offset >= 0:
-                committed[(tp.topic, tp.partition)] = int(tp.offset)
-            else:
-                committed.setdefault((tp.topic, tp.partition), None)
+        committed.update((tp, offset) for tp, offset in offsets.items() if offset >= 0)
         if state == "DEAD" and not committed:
             if require:
                 raise GroupNotFoundError(f"consumer group {group!r} not found")
             continue
         out.append(GroupSample(group, state, len(members), committed))
     return out
+
+
+def cluster_partitions(admin: AdminClient) -> list[TP]:
+    """Every partition of every topic but Kafka's own (``__consumer_offsets``, ...): where
+    a group may have committed offsets."""
+    try:
+        topics = admin.list_topics(timeout=REQUEST_TIMEOUT_S).topics
+    except KafkaException as exc:
+        raise _raise("listing topics", exc) from exc
+    return [(name, p) for name, meta in sorted(topics.items())
+            if not name.startswith("__") and meta.error is None
+            for p in sorted(meta.partitions)]  # fmt: skip
 
 
 def _spec(name: str) -> OffsetSpec:
@@ -232,7 +237,7 @@ class LagMonitor:
     def sample(self, now_ms: int | None = None) -> None:
         """One sample of every group (or of the named ones) and their partitions."""
         names = self.groups if self.groups is not None else list_groups(self.admin)
-        samples = sample_groups(self.admin, names, require=self.groups is not None)
+        samples = sample_groups(self.admin, self.bootstrap, names, require=self.groups is not None)
         ends = log_offsets(self.admin, (tp for s in samples for tp in s.committed))
         at_ms = int(time.time() * 1000) if now_ms is None else now_ms
         seen = set()

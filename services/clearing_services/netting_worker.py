@@ -30,7 +30,7 @@ from clearing_core.ingest import RawEvent, rejected_record
 from clearing_core.ledger_columns import ObligationBatch, rows_of
 from clearing_core.netting import warm_up
 from clearing_services.failure import deadline
-from clearing_services.kafka_io import consumer_config, producer_config
+from clearing_services.kafka_io import consumer_config, producer_config, send_offsets
 from clearing_services.metrics import Metrics
 from clearing_services.netting_state import (
     STATE_TOPIC,
@@ -318,9 +318,8 @@ class NettingWorker:
                 value=encode("CycleReport", report, topic=CYCLES_TOPIC),
             )
             offsets = [TopicPartition(OBLIGATIONS_TOPIC, partition, offset + 1)]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), TRANSACTION_SECONDS_MAX
-            )
+            what = f"the offsets of {outcome.report['cycle_id']}"
+            send_offsets(self.producer, offsets, self.consumer, what)
             self.producer.commit_transaction(TRANSACTION_SECONDS_MAX)
         except (KafkaException, ClearingError):
             self.producer.abort_transaction(TRANSACTION_SECONDS_MAX)

@@ -39,6 +39,7 @@ EVENT_TOPICS = (
     EventTopic("compute", "ComputeUsage", "clearing.events.compute", "provider_id"),
     EventTopic("payment", "Payment", "clearing.events.payment", "payer_id"),
 )
+EVENT_TOPIC_NAMES = tuple(spec.topic for spec in EVENT_TOPICS)
 
 
 def event_topic(alias_or_type: str) -> EventTopic:

@@ -30,6 +30,7 @@ from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.ingest_worker import IngestWorker
 from clearing_services.kafka_io import admin_client, group_lag
 from clearing_services.metrics import Metrics
+from clearing_services.netting_worker import GROUP as NETTING_GROUP
 from clearing_services.netting_worker import NettingWorker
 from clearing_services.refdata_io import (
     RefdataFollower,
@@ -39,7 +40,13 @@ from clearing_services.refdata_io import (
 )
 from clearing_services.scheduler import CycleScheduler
 from clearing_services.settings import Settings
-from clearing_services.topics import ACKS_TOPIC, create_topics, load_topic_plan
+from clearing_services.topics import (
+    ACKS_TOPIC,
+    EVENT_TOPIC_NAMES,
+    OBLIGATIONS_TOPIC,
+    create_topics,
+    load_topic_plan,
+)
 from clearing_services.watchdog import StallDetector, watch_stalls
 
 ROLES = ("ingest", "netting", "acks", "all")
@@ -82,7 +89,12 @@ class WorkerProcess:
 
 
 LAG_EVERY_S = 10.0
-LAG_GROUPS = (INGEST_GROUP, "clearing-netting", APP_ID)
+# the pipeline's groups, with the topics each consumes
+LAG_GROUPS = {
+    INGEST_GROUP: EVENT_TOPIC_NAMES,
+    NETTING_GROUP: (OBLIGATIONS_TOPIC,),
+    APP_ID: (ACKS_TOPIC,),
+}
 
 
 def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
@@ -92,9 +104,9 @@ def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
     failed probe is logged and tried again next time, never a reason to end the worker.
     """
     while not stop.wait(LAG_EVERY_S):
-        for group in LAG_GROUPS:
+        for group, topics in LAG_GROUPS.items():
             try:
-                lags = group_lag(bootstrap, group)
+                lags = group_lag(bootstrap, group, topics)
             except (KafkaException, TimeoutError) as exc:
                 _log.warning("lag of group %s not measured this time: %r", group, exc)
                 continue

@@ -80,6 +80,7 @@ class ChaosResult:
     broker_restarts: int = 0
     rebalances: int = 0
     worker_restarts: int = 0
+    crashes: int = 0  # workers ended by a signal the harness did not send (SIGSEGV, ...)
     rounds: int = 0
     events: int = 0
     expected_minor: int = 0
@@ -91,7 +92,7 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost or self.mismatched_positions) and (
+        return not (self.duplicates or self.lost or self.mismatched_positions or self.crashes) and (
             self.expected_minor == self.settled_minor
         )
 
@@ -106,6 +107,7 @@ class Fleet:
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     generation: dict[int, int] = field(default_factory=dict)
     restarts: int = 0
+    crashes: int = 0  # self-exits by a signal: a crash, never a clean fatal exit (70)
     exits: list[str] = field(default_factory=list)  # "slot <n>: code <c>" of each self-exit
 
     def start(self, slot: int) -> None:
@@ -133,6 +135,7 @@ class Fleet:
         for slot, process in list(self.processes.items()):
             if process.poll() is not None:
                 self.restarts += 1
+                self.crashes += process.returncode < 0
                 self.exits.append(f"slot {slot}: exit code {process.returncode}")
                 self.start(slot)
 
@@ -184,6 +187,7 @@ class ChaosRun:
         finally:
             self.fleet.stop_all()
         self.result.worker_restarts = self.fleet.restarts
+        self.result.crashes = self.fleet.crashes
         self.result.seconds = round(time.monotonic() - t0, 1)
         return self.result
 
@@ -236,6 +240,7 @@ class ChaosRun:
         wrong = {k for k in expected.keys() | settled.keys() if expected.get(k) != settled.get(k)}
         self.result.mismatched_positions = len(wrong)
         self.result.duplicates = self._duplicates()
+        self.result.crashes = self.fleet.crashes
         self.result.rounds = number
         assert self.result.ok, f"round {number}: {self._summary()}, e.g. {sorted(wrong)[:3]}"
 
@@ -284,7 +289,8 @@ class ChaosRun:
         return (f"events {r.events}, kills {r.kills}, broker restarts {r.broker_restarts}, "
                 f"rebalances {r.rebalances}, worker restarts {self.fleet.exits}, "
                 f"expected {r.expected_minor}, settled {r.settled_minor}, lost {r.lost}, "
-                f"duplicates {r.duplicates}, mismatched {r.mismatched_positions}")  # fmt: skip
+                f"duplicates {r.duplicates}, mismatched {r.mismatched_positions}, "
+                f"crashes {self.fleet.crashes}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

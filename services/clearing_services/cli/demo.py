@@ -22,6 +22,7 @@ from clearing_services.demo import (
 )
 from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import group_lag
+from clearing_services.topics import EVENT_TOPIC_NAMES
 
 
 def _money(minor: int) -> str:
@@ -86,7 +87,8 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
         err_console.print(HEADER, style="bold")
 
         def on_report(report: dict[str, Any]) -> None:
-            err_console.print(_line(report, sum(group_lag(info.bootstrap, INGEST_GROUP).values())))
+            lag = group_lag(info.bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES)
+            err_console.print(_line(report, sum(lag.values())))
 
         def on_round(round_no: int, count: int) -> None:
             err_console.print(f"[cyan]round {round_no}/{rounds}[/cyan]: {count:,} events sent; "
