@@ -94,7 +94,7 @@ NAIVE_OUT = "bench.naive.obligations"
 def raw_consume(bootstrap: str, total: int) -> dict[str, float]:
     """Read every event record with batch ``consume`` and nothing else."""
     consumer = Consumer(consumer_config(bootstrap, f"bench-e2e-raw-{time.time_ns()}"))
-    consumer.subscribe(EVENT_TOPIC_NAMES)
+    consumer.subscribe(list(EVENT_TOPIC_NAMES))
     count, first_batch, t_first, t_last = 0, 0, 0.0, 0.0
     deadline = time.monotonic() + 600
     try:

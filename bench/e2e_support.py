@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ class IngestProgress:
     """Events the ingest group has committed, over every event partition: one admin
     client for the whole run, so the bench's own polling costs the machine little."""
 
-    def __init__(self, bootstrap: str, group: str, topics: list[str]) -> None:
+    def __init__(self, bootstrap: str, group: str, topics: Iterable[str]) -> None:
         from confluent_kafka import ConsumerGroupTopicPartitions
 
         self.admin = admin_client(bootstrap)
