@@ -94,7 +94,7 @@ def test_committed_offsets_answers_the_last_commit_while_a_transaction_holds_one
     create_topics(admin_client(kafka_bootstrap), [TopicSpec(topic, 2, 1)])
     member = Consumer(consumer_config(kafka_bootstrap, group))
     member.subscribe([topic])
-    member.consume(1, timeout=5.0)  # joins the group: its metadata fences the transaction
+    member.consume(1, timeout=5.0)  # joins: the transaction's offsets carry its metadata
     member.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
     held = transactional(kafka_bootstrap, f"o-{unique}")
     held.begin_transaction()

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from clearing_core.codec import Codec
 from clearing_core.dashboard import DashboardState, OffsetsSample
 from clearing_core.lag import report_json
 from clearing_services.codecs import codec_for
-from clearing_services.kafka_io import admin_client, consumer_config
+from clearing_services.kafka_io import admin_client, consumer_config, partitions_in
 from clearing_services.lag import LagMonitor, log_offsets
 from clearing_services.settings import Settings, load_settings
 from clearing_services.topics import (
@@ -168,11 +169,10 @@ class Dashboard:
     def _sample(self) -> None:
         admin = admin_client(self.bootstrap)
         monitor = LagMonitor(self.bootstrap, None, window=10, admin=admin)
-        event_topics = list(EVENT_TOPIC_NAMES)
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
-                self._sample_offsets(admin, event_topics)
+                self._sample_offsets(admin, EVENT_TOPIC_NAMES)
                 monitor.sample()
                 reports = [
                     r for r in monitor.report() if not r.group.startswith("clearing-dashboard-")
@@ -186,10 +186,8 @@ class Dashboard:
                     self.errors["sample"] = str(exc)
             self.stop_event.wait(max(0.1, self.interval_s - (time.monotonic() - started)))
 
-    def _sample_offsets(self, admin: Any, topics: list[str]) -> None:
-        metadata = admin.list_topics(timeout=10).topics
-        partitions = [(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
-        ends = log_offsets(admin, partitions)
+    def _sample_offsets(self, admin: Any, topics: Iterable[str]) -> None:
+        ends = log_offsets(admin, partitions_in(admin, topics))
         totals: dict[str, int] = {}
         for (topic, _p), (_start, end) in ends.items():
             totals[topic] = totals.get(topic, 0) + end

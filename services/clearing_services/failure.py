@@ -8,13 +8,12 @@ A call that may never return gets a deadline that does the same.
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
 import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 EXIT_FATAL = 70
 STDERR_FD = 2
@@ -28,7 +27,7 @@ def fatal(what: str, exc: BaseException, stacks: bool = False) -> None:
     _log.critical("%s failed, exiting without committing: %r", what, exc, exc_info=exc)
     logging.shutdown()
     if stacks:  # to file descriptor 2: Faust swaps sys.stderr for a logger with no fileno
-        with contextlib.suppress(Exception):  # nothing may stop the exit
+        with suppress(Exception):  # nothing may stop the exit
             faulthandler.dump_traceback(file=STDERR_FD, all_threads=True)
     os._exit(EXIT_FATAL)
 

@@ -366,27 +366,27 @@ def committed_offsets(
     return out
 
 
-def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[tuple[str, int]]:
-    """Every (topic, partition) of ``topics`` that exists now."""
-    probe = Consumer(consumer_config(bootstrap, "clearing-partitions-probe"))
-    try:
-        out: list[tuple[str, int]] = []
-        for topic in topics:
-            metadata = probe.list_topics(topic, timeout=10).topics.get(topic)
-            if metadata is not None and metadata.error is None:
-                out.extend((topic, p) for p in sorted(metadata.partitions))
-        return out
-    finally:
-        probe.close()
+def partitions_in(
+    client: Consumer | AdminClient, topics: Iterable[str] | None = None, timeout_s: float = 10.0
+) -> list[tuple[str, int]]:
+    """Every (topic, partition) of ``topics`` that exists now; without ``topics``, of
+    every topic but Kafka's own (``__consumer_offsets``, ...)."""
+    metadata = client.list_topics(timeout=timeout_s).topics
+    if topics is None:
+        names = sorted(name for name in metadata if not name.startswith("__"))
+    else:
+        names = [name for name in topics if name in metadata]
+    return [(name, p) for name in names if metadata[name].error is None
+            for p in sorted(metadata[name].partitions)]  # fmt: skip
 
 
 def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
     """Per topic of ``topics``, the records a consumer group has not committed yet
     (never negative); partitions the group has never committed are left out."""
-    committed = committed_offsets(bootstrap, group, partitions_of(bootstrap, topics))
     probe = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
     lag: dict[str, int] = {}
     try:
+        committed = committed_offsets(bootstrap, group, partitions_in(probe, topics))
         for (topic, partition), offset in committed.items():
             if offset >= 0:
                 end = watermarks(probe, TopicPartition(topic, partition))[1]

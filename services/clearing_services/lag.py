@@ -26,7 +26,12 @@ from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from clearing_core.errors import ClearingError
 from clearing_core.lag import GroupReport, OffsetSample, PartitionWindow, evaluate_partition
-from clearing_services.kafka_io import admin_client, committed_offsets, consumer_config
+from clearing_services.kafka_io import (
+    admin_client,
+    committed_offsets,
+    consumer_config,
+    partitions_in,
+)
 
 REQUEST_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 5.0
@@ -117,8 +122,8 @@ def sample_groups(
             assignment = member.assignment.topic_partitions if member.assignment else []
             for tp in assignment:
                 committed[(tp.topic, tp.partition)] = None
-        partitions = partitions if partitions is not None else cluster_partitions(admin)
         try:  # not the admin client's list_consumer_group_offsets: committed_offsets says why
+            partitions = partitions if partitions is not None else partitions_in(admin)
             offsets = committed_offsets(bootstrap, group, partitions, REQUEST_TIMEOUT_S)
         except KafkaException as exc:
             raise _raise(f"committed offsets of group {group!r}", exc) from exc
@@ -129,18 +134,6 @@ def sample_groups(
             continue
         out.append(GroupSample(group, state, len(members), committed))
     return out
-
-
-def cluster_partitions(admin: AdminClient) -> list[TP]:
-    """Every partition of every topic but Kafka's own (``__consumer_offsets``, ...): where
-    a group may have committed offsets."""
-    try:
-        topics = admin.list_topics(timeout=REQUEST_TIMEOUT_S).topics
-    except KafkaException as exc:
-        raise _raise("listing topics", exc) from exc
-    return [(name, p) for name, meta in sorted(topics.items())
-            if not name.startswith("__") and meta.error is None
-            for p in sorted(meta.partitions)]  # fmt: skip
 
 
 def _spec(name: str) -> OffsetSpec:
