@@ -41,9 +41,20 @@ def _construct_mapping(
     return result
 
 
+def _construct_timestamp(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> Any:
+    """A YAML date or timestamp; one that is not a real date (``2024-13-01``) stays
+    text, so the model reports it with its field as it does the quoted text,
+    where PyYAML would raise a bare ValueError."""
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
 # A safe loader (libyaml's when present: ten times faster) that refuses duplicate keys.
 _StrictLoader: Any = type("_StrictLoader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def _count_nodes(value: Any) -> None:

@@ -9,8 +9,8 @@ is an error, not a rounding), and every string and list has a bound.
 
 Timestamps are stored as int milliseconds since the epoch (UTC): the Avro
 ``timestamp-millis`` value itself, so nothing is lost in a round trip. Inputs
-may be int ms, aware datetimes, ISO 8601 text with a zone, or a date (UTC
-midnight).
+may be int ms, aware datetimes, ISO 8601 text with a zone, or a date, quoted
+or not (UTC midnight).
 
 Only checks about one record live here; cross-references (does the rail
 exist, do two contracts share a meter) live in ``checks.py``.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
@@ -132,13 +133,24 @@ def _public_key(value: str) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # YAML's date form
+
+
 def _timestamp_ms(value: Any) -> Any:
-    """int ms, aware datetime, date (UTC midnight) or ISO text -> int ms."""
+    """int ms, aware datetime, date (UTC midnight) or ISO text -> int ms.
+
+    A date written as text (``"2024-01-01"``, as JSON and YAML tools write it)
+    is a date, as it is unquoted in YAML, not a datetime without a zone."""
     if isinstance(value, bool):
         raise ValueError("a timestamp is not a boolean")
     if isinstance(value, int):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and _DATE_TEXT.fullmatch(value):
+        try:
+            value = date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid date: {exc}") from None
+    elif isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
