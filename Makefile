@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both create or
 # refresh .venv at the repository root, install the project into it and fetch
-# the Kafka jars (once) before they run.
+# the Kafka jars (once) before they run; `make test` first installs the system
+# tools the tests need (infra/ensure-tools.sh).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,12 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := src services tests bench
 
-.PHONY: help venv kafka demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
+.PHONY: help venv kafka tools demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
 	@echo "make test   - set up, lint, and run the whole test suite against a real broker"
 	@echo "make lint   - ruff and mypy (strict on src/ and services/)"
+	@echo "make tools  - install the system tools the tests need (chromium) when missing"
 	@echo "make chaos  - the long chaos run: kills, broker restarts, pauses (last line JSON)"
 	@echo "make bench  - the benchmarks (they print ratios, last line JSON)"
 
@@ -29,6 +31,9 @@ venv: $(STAMP)
 kafka: venv
 	$(BIN)/clearing broker fetch
 
+tools:
+	infra/ensure-tools.sh
+
 demo: kafka
 	$(BIN)/clearing demo
 
@@ -41,7 +46,7 @@ format: venv
 	$(BIN)/ruff check --fix $(SOURCES)
 	$(BIN)/ruff format $(SOURCES)
 
-test: kafka lint
+test: tools kafka lint
 	$(BIN)/pytest
 
 test-fast: venv
