@@ -60,22 +60,52 @@ def test_wire_format_and_subject(catalog: SchemaCatalog, unique: str) -> None:
         codec.decode(data + b"\x01")
 
 
-def test_registry_evolution_both_ways(catalog: SchemaCatalog, unique: str) -> None:
-    client = _client(unique)
-    v1 = load_directory(Path(__file__).parents[1] / "schemas")
-    v2 = SchemaCatalog([v for v in v1 if v.short_name != "MeterReading"] + load_directory(V2_DIR))
-    old, new = ConfluentCodec(client, catalog), ConfluentCodec(client, v2)
+def _reading() -> dict[str, object]:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    reading = {
+    return {
         "event_id": "m", "reporter_id": "r", "contract_id": "c", "meter_id": "m",
         "interval_start": t0, "interval_end": t0, "energy_wh": 5, "reading_quality": "ACTUAL",
         "reported_at": t0,
     }  # fmt: skip
+
+
+def _v1_and_v2(catalog: SchemaCatalog, unique: str) -> tuple[ConfluentCodec, ConfluentCodec]:
+    """Codecs of one registry whose current ``MeterReading`` is v1 and v2 (which knows
+    v1 as a writer, as docs/schemas.md asks of an upgraded reader)."""
+    client = _client(unique)
+    v1 = load_directory(Path(__file__).parents[1] / "schemas")
+    current = [v for v in v1 if v.short_name != "MeterReading"] + load_directory(V2_DIR)
+    v2 = SchemaCatalog(current, writers=v1)
+    return ConfluentCodec(client, catalog), ConfluentCodec(client, v2)
+
+
+def test_registry_evolution_both_ways(catalog: SchemaCatalog, unique: str) -> None:
+    old, new = _v1_and_v2(catalog, unique)
+    reading = _reading()
     assert new.decode(old.encode("MeterReading", reading, topic="t")).record == {
         **reading, "grid_node": None,
     }  # fmt: skip
     written = new.encode("MeterReading", {**reading, "grid_node": "n"}, topic="t")
     assert old.decode(written).record == reading
+
+
+def test_one_event_under_two_registry_ids_has_one_canonical_form(
+    catalog: SchemaCatalog, unique: str
+) -> None:
+    """A v1 reading and its v2 resend without a grid node name two registry ids, and
+    are the same event: both have the single-object v1 encoding as canonical form
+    (what the ingest stage's digest is of); a grid node makes it another event."""
+    old, new = _v1_and_v2(catalog, unique)
+    first = old.encode("MeterReading", _reading(), topic="t")
+    again = new.encode("MeterReading", {**_reading(), "grid_node": None}, topic="t")
+    noded_record = {**_reading(), "grid_node": "n"}
+    noded = new.encode("MeterReading", noded_record, topic="t")
+    assert first[1:5] != again[1:5]
+    plain = SingleObjectCodec(catalog).encode("MeterReading", _reading())
+    with_node = SingleObjectCodec(new.catalog).encode("MeterReading", noded_record)
+    for codec in (old, new):
+        assert codec.canonical(first) == codec.canonical(again) == plain
+        assert codec.canonical(noded) == with_node
 
 
 @pytest.mark.broker

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -264,20 +264,26 @@ def _events(prefix: str) -> dict[str, list[dict[str, Any]]]:
     return {"meter": [meter], "compute": [usage], "payment": [pay]}
 
 
-def _wait_for_obligations(bootstrap: str, ids: set[str]) -> dict[str, dict[str, Any]]:
+def _wait_for(
+    bootstrap: str, topic: str, pick: Callable[[dict[str, Any]], object], wanted: set[Any]
+) -> list[dict[str, Any]]:
+    """The records of ``topic`` whose ``pick`` is one of ``wanted``, once each has one."""
     from tests.support.pipeline import decoded
 
     deadline = time.monotonic() + 120
     while True:
-        found = {
-            r["obligation_id"]: r
-            for r in decoded(bootstrap, V1_ONLY, "clearing.obligations", f"o-{time.time_ns()}")
-            if r.get("obligation_id") in ids
-        }
-        if len(found) == len(ids):
+        records = decoded(bootstrap, V1_ONLY, topic, f"w-{time.time_ns()}")
+        found = [r for r in records if pick(r) in wanted]
+        missing = wanted - {pick(r) for r in found}
+        if not missing:
             return found
-        assert time.monotonic() < deadline, f"missing obligations: {sorted(ids - set(found))}"
+        assert time.monotonic() < deadline, f"missing on {topic}: {sorted(missing)}"
         time.sleep(0.5)
+
+
+def _wait_for_obligations(bootstrap: str, ids: set[str]) -> dict[str, dict[str, Any]]:
+    found = _wait_for(bootstrap, "clearing.obligations", lambda r: r.get("obligation_id"), ids)
+    return {r["obligation_id"]: r for r in found}
 
 
 @pytest.mark.broker
@@ -330,3 +336,33 @@ def test_a_worker_prices_v2_events_like_their_v1_twins_and_accepts_a_v2_ack(
     assert carried["f:" + owed["instruction_id"]]["amount_minor"] == owed["amount_minor"]
     dlq = decoded(bootstrap, V1_ONLY, "clearing.dlq", f"dlq-{time.time_ns()}")
     assert [(r["reason_code"], r["message"]) for r in dlq] == []
+
+
+@pytest.mark.broker
+def test_a_v2_resend_of_a_v1_event_is_a_duplicate_after_a_restart(
+    bootstrap: str, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, item 6: a meter reading sent as v1; then, to an ingest worker started
+    again (its seen state read back from clearing.ingest.seen.meter), the same reading
+    from a v2 writer with no grid node, and a v2 one with another energy. The first
+    resend is the same event (``DUPLICATE_EVENT``), the second a conflict, and the
+    reading has one obligation."""
+    from tests.support.pipeline import decoded, send_events, worker
+
+    monkeypatch.setenv("CLEARING_WRITER_SCHEMAS", WRITER_SCHEMAS_ENV)  # the worker's env
+    (reading,) = _events("dup")["meter"]
+    with worker(bootstrap, state, role="ingest", worker_id="dup-1"):
+        send_events(bootstrap, V1_ONLY, "meter", [reading])
+        _wait_for_obligations(bootstrap, {"m:dup-m-1"})
+    resend = {**reading, "grid_node": None}
+    other = {**resend, "energy_wh": reading["energy_wh"] + 1}
+    sent = {V2_READER.encode("MeterReading", r): r for r in (resend, other)}
+    with worker(bootstrap, state, role="ingest", worker_id="dup-2"):
+        send_events(bootstrap, V2_READER, "meter", list(sent.values()))
+        rejected = _wait_for(bootstrap, "clearing.dlq", lambda r: r["original"], set(sent))
+    assert {sent[r["original"]]["energy_wh"]: r["reason_code"] for r in rejected} == {
+        reading["energy_wh"]: "DUPLICATE_EVENT",
+        other["energy_wh"]: "DUPLICATE_EVENT_CONFLICT",
+    }  # fmt: skip
+    obligations = decoded(bootstrap, V1_ONLY, "clearing.obligations", f"o-{time.time_ns()}")
+    assert [o.get("obligation_id") for o in obligations].count("m:dup-m-1") == 1

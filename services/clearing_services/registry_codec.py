@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
+from clearing_core.canonical import CanonicalForms
 from clearing_core.codec import (
     Decoded,
     EncodeError,
@@ -27,7 +28,13 @@ from clearing_core.codec import (
     TruncatedRecordError,
     UnknownSchemaError,
 )
-from clearing_core.schemas import SchemaCatalog, SchemaVersion, schema_json, without_time_types
+from clearing_core.schemas import (
+    SchemaCatalog,
+    SchemaVersion,
+    schema_json,
+    version_from_schema,
+    without_time_types,
+)
 
 CONFLUENT_MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -42,6 +49,8 @@ class ConfluentCodec:
         self._ids: dict[tuple[str, str], int] = {}
         self._writers: dict[int, tuple[str, Any]] = {}
         self._ms_schemas: dict[int, tuple[Any, Any]] = {}  # (writer, reader), times as ints
+        self._versions: dict[int, SchemaVersion] = {}  # the writers, for canonical forms
+        self.forms = CanonicalForms(catalog)
 
     def _schema_id(self, topic: str, name: str) -> int:
         version = self.catalog.current(name)
@@ -74,7 +83,17 @@ class ConfluentCodec:
             if not isinstance(parsed, dict) or parsed.get("type") != "record":
                 raise UnknownSchemaError(f"schema id {schema_id} is not a record schema")
             self._writers[schema_id] = (str(parsed["name"]), parsed)
+            self._versions[schema_id] = version_from_schema(raw)
         return self._writers[schema_id]
+
+    def canonical(self, data: bytes) -> bytes:
+        """The canonical form (``clearing_core.canonical``) of a record that decodes,
+        always single-object framed: the same event has the same form whichever
+        registry id (one per topic and version) its record names."""
+        _, schema_id = _HEADER.unpack_from(data)
+        self._writer(schema_id)
+        version, body = self._versions[schema_id], data[_HEADER.size :]
+        return self.forms.of(version, body) or version.header + body
 
     def _without_time_types(
         self, schema_id: int, writer: Any, reader: SchemaVersion

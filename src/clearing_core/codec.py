@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from clearing_core.canonical import CanonicalForms
 from clearing_core.schemas import (
     FINGERPRINT_BYTES,
     HEADER_BYTES,
@@ -103,6 +104,11 @@ class Codec(Protocol):
         """``times_as_ms``: timestamps as int ms since the epoch, dates as int days."""
         ...
 
+    def canonical(self, data: bytes) -> bytes:
+        """The canonical form of a record that decodes (``clearing_core.canonical``):
+        the same bytes for the same event, whichever schema version wrote it."""
+        ...
+
 
 # Appended to a body whose encoding ends in a raw read (a string): a string cut short
 # by the end of the data then reads the sentinel too, so the reader ends past the
@@ -131,6 +137,8 @@ class SingleObjectCodec:
         self.record_bytes_max = record_bytes_max
         self._plans: dict[bytes, _ReadPlan] = {}
         self._ms_plans: dict[bytes, _ReadPlan] = {}
+        self.forms = CanonicalForms(catalog)
+        self._own_form: dict[bytes, bool] = {}  # per header: records are their own form
 
     def encode(self, name: str, record: Mapping[str, Any], *, topic: str = "") -> bytes:
         version = self.catalog.current(name)
@@ -145,6 +153,22 @@ class SingleObjectCodec:
         if len(data) > limit:
             raise RecordTooLargeError(f"{version.short_name}: {len(data)} bytes > {limit}")
         return data
+
+    def canonical(self, data: bytes) -> bytes:
+        """``data`` itself where its writer has no older version (every record written
+        with the current schemas today: one lookup), else its older form."""
+        header = data[:HEADER_BYTES]
+        if self._own_form.get(header):
+            return data
+        writer = self.writer_version(data)
+        self._own_form[bytes(header)] = not self.forms.older(writer)
+        form = self.forms.of(writer, data[HEADER_BYTES:])
+        return data if form is None else form
+
+    def writes_canonical(self, name: str) -> bool:
+        """Whether every record the current version of ``name`` writes is its own
+        canonical form: then the fast lane hashes the bytes it has."""
+        return not self.forms.older(self.catalog.current(name))
 
     def _limit(self, short_name: str) -> int:
         return max(self.record_bytes_max, TYPE_BYTES_MAX.get(short_name, 0))

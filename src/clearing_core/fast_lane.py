@@ -43,6 +43,7 @@ from clearing_core.fast_lane_kernels import (
 )
 from clearing_core.fast_lane_payments import payment_profiles
 from clearing_core.input_checks import EVENT_KEY_FIELDS
+from clearing_core.lane_forms import LaneForms
 from clearing_core.money import INT64_MAX
 from clearing_core.netting._jit import I64
 from clearing_core.refdata import ReferenceData
@@ -133,6 +134,10 @@ class FastLane:
             plan = plan_of(codec, name)
             if plan is not None and plan.fields[: len(fields) + 1] == ("event_id", *fields):
                 self.plans[name] = plan
+        # the canonical forms (``clearing_core.canonical``) of the rows it accepts: where
+        # ``own_forms`` (every event of the current schemas today) the rows themselves
+        self.forms = LaneForms(codec, self.plans)
+        self.own_forms = self.forms.own
         self._refdata: ReferenceData | None = None
         self._profiles: dict[str, dict[bytes, Profile | None]] = {}
 

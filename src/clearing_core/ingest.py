@@ -20,7 +20,7 @@ Nothing is dropped silently: every input ends as an obligation or a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -86,11 +86,13 @@ class IngestResult:
         self.digests.append(digest)
         self.offsets.append(event.offset)
 
-    def accept_run(self, events: Sequence[RawEvent], found: LaneResult, first: int,
-                   last: int) -> None:  # fmt: skip
+    def accept_run(self, events: Sequence[RawEvent], found: LaneResult, first: int, last: int,
+                   forms: Callable[[list[bytes]], list[bytes]] | None) -> None:  # fmt: skip
         """The lane's accepted rows ``first`` to ``last`` (positions in ``found``),
-        whose events are ``events``, all new: accepted in bulk."""
-        digests = body_digests(map(_VALUE, events))
+        whose events are ``events``, all new: accepted in bulk. ``forms`` makes their
+        canonical forms; None where each is its own (``FastLane.own_forms``)."""
+        values = map(_VALUE, events)
+        digests = body_digests(values if forms is None else forms(list(values)))
         times = found.time_ms[first:last].tolist()
         event_ids = found.event_ids[first:last]
         offsets = list(map(_OFFSET, events))
@@ -124,7 +126,9 @@ class IngestResult:
 
 def body_digests(values: Iterable[bytes]) -> list[str]:
     """Identity of each event's content, to tell a resend from a conflicting reuse of
-    an id: the first 32 hex digits of its SHA-256. One comprehension for a whole run."""
+    an id: the first 32 hex digits of the SHA-256 of its canonical form (``Codec.canonical``,
+    which is the record's own bytes for every event written with the current schemas).
+    One comprehension for a whole run."""
     sha256 = hashlib.sha256
     return [sha256(value).hexdigest()[:32] for value in values]
 
@@ -156,16 +160,23 @@ def seen_parts(entry: str) -> tuple[str, int, int, int]:
     return digest, int(time_ms), int(partition), int(offset)
 
 
-def _redelivered(entry: str, digest: str, event: RawEvent) -> bool:
-    """The very record that was accepted before (same body, partition and offset),
-    read again: only after its consumer offsets were moved back, because the ingest
-    stage commits its offsets with its outputs and its seen state in one transaction.
-    Its value is on the log already, inside an obligation that may aggregate other
-    events, so it yields nothing and no dead letter: ``IngestResult.redelivered``."""
+def _same_event(entry: str, digest: str, event: RawEvent, form: bytes) -> bool:
+    """Whether the seen ``entry`` is of this event: the digest of its canonical
+    ``form``, or of its very bytes (an entry of an older writer's event, written before
+    digests were of canonical forms, when the event's bytes were hashed as they came)."""
+    stored = entry.split(SEEN_SEPARATOR, 1)[0]
+    return stored == digest or (form is not event.value and stored == body_digest(event.value))
+
+
+def _redelivered(entry: str, event: RawEvent) -> bool:
+    """The very record that was accepted before (the same event, at the same partition
+    and offset), read again: only after its consumer offsets were moved back, because
+    the ingest stage commits its offsets with its outputs and its seen state in one
+    transaction. Its value is on the log already, inside an obligation that may
+    aggregate other events, so it yields nothing and no dead letter
+    (``IngestResult.redelivered``)."""
     fields = entry.split(SEEN_SEPARATOR)
-    return len(fields) == 4 and fields[0] == digest and fields[2:] == [
-        str(event.partition), str(event.offset),
-    ]  # fmt: skip
+    return len(fields) == 4 and fields[2:] == [str(event.partition), str(event.offset)]
 
 
 def currency_hint(
@@ -229,6 +240,7 @@ def process_batch(
     found = LaneResult.concat([])
     if lane is not None:
         found = lane.accept(events, refdata, expected_type, limits, keys_must_match)
+    forms = None if lane is None or lane.own_forms else lane.forms.of
     rows = found.rows.tolist()
     done = 0  # events before this one are decided
     for first, last in _runs(found.rows):
@@ -237,7 +249,7 @@ def process_batch(
                     keys_must_match)  # fmt: skip
         run = events[rows[first] : rows[first] + last - first]
         if _all_new(found.event_ids[first:last], result.seen_updates, seen):
-            result.accept_run(run, found, first, last)
+            result.accept_run(run, found, first, last, forms)
         else:
             for at, event in zip(range(first, last), run, strict=True):
                 _decide(result, event, found.priced(at), codec, refdata, expected_type, seen,
@@ -274,7 +286,7 @@ def _decide(
     if accepted is not None:
         event_id = accepted.event_id
         if seen_now.get(event_id) is None and seen.get(event_id) is None:
-            result.accept(accepted, body_digest(event.value), event)
+            result.accept(accepted, body_digest(codec.canonical(event.value)), event)
             return
     outcome = _check(event, codec, refdata, expected_type, seen, seen_now, limits,
                      keys_must_match)  # fmt: skip
@@ -329,14 +341,15 @@ def _check(
     bad_key = key_problem(event.key, decoded.name, record, must_match=keys_must_match)
     if bad_key is not None:
         return rejected_record(event, *bad_key, event_id, hint)
-    digest = body_digest(event.value)
+    form = codec.canonical(event.value)
+    digest = body_digest(form)
     previous = seen_now.get(str(event_id)) or seen.get(str(event_id))
-    if previous is not None and _redelivered(previous, digest, event):
-        return None
     if previous is not None:
-        same = previous.split(SEEN_SEPARATOR, 1)[0] == digest
+        same = _same_event(previous, digest, event, form)
+        if same and _redelivered(previous, event):
+            return None
         code = "DUPLICATE_EVENT" if same else "DUPLICATE_EVENT_CONFLICT"
-        text = "event id already accepted" if same else "event id reused with a different body"
+        text = "event id already accepted" if same else "event id reused with different content"
         return rejected_record(event, code, f"{event_id}: {text}", event_id, hint)
     checked = validate_event(
         decoded.name, record, refdata, reference_time_ms=event.timestamp_ms, limits=limits

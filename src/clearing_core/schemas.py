@@ -206,6 +206,10 @@ class SchemaCatalog:
     def by_fingerprint(self, fp: bytes) -> SchemaVersion | None:
         return self._by_fingerprint.get(fp)
 
+    def versions_of(self, full_name: str) -> list[SchemaVersion]:
+        """Every known version (current and writers) of one record type."""
+        return [v for v in self._by_fingerprint.values() if v.name == full_name]
+
     def names(self) -> list[str]:
         return sorted(self._current)
 
