@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,10 @@ from confluent_kafka.admin import AdminClient
 from clearing_services.broker.health import probe
 from clearing_services.topics import create_topics, load_topic_plan
 from tests.conftest import free_port
+from tests.support.installed import CLEARING as INSTALLED
 
 pytestmark = pytest.mark.broker
-CLEARING = [sys.executable, "-m", "clearing_services.cli"]
+CLEARING = [str(INSTALLED)]  # exit codes as an operator's shell sees them
 
 
 def _clearing(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

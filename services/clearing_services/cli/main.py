@@ -57,10 +57,14 @@ cli.add_command(security)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the CLI; a ``ClearingError`` becomes ``error: ...`` and its exit code."""
+    """Run the CLI; a ``ClearingError`` becomes ``error: ...`` and its exit code.
+
+    Why the returned code: outside standalone mode click does not exit; it returns the
+    code of a ``click.exceptions.Exit`` that a command raised (``replay``: 1 when a
+    batch differs), which would otherwise be lost and the process exit 0."""
     tune_process_environment(os.environ)
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ClearingError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -72,3 +76,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
