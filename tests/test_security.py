@@ -186,6 +186,17 @@ def test_wrong_password_is_refused(secure: SecureBroker) -> None:
 
 
 @pytest.mark.broker
+def test_wrong_password_is_one_line_through_the_cli(secure: SecureBroker) -> None:
+    env = {**secure.admin_env, "CLEARING_KAFKA_SASL_PASSWORD": "wrong",
+           "CLEARING_BROKER_TIMEOUT_SECONDS": "5"}  # fmt: skip
+    done = _clearing("topics", "list", "--json", env=env)
+    assert (done.returncode, done.stdout) == (69, ""), done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: the Kafka broker at {secure.bootstrap} refused this client: ")
+    assert "Authentication failed" in line
+
+
+@pytest.mark.broker
 def test_participant_writes_only_its_event_topics(
     secure: SecureBroker, provisioned: dict[str, object]
 ) -> None:

@@ -69,14 +69,40 @@ def client_security() -> ClientSecurity:
     return _security
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    """An admin client that logs only errors (librdkafka's notices are noise here)."""
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3, **_security.librdkafka()})
+# librdkafka writes its own log lines straight to stderr unless a client is given a
+# logger: with no broker at the address, hundreds of them in a minute. Every client
+# built here hands them to this logger instead, which the entry point routes (the CLI:
+# only at --log-level debug, the workers' errors always); the clients' failures reach
+# the caller anyway, as exceptions and delivery errors.
+RDKAFKA_LOGGER = logging.getLogger("clearing.rdkafka")
+_rdkafka_log_level = 3  # librdkafka's syslog level: errors only
+
+
+def show_rdkafka_logs(level: int | None) -> None:
+    """Which of librdkafka's own log lines reach this process's log handlers: those at
+    ``level`` (a ``logging`` level) and above, or none. librdkafka makes lines below
+    its errors only for ``logging.DEBUG``. For clients built after the call."""
+    global _rdkafka_log_level
+    _rdkafka_log_level = 7 if level is not None and level <= logging.DEBUG else 3
+    RDKAFKA_LOGGER.setLevel(logging.CRITICAL + 1 if level is None else level)
+
+
+def _client_config(bootstrap: str) -> dict[str, object]:
+    """What every client built here shares: the address, librdkafka's log lines handed
+    to ``RDKAFKA_LOGGER``, and the process's connection profile."""
+    return {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOGGER,
+            "log_level": _rdkafka_log_level, **_security.librdkafka()}  # fmt: skip
+
+
+def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
+    """An admin client of this process's profile (``_client_config``)."""
+    config: dict[str, Any] = {**_client_config(bootstrap), **overrides}
+    return AdminClient(config)
 
 
 def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> dict[str, object]:
     config: dict[str, object] = {
-        "bootstrap.servers": bootstrap,
+        **_client_config(bootstrap),
         # The Java clients' and aiokafka's (Faust's) partitioner: every producer of a
         # key must pick the same partition, or a currency's markers and obligations
         # would land on different partitions and lose their order.
@@ -86,8 +112,6 @@ def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> di
         "compression.type": "lz4",
         "linger.ms": 5,
         "batch.size": 1 << 20,
-        "log_level": 3,
-        **_security.librdkafka(),
     }
     config.update(overrides)
     if "transactional.id" in config:  # the reads' READ_SECONDS_MAX rests on it
@@ -117,13 +141,11 @@ def consumer_config(
     bootstrap: str, group: str, **overrides: str | int | float | bool
 ) -> dict[str, object]:
     config: dict[str, object] = {
-        "bootstrap.servers": bootstrap,
+        **_client_config(bootstrap),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "log_level": 3,
-        **_security.librdkafka(),
     }
     config.update(overrides)
     return config

@@ -89,11 +89,14 @@ def _raise(what: str, exc: Exception) -> LagError:
 
 
 def list_groups(admin: AdminClient) -> list[str]:
-    """Every consumer group the cluster knows, sorted."""
+    """Every consumer group the cluster knows, sorted. A broker that did not answer is
+    an error, not fewer groups: no answer at all once read as "no consumer groups"."""
     try:
         result = admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S).result()
     except KafkaException as exc:
         raise _raise("listing consumer groups", exc) from exc
+    if result.errors:
+        raise _raise("listing consumer groups", KafkaException(result.errors[0]))
     return sorted({listing.group_id for listing in result.valid})
 
 

@@ -20,6 +20,8 @@ DEFAULT_BROKER_HEAP_MB = 768  # enough for the demo and tests; small beside the 
 DEFAULT_METRICS_PORT = 9464  # Prometheus /metrics of a worker; 0 turns it off
 DEFAULT_INGEST_BATCH_MAX = 20_000  # measured: 6% more events/s than 10,000 (docs/performance.md)
 INGEST_BATCH_LIMITS = (1, 100_000)  # a batch's sends stay far below a transaction's limits
+DEFAULT_BROKER_TIMEOUT_SECONDS = 10  # a command's wait for a broker to answer before it gives up
+BROKER_TIMEOUT_LIMITS = (1, 3600)
 
 
 def package_root() -> Path:
@@ -149,6 +151,9 @@ class Settings:
     # CLEARING_INGEST_BATCH_MAX: records an ingest worker takes per transaction (a larger
     # batch pre-aggregates more and commits less often; its latency grows with it)
     ingest_batch_max: int = DEFAULT_INGEST_BATCH_MAX
+    # CLEARING_BROKER_TIMEOUT_SECONDS: how long a command that needs Kafka waits for the
+    # broker to answer a metadata request before it ends with one line and exit 69
+    broker_timeout_seconds: int = DEFAULT_BROKER_TIMEOUT_SECONDS
 
     @property
     def local_bootstrap(self) -> str:
@@ -220,6 +225,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stall_seconds_max=_int(env, "CLEARING_STALL_SECONDS_MAX", 300),
         ingest_batch_max=_bounded(
             env, "CLEARING_INGEST_BATCH_MAX", DEFAULT_INGEST_BATCH_MAX, INGEST_BATCH_LIMITS
+        ),
+        broker_timeout_seconds=_bounded(
+            env,
+            "CLEARING_BROKER_TIMEOUT_SECONDS",
+            DEFAULT_BROKER_TIMEOUT_SECONDS,
+            BROKER_TIMEOUT_LIMITS,
         ),
         ci=env.get("CI", "").lower() == "true",
         kafka_security=load_client_security(env),

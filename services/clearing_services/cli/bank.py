@@ -41,6 +41,7 @@ from clearing_services.cli.common import (
     emit_json,
     err_console,
     json_option,
+    needs_broker,
     out_console,
     settings,
 )
@@ -219,6 +220,7 @@ def batches() -> None:
 @json_option
 @bootstrap_option
 @_one_line_errors
+@needs_broker
 def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | None) -> None:
     """Show the latest batches of a rail with their instructions.
 
@@ -346,6 +348,7 @@ def export() -> None:
               "and no BIC is given.")  # fmt: skip
 @bootstrap_option
 @_one_line_errors
+@needs_broker
 def export_iso20022(
     batch_id: str, out: Path | None, clearing_house_bic: str | None,
     clearing_house_lei: str | None, bootstrap: str | None,
@@ -377,6 +380,7 @@ def export_iso20022(
 @out_option
 @bootstrap_option
 @_one_line_errors
+@needs_broker
 def export_token(batch_id: str, out: Path | None, bootstrap: str | None) -> None:
     """Write the transfer-batch JSON (token, decimals, transfers, total) of a token-rail batch.
 
@@ -430,6 +434,7 @@ def encode_ack_file(path: Path, codec: Codec, catalog: SchemaCatalog) -> list[tu
 @json_option
 @bootstrap_option
 @_one_line_errors
+@needs_broker
 def ack(file: Path, as_json: bool, bootstrap: str | None) -> None:
     """Send settlement acknowledgements from a JSON-lines or CSV FILE.
 

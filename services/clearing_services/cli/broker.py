@@ -19,6 +19,7 @@ from clearing_services.cli.common import (
     emit_json,
     err_console,
     json_option,
+    needs_broker,
     out_console,
     settings,
 )
@@ -177,6 +178,7 @@ def topics() -> None:
 @click.option("--rail", "rails", multiple=True, help="Also create the batch topic of this rail.")
 @click.option("--replication-factor", type=int, help="Override topics.yaml (for clusters).")
 @json_option
+@needs_broker
 def topics_create(
     bootstrap: str | None, rails: tuple[str, ...], replication_factor: int | None, as_json: bool
 ) -> None:
@@ -199,6 +201,7 @@ def topics_create(
 @topics.command("list")
 @bootstrap_option
 @json_option
+@needs_broker
 def topics_list(bootstrap: str | None, as_json: bool) -> None:
     """Topics on the broker with their partition counts.
 

@@ -10,7 +10,13 @@ import click
 
 from clearing_core.errors import InputError
 from clearing_core.schemas import SchemaCatalog
-from clearing_services.cli.common import bootstrap_option, emit_json, err_console, json_option
+from clearing_services.cli.common import (
+    bootstrap_option,
+    emit_json,
+    err_console,
+    json_option,
+    needs_broker,
+)
 from clearing_services.cli.common import settings as current_settings
 from clearing_services.codecs import codec_for
 from clearing_services.scheduler import marker_record, send_markers
@@ -28,6 +34,7 @@ def cycle() -> None:
 @click.option("--by", "requested_by", default=None, help="Operator name (default: $USER).")
 @bootstrap_option
 @json_option
+@needs_broker
 def close(currency: str, requested_by: str | None, bootstrap: str | None, as_json: bool) -> None:
     """Close the open cycle of a currency now: everything before the marker nets in
     this cycle, everything after it in the next.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from clearing_services.cli.common import bootstrap_option, err_console
+from clearing_services.cli.common import bootstrap_option, err_console, needs_broker
 from clearing_services.cli.common import settings as current_settings
 from clearing_services.dashboard import DEFAULT_PORT, SAMPLE_INTERVAL_S, serve
 
@@ -16,6 +16,7 @@ from clearing_services.dashboard import DEFAULT_PORT, SAMPLE_INTERVAL_S, serve
 @click.option("--interval", type=click.FloatRange(0.2), default=SAMPLE_INTERVAL_S,
               show_default=True, help="Seconds between lag and offset samples.")  # fmt: skip
 @bootstrap_option
+@needs_broker
 def dashboard(port: int, host: str, interval: float, bootstrap: str | None) -> None:
     """A web page for operators: consumer lag per group and partition with statuses,
     events per second per event topic, cycles (gross, net, efficiency) as charts per

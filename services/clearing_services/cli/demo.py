@@ -22,6 +22,7 @@ from clearing_services.demo import (
 )
 from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import group_lag
+from clearing_services.reachability import require_broker
 from clearing_services.topics import EVENT_TOPIC_NAMES
 
 
@@ -62,6 +63,8 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
     Example: clearing demo --rounds 4 --events 2000
     """
     cfg = settings()
+    if cfg.bootstrap_servers:  # a broker named by KAFKA_BOOTSTRAP must answer; none is started
+        require_broker(cfg.bootstrap_servers, cfg.broker_timeout_seconds)
     codec = codec_for(cfg, SchemaCatalog.load())
     refdata = load_default_refdata()
     plan = DemoPlan(rounds=rounds, events_per_round=events_per_round)

@@ -20,6 +20,7 @@ from clearing_services.cli.common import (
     emit_json,
     err_console,
     json_option,
+    needs_broker,
     out_console,
 )
 from clearing_services.cli.common import settings as current_settings
@@ -101,6 +102,7 @@ def _footer(groups: list[GroupReport]) -> Text:
     help="--watch: stop after this many refreshes (for scripts and tests).",
 )  # fmt: skip
 @bootstrap_option
+@needs_broker
 def lag(
     groups: tuple[str, ...],
     as_json: bool,

@@ -15,7 +15,7 @@ import click
 from clearing_core.errors import ClearingError
 from clearing_services.cli.bank import ack, batches, export
 from clearing_services.cli.broker import broker, topics
-from clearing_services.cli.common import settings
+from clearing_services.cli.common import configure_logging, log_level_option, settings
 from clearing_services.cli.cycle import cycle
 from clearing_services.cli.dashboard import dashboard
 from clearing_services.cli.demo import demo
@@ -32,8 +32,10 @@ from clearing_services.settings import tune_process_environment
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="clearing-house", prog_name="clearing")
-def cli() -> None:
+@log_level_option
+def cli(log_level: str) -> None:
     """Event-streaming clearing house for energy and AI compute."""
+    configure_logging(log_level)
     use_security(settings().kafka_security)  # the connection profile of this process
 
 

@@ -22,6 +22,7 @@ from clearing_services.cli.common import (
     emit_json,
     err_console,
     json_option,
+    needs_broker,
     settings,
 )
 from clearing_services.codecs import codec_for
@@ -134,6 +135,7 @@ def publish(bootstrap: str, events: list[EncodedEvent]) -> Counter[str]:
 @click.option("--signer", help="Participant id the signature speaks for (with --sign-key).")
 @bootstrap_option
 @json_option
+@needs_broker
 def produce(
     file: Path | None, event_type: str | None, generate: int | None, seed: int,
     bad_ratio: float, duplicate_ratio: float, sign_key: Path | None, signer: str | None,

@@ -14,6 +14,7 @@ from clearing_services.cli.common import (
     emit_json,
     err_console,
     json_option,
+    needs_broker,
     out_console,
     settings,
 )
@@ -46,6 +47,7 @@ def _refdata(file: Path | None, bootstrap: str) -> ReferenceData:
 )  # fmt: skip
 @bootstrap_option
 @json_option
+@needs_broker
 def provision_command(
     refdata_file: Path | None, credentials: Path | None, bootstrap: str | None, as_json: bool
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
@@ -10,10 +9,13 @@ import click
 from clearing_core.refdata import load_default_refdata, load_refdata
 from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import (
+    LOG_LEVELS,
     bootstrap_option,
+    configure_logging,
     emit_json,
     err_console,
     json_option,
+    needs_broker,
     settings,
 )
 from clearing_services.codecs import codec_for
@@ -29,19 +31,26 @@ from clearing_services.topics import create_topics, load_topic_plan
 from clearing_services.worker import ROLES, run_worker
 
 
+def _worker_log_level(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """The worker's level, else ``clearing --log-level``'s, set while the arguments are
+    read: before the broker check, whose librdkafka lines debug shows."""
+    level = str(value or ctx.find_root().params.get("log_level") or "warn")
+    configure_logging(level, service=True)
+    return level
+
+
 @click.command()
 @click.argument("role", type=click.Choice(ROLES), default="all")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warn", "error"]), default="warn",
-              envvar="CLEARING_LOG_LEVEL", show_default=True,
-              help="Log level (also CLEARING_LOG_LEVEL).")  # fmt: skip
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None,
+              envvar="CLEARING_LOG_LEVEL", callback=_worker_log_level,
+              help="Log level (default: that of clearing --log-level).")  # fmt: skip
+@needs_broker
 def worker(role: str, log_level: str) -> None:
     """Run a worker: the ingest loop, the netting loop, the acks agent, or all of them.
     Several processes share the partitions through consumer groups.
 
     Example: clearing worker all
     """
-    logging.basicConfig(level=log_level.upper().replace("WARN", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     cfg = settings()
     run_worker(cfg, codec_for(cfg, SchemaCatalog.load()), role, log_level)
 
@@ -57,6 +66,7 @@ def refdata() -> None:
 )
 @bootstrap_option
 @json_option
+@needs_broker
 def refdata_publish(file: Path | None, bootstrap: str | None, as_json: bool) -> None:
     """Validate a reference-data YAML file (default: the embedded data set) and publish
     it to the compacted clearing.refdata.* topics in one transaction.
@@ -83,6 +93,7 @@ def refdata_publish(file: Path | None, bootstrap: str | None, as_json: bool) -> 
 @click.command()
 @bootstrap_option
 @json_option
+@needs_broker
 def replay(bootstrap: str | None, as_json: bool) -> None:
     """Re-net clearing.obligations from the beginning and compare every settlement
     batch with what was emitted, byte for byte. Exit 1 when any batch differs.
