@@ -7,6 +7,7 @@ installed and the tools this machine has are hidden."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -161,9 +162,13 @@ def test_root_without_a_working_apt_get_stops_with_one_line(
 
 
 def test_make_test_runs_it_before_anything_else() -> None:
+    # run as make's own child (make test runs pytest), make says where it enters
+    # unless told not to, and would pass its flags on: a clean environment for both
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     dry_run = subprocess.run(
-        ["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
-    )
+        ["make", "--no-print-directory", "-n", "test"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=True, env=env,
+    )  # fmt: skip
     lines = dry_run.stdout.splitlines()
     assert lines[0] == "infra/ensure-tools.sh", dry_run.stdout
     assert lines[-1].endswith("pytest")
