@@ -30,6 +30,8 @@ from tests.support.pipeline import (
     publish_test_refdata,
     scrape,
     send_events,
+    wait_for_dlq,
+    wait_for_obligation,
     wait_for_reports,
     worker,
 )
@@ -126,57 +128,56 @@ def test_known_scenario_gives_exactly_the_expected_batches(
     )
 
 
-def wait_for_dlq(bootstrap: str, codec: SingleObjectCodec, count: int) -> None:
-    import time
-
-    deadline = time.monotonic() + 120
-    while len(decoded(bootstrap, codec, "clearing.dlq", f"d-{time.time_ns()}")) < count:
-        assert time.monotonic() < deadline, "rejections did not reach the DLQ"
-        time.sleep(0.5)
-
-
 def test_a_failed_acknowledgement_moves_its_amount_into_the_next_cycle(
     bootstrap: str, state: Path, codec: SingleObjectCodec
 ) -> None:
-    """Runs after the scenario above: the bank fails DC's USD payment to the house."""
-    (failed,) = [i for i in batches(bootstrap, codec, "usd-swift")["usd-swift-USD-00000001"]
-                 ["instructions"] if i["payer_id"] == "DC-SHENZHEN-01"]  # fmt: skip
-    acks = [
-        {"batch_id": "usd-swift-USD-00000001", "instruction_id": failed["instruction_id"],
-         "rail_id": "usd-swift", "status": "FAILED", "reason_code": "AM04",
-         "reason": "insufficient funds", "bank_id": "BANK-1", "bank_reference": None,
-         "acked_at": now()},
-        {"batch_id": "usd-swift-USD-00000099", "instruction_id": "x", "rail_id": "usd-swift",
-         "status": "SETTLED", "reason_code": None, "reason": None, "bank_id": "BANK-1",
-         "bank_reference": None, "acked_at": now()},
-    ]  # fmt: skip
+    """Runs after the scenario above: the bank fails DC's USD payment to the house and
+    settles the house's payment to GPUCLOUD; repeats change nothing, contradictions of
+    a final state are refused (a FAILED after the SETTLED would make the house pay twice)."""
+    usd_batch = batches(bootstrap, codec, "usd-swift")["usd-swift-USD-00000001"]
+    (failed,) = [i for i in usd_batch["instructions"] if i["payer_id"] == "DC-SHENZHEN-01"]
+    (settled,) = [i for i in usd_batch["instructions"] if i["payee_id"] == "GPUCLOUD-SG-02"]
+
+    def ack(instruction: dict[str, Any], status: str, batch_id: str = "usd-swift-USD-00000001"
+            ) -> dict[str, Any]:  # fmt: skip
+        return {"batch_id": batch_id, "instruction_id": instruction["instruction_id"],
+                "rail_id": "usd-swift", "status": status,
+                "reason_code": "AM04" if status == "FAILED" else None, "reason": None,
+                "bank_id": "BANK-1", "bank_reference": None, "acked_at": now()}  # fmt: skip
+
+    first = [ack(failed, "FAILED"), ack(settled, "SETTLED"),
+             ack({"instruction_id": "x"}, "SETTLED", "usd-swift-USD-00000099")]  # fmt: skip
+    then = [
+        ack(failed, "FAILED"),
+        ack(settled, "SETTLED"),  # identical repeats: no-ops
+        ack(failed, "SETTLED"),
+        ack(settled, "FAILED"),
+    ]  # contradictions: refused
+    acks_out = Producer(producer_config(bootstrap))
     with worker(bootstrap, state):
-        items = [(a["batch_id"].encode(), codec.encode("SettlementAck", a)) for a in acks]
-        produce_all(Producer(producer_config(bootstrap)), "clearing.settlement.acks", items * 2)
-        wait_for_dlq(bootstrap, codec, 4 + 2)  # the unknown batch, twice
+        for sent in (first, then):
+            items = [(a["batch_id"].encode(), codec.encode("SettlementAck", a)) for a in sent]
+            produce_all(acks_out, "clearing.settlement.acks", items)
+            wait_for_dlq(bootstrap, codec, 4 + (1 if sent is first else 3))
         wait_for_obligation(bootstrap, codec, "f:" + failed["instruction_id"])
         close(bootstrap, state, "USD")
         reports = wait_for_reports(bootstrap, codec, "USD", 2)
     second = reports[1]
     assert (second["failed_carried_count"], second["failed_carried_minor"]) == (1, 1_000)
-    assert second["duplicate_count"] == 1  # the acknowledgement was sent twice
+    assert second["duplicate_count"] == 0  # the repeated FAILED was not carried again
     assert flows(batches(bootstrap, codec, "usd-swift")["usd-swift-USD-00000002"]) == [
         ("DC-SHENZHEN-01", HOUSE, 1_000, 1_000),
     ]
-    dlq = decoded(bootstrap, codec, "clearing.dlq", "dlq-2")
-    assert sorted(r["reason_code"] for r in dlq if r["stage"] == "acks") == ["UNKNOWN_BATCH"] * 2
-
-
-def wait_for_obligation(bootstrap: str, codec: SingleObjectCodec, obligation_id: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 120
-    while True:
-        found = decoded(bootstrap, codec, "clearing.obligations", f"o-{time.time_ns()}")
-        if any(r.get("obligation_id") == obligation_id for r in found):
-            return
-        assert time.monotonic() < deadline, f"{obligation_id} never reached clearing.obligations"
-        time.sleep(0.5)
+    dlq = [r for r in decoded(bootstrap, codec, "clearing.dlq", "dlq-2") if r["stage"] == "acks"]
+    assert sorted(r["reason_code"] for r in dlq) == [
+        "ACK_CONTRADICTS_FINAL", "ACK_CONTRADICTS_FINAL", "UNKNOWN_BATCH",
+    ]  # fmt: skip
+    carried = [r for r in decoded(bootstrap, codec, "clearing.obligations", "obl-2")
+               if r.get("source") == "FAILED_SETTLEMENT"]  # fmt: skip
+    assert [r["obligation_id"] for r in carried] == ["f:" + failed["instruction_id"]]
+    states = {r["instruction_id"]: r["status"]
+              for r in decoded(bootstrap, codec, "clearing.settlement.status", "st-2")}  # fmt: skip
+    assert states == {failed["instruction_id"]: "FAILED", settled["instruction_id"]: "SETTLED"}
 
 
 def generated(seed: int, count: int) -> list[Any]:

@@ -1,14 +1,19 @@
 """The Faust application: the acknowledgements agent. A thin adapter: decode and
-check in the core, send what comes out, and only then let Faust acknowledge the
+decide in the core (``acks.apply_ack``: the state machine per instruction), write
+what comes out in one Kafka transaction, and only then let Faust acknowledge the
 input. (The event topics are ingested by the transactional batch loop in
 ``ingest_worker.py``; the obligations are netted by ``netting_worker.py``.)
 
-Error policy: a bad acknowledgement becomes a dead-letter record with a reason;
-any other error ends the process at once, without committing offsets
-(``failure.fatal``), so the supervisor restarts it and the uncommitted input is
-processed again. A failed instruction's obligation id is deterministic
-(``f:<instruction id>``), so a re-processed acknowledgement yields the same
-obligation and the netting stage counts it once.
+Why one transaction: an instruction's new state (``clearing.settlement.status``)
+and the obligation that carries a failure must land together. Re-processed after a
+crash, an acknowledgement whose state landed is a repeat and changes nothing; one
+whose state did not land is applied again, and its obligation id
+(``f:<instruction id>``) is the same, so the netting stage counts it once.
+
+Error policy: a bad acknowledgement (unknown batch or instruction, a contradiction
+of a final state) becomes a dead-letter record with a reason; any other error ends
+the process at once, without committing offsets (``failure.fatal``), so the
+supervisor restarts it and the uncommitted input is processed again.
 """
 
 from __future__ import annotations
@@ -19,25 +24,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from faust.streams import Stream
 
-from clearing_core.acks import AckProblem, failed_obligation
+from clearing_core.acks import AckOutcome, AckProblem, apply_ack
 from clearing_core.codec import Codec, CodecError
 from clearing_core.identity import header_pairs
 from clearing_core.ingest import RawEvent, rejected_record
 from clearing_services.batch_index import BatchIndex
 from clearing_services.failure import fatal
-from clearing_services.kafka_io import produce_records, producer_config
+from clearing_services.kafka_io import producer_config
 from clearing_services.metrics import Metrics
 from clearing_services.refdata_io import RefdataHolder
 from clearing_services.security import faust_credentials
 from clearing_services.settings import Settings
-from clearing_services.topics import ACKS_TOPIC, DLQ_TOPIC, OBLIGATIONS_TOPIC
+from clearing_services.topics import ACKS_TOPIC, DLQ_TOPIC, OBLIGATIONS_TOPIC, STATUS_TOPIC
 
 BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.25
 BATCH_WAIT_S = 5.0
+TRANSACTION_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.agents")
 Send = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -89,23 +95,35 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
         **faust_credentials(settings.kafka_security),  # SASL/SCRAM over TLS: docs/security.md
     )
     if "acks" in roles:
-        _acks_agent(app, runtime, Sender(settings.bootstrap()))
+        _acks_agent(app, runtime, Sender(settings.bootstrap(), settings.worker_id))
     return app
 
 
 class Sender:
-    """One agent's confluent-kafka producer. A batch's records are produced together
-    and awaited together on a thread, before the agent lets Faust acknowledge the
-    input: Faust's per-record ``topic.send`` cost a quarter of a worker's time
+    """One agent's transactional confluent-kafka producer. A batch's records are
+    written in one transaction on a thread, before the agent lets Faust acknowledge
+    the input: Faust's per-record ``topic.send`` cost a quarter of a worker's time
     (docs/performance.md)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.producer = Producer(producer_config(bootstrap))
+    def __init__(self, bootstrap: str, worker_id: str) -> None:
+        config = producer_config(bootstrap, **{"transactional.id": f"clearing-acks-{worker_id}"})
+        self.producer = Producer(config)
+        self.producer.init_transactions(TRANSACTION_SECONDS_MAX)
 
     async def send_all(self, sends: list[Send]) -> None:
         if sends:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, produce_records, self.producer, sends)
+            await loop.run_in_executor(None, self._transact, sends)
+
+    def _transact(self, sends: list[Send]) -> None:
+        self.producer.begin_transaction()
+        try:
+            for topic, key, value in sends:
+                self.producer.produce(topic, key=key, value=value)
+            self.producer.commit_transaction(TRANSACTION_SECONDS_MAX)
+        except KafkaException:
+            self.producer.abort_transaction(TRANSACTION_SECONDS_MAX)
+            raise
 
 
 def _acks_agent(app: faust.App, runtime: Runtime, sender: Sender) -> None:
@@ -123,32 +141,61 @@ def _acks_agent(app: faust.App, runtime: Runtime, sender: Sender) -> None:
 
 
 async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> None:
-    codec = runtime.codec
+    """Decide each acknowledgement in order against its instruction's state (as read,
+    or as set earlier in this batch), then write states, carries and dead letters in
+    one transaction."""
+    index = runtime.batches
+    assert index is not None
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, index.sync)  # states a previous owner committed
     sends: list[Send] = []
+    states: dict[str, dict[str, Any]] = {}  # instruction id -> state set in this batch
     for event in raw:
         runtime.metrics.events_in.labels("acks", event.topic).inc()
-        problem: AckProblem | None
-        try:
-            ack = codec.decode(event.value, topic=event.topic)
-        except CodecError as exc:
-            problem = AckProblem(exc.reason_code, str(exc))
-        else:
-            if ack.name != "SettlementAck":
-                problem = AckProblem("WRONG_SCHEMA", f"{ack.name} on {event.topic}")
-            else:
-                batch = await _batch(runtime, ack.record["batch_id"])
-                outcome = failed_obligation(ack.record, batch)
-                problem = outcome if isinstance(outcome, AckProblem) else None
-                if isinstance(outcome, dict):
-                    value = codec.encode("Obligation", outcome, topic=OBLIGATIONS_TOPIC)
-                    key = str(outcome["currency"]).encode()
-                    sends.append((OBLIGATIONS_TOPIC, key, value))
-        if problem is not None:
-            rejected = rejected_record(event, problem.reason_code, problem.message, stage="acks")
-            value = codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
-            sends.append((DLQ_TOPIC, ACKS_TOPIC.encode(), value))
-            runtime.metrics.rejects.labels("acks", problem.reason_code).inc()
+        decided = await _decide(event, runtime, states)
+        if isinstance(decided, AckProblem):
+            rejected = rejected_record(event, decided.reason_code, decided.message, stage="acks")
+            sends.append((DLQ_TOPIC, ACKS_TOPIC.encode(), runtime.codec.encode(
+                "Rejected", rejected, topic=DLQ_TOPIC)))  # fmt: skip
+            runtime.metrics.rejects.labels("acks", decided.reason_code).inc()
+            continue
+        sends.extend(_writes(runtime.codec, decided))
+        if decided.status is not None:
+            states[decided.status["instruction_id"]] = decided.status
     await sender.send_all(sends)
+    index.record(states.values())
+
+
+async def _decide(
+    event: RawEvent, runtime: Runtime, states: dict[str, dict[str, Any]]
+) -> AckOutcome | AckProblem:
+    try:
+        ack = runtime.codec.decode(event.value, topic=event.topic)
+    except CodecError as exc:
+        return AckProblem(exc.reason_code, str(exc))
+    if ack.name != "SettlementAck":
+        return AckProblem("WRONG_SCHEMA", f"{ack.name} on {event.topic}")
+    record = ack.record
+    batch = await _batch(runtime, record["batch_id"])
+    earlier = states.get(record["instruction_id"])
+    current = earlier["status"] if earlier else _state(runtime, record)
+    return apply_ack(record, batch, current)
+
+
+def _state(runtime: Runtime, ack: dict[str, Any]) -> str | None:
+    assert runtime.batches is not None
+    return runtime.batches.state_of(ack["batch_id"], ack["instruction_id"])
+
+
+def _writes(codec: Codec, outcome: AckOutcome) -> list[Send]:
+    out: list[Send] = []
+    if outcome.obligation is not None:
+        value = codec.encode("Obligation", outcome.obligation, topic=OBLIGATIONS_TOPIC)
+        out.append((OBLIGATIONS_TOPIC, str(outcome.obligation["currency"]).encode(), value))
+    if outcome.status is not None:
+        value = codec.encode("InstructionStatus", outcome.status, topic=STATUS_TOPIC)
+        out.append((STATUS_TOPIC, str(outcome.status["instruction_id"]).encode(), value))
+    return out
 
 
 async def _batch(runtime: Runtime, batch_id: str) -> dict[str, Any] | None:

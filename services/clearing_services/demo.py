@@ -28,7 +28,7 @@ from clearing_core.refdata import ReferenceData
 from clearing_services.cli.produce import encode_generated, publish
 from clearing_services.ingest_worker import GROUP as INGEST_GROUP
 from clearing_services.kafka_io import admin_client, consumer_config, group_lag, watermarks
-from clearing_services.refdata_io import RefdataHolder, context_source, publish_refdata
+from clearing_services.refdata_io import publish_refdata
 from clearing_services.replay import ReplayReport, replay
 from clearing_services.scheduler import marker_record, send_markers
 from clearing_services.settings import Settings
@@ -203,6 +203,5 @@ def run_rounds(
             watcher.wait([m["marker_id"] for m in markers], collect)
     finally:
         watcher.close()
-    holder = RefdataHolder(refdata)
-    result.replay = replay(bootstrap, codec, context_source(holder), refdata.rails)
+    result.replay = replay(bootstrap, codec, refdata, refdata.rails)
     return result

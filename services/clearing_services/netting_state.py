@@ -10,33 +10,20 @@ remember which obligation ids were already counted.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from clearing_core.codec import Codec, CodecError
-from clearing_core.cycle import SEEN_CYCLES, Carried, CurrencyLedger, Remainder
-from clearing_services.kafka_io import consume_batches, consumer_config, read_topic
+from clearing_core.cycle import Carried, CurrencyLedger, Remainder
+from clearing_core.errors import ClearingError
+from clearing_core.log_fold import CurrencyTrack
+from clearing_services.kafka_io import Record, consume_batches, consumer_config, read_topic
 from clearing_services.topics import OBLIGATIONS_TOPIC
 
 STATE_TOPIC = "clearing.netting.state"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class CurrencyTrack:
-    """A ledger plus where its cycles sit in the log."""
-
-    ledger: CurrencyLedger
-    partition: int
-    marker_offsets: list[int] = field(default_factory=list)
-    marker_ids: list[str] = field(default_factory=list)
-
-    def closed(self, marker_id: str, offset: int) -> None:
-        self.marker_ids = [*self.marker_ids, marker_id][-SEEN_CYCLES:]
-        self.marker_offsets = [*self.marker_offsets, offset][-SEEN_CYCLES:]
 
 
 def state_record(track: CurrencyTrack) -> dict[str, Any]:
@@ -88,17 +75,32 @@ def track_from_state(record: dict[str, Any]) -> CurrencyTrack:
     )
 
 
+class UnreadableStateError(ClearingError):
+    """A currency's latest netting state cannot be read: resuming without it would
+    start the currency again at cycle 0 (reusing batch ids) or from an older state."""
+
+
 def load_states(bootstrap: str, codec: Codec, group: str) -> dict[str, dict[str, Any]]:
-    """The latest committed state record per currency."""
-    latest: dict[str, dict[str, Any]] = {}
+    """The latest committed state record per currency. Only the latest record of each
+    currency matters (the topic is compacted by currency); if that one cannot be read,
+    the worker stops with a message naming it rather than resume from anything else."""
+    latest: dict[bytes, Record] = {}
     for record in read_topic(bootstrap, STATE_TOPIC, group=group):
+        latest[record.key or b""] = record
+    states: dict[str, dict[str, Any]] = {}
+    for key, record in sorted(latest.items()):
+        where = f"{STATE_TOPIC}@{record.partition}:{record.offset}"
         try:
             decoded = codec.decode(record.value)
-        except CodecError:
-            continue  # a state record this version cannot read: the log rebuilds it
-        if decoded.name == "NettingState":
-            latest[decoded.record["currency"]] = decoded.record
-    return latest
+        except CodecError as exc:
+            raise UnreadableStateError(
+                f"{where}: the netting state of {key.decode(errors='replace')} is unreadable "
+                f"({exc}); run a worker of the version that wrote it (CLEARING_WRITER_SCHEMAS)"
+            ) from exc
+        if decoded.name != "NettingState":
+            raise UnreadableStateError(f"{where}: a {decoded.name} record, not a NettingState")
+        states[decoded.record["currency"]] = decoded.record
+    return states
 
 
 def remember_counted_ids(
@@ -136,6 +138,8 @@ def _replay_ids(
             try:
                 decoded = codec.decode(record.value)
             except CodecError:
+                # the netting stage dead-lettered this record when it first read it
+                # (log_fold): it carries no obligation id that was counted
                 continue
             ledger = ledgers.get(decoded.record.get("currency", ""))
             if decoded.name == "Obligation" and ledger is not None:

@@ -16,30 +16,28 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Gauge
 
-from clearing_core.avro_rows import columns_of, plan_of
-from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError, SingleObjectCodec
-from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, rehearse_close
+from clearing_core.codec import TYPE_BYTES_MAX, Codec
+from clearing_core.cycle import CycleOutcome, rehearse_close
 from clearing_core.errors import ClearingError
 from clearing_core.ingest import RawEvent, rejected_record
-from clearing_core.ledger_columns import ObligationBatch, rows_of
+from clearing_core.log_fold import Closing, CurrencyTrack, LogFold, LogSlice
 from clearing_core.netting import warm_up
+from clearing_core.refdata.versions import VERSIONS_TOPIC, version_record
 from clearing_services.failure import deadline
 from clearing_services.kafka_io import consumer_config, producer_config, send_offsets
 from clearing_services.metrics import Metrics
 from clearing_services.netting_state import (
     STATE_TOPIC,
-    CurrencyTrack,
     load_states,
     remember_counted_ids,
     state_record,
     track_from_state,
 )
+from clearing_services.refdata_io import CycleContexts
 from clearing_services.rejections import count_rejections
 from clearing_services.topics import (
     CYCLES_TOPIC,
@@ -54,20 +52,17 @@ STATE_BYTES_MAX = TYPE_BYTES_MAX["NettingState"]
 CONSUME_BATCH_MAX = 20_000
 TRANSACTION_SECONDS_MAX = 60.0
 _log = logging.getLogger("clearing.netting")
-# the Obligation fields the ledger counts, in ObligationBatch's order after its currency
-_BATCH_FIELDS = ("obligation_id", "debtor_id", "creditor_id", "amount_minor", "priority",
-                 "source", "remainder_ppm", "carry_key")  # fmt: skip
-_COUNTED_FIELDS = ("currency", *_BATCH_FIELDS)
 
 
 class NettingWorker:
-    """Owns a consumer in the netting group and a transactional producer."""
+    """Owns a consumer in the netting group and a transactional producer; drives the
+    fold of the log (``clearing_core.log_fold``) as its ``FoldSink``."""
 
     def __init__(
         self,
         bootstrap: str,
         codec: Codec,
-        context_for: Callable[[str], CycleContext],
+        contexts: CycleContexts,
         worker_id: str,
         on_cycle: Callable[[CycleOutcome], None] | None = None,
         metrics: Metrics | None = None,
@@ -75,15 +70,18 @@ class NettingWorker:
     ) -> None:
         self.bootstrap = bootstrap
         self.codec = codec
-        self.context_for = context_for
+        self.worker_id = worker_id
         self.on_cycle = on_cycle
         self.metrics = metrics or Metrics()
         # label children looked up once: labels() per obligation was 4% of a worker
         self._obligations_in = self.metrics.events_in.labels("netting", OBLIGATIONS_TOPIC)
         self._open_gauges: dict[str, Gauge] = {}
-        self._obligation_plan = plan_of(codec, "Obligation")
-        self.tracks: dict[str, CurrencyTrack] = {}
+        self.contexts = contexts
+        self.fold = LogFold(codec, contexts, self)
+        self._versions_recorded: set[str] = set()  # by this process, in a committed close
+        self._messages: list[Message] = []  # the poll the fold is reading
         self._pending_rejects: list[tuple[bytes, bytes]] = []
+        self._close_started = self._rejections_counted = 0.0
         overrides: dict[str, str | int | float | bool] = {
             "partition.assignment.strategy": "cooperative-sticky",
             # a killed worker's partitions move on within seconds
@@ -100,7 +98,11 @@ class NettingWorker:
         self.producer.init_transactions(30)
         warm_up()  # the first cycle close must not pay for loading the kernels
         for currency in warm_currencies:  # nor for those only a full close uses
-            rehearse_close(context_for(currency), datetime.now(UTC))
+            rehearse_close(contexts(currency, 1), datetime.now(UTC))
+
+    @property
+    def tracks(self) -> dict[str, CurrencyTrack]:
+        return self.fold.tracks
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = {tp.partition for tp in partitions}
@@ -133,97 +135,37 @@ class NettingWorker:
             self.consumer.close()
 
     def _handle_batch(self, messages: list[Message]) -> None:
-        """The batch in log order: each run of plain obligations between two other
-        records (markers, errors, records the codec must read) is counted in bulk."""
-        good, columns = self._plain_obligations(messages)
-        rows = np.asarray(good, dtype=np.int64)  # message index of each column row
-        plain = np.zeros(len(messages), dtype=bool)
-        plain[rows] = True
-        start = 0
-        for i in [*np.flatnonzero(~plain).tolist(), len(messages)]:
-            if start < i:  # messages[start:i] are rows lo..lo + (i - start) of the columns
-                lo = int(np.searchsorted(rows, start))
-                self._add_run(messages[start:i], columns, lo)
-            if i < len(messages):
-                self._handle(messages[i])
-            start = i + 1
-
-    def _plain_obligations(self, messages: list[Message]) -> tuple[list[int], dict[str, list[Any]]]:
-        """The batch's plain obligations read in columns (a fraction of a codec decode
-        each): their indices and the fields the ledger counts. Every other record is
-        left to the codec."""
-        if self._obligation_plan is None:
-            return [], {}
-        limit = self.codec.record_bytes_max if isinstance(self.codec, SingleObjectCodec) else 0
-        values = [v if len(v) <= limit else b"" for v in (m.value() or b"" for m in messages)]
+        """One poll through the fold, in log order. A consumer error ends the worker
+        before anything of the poll is counted (nothing past the last commit is lost:
+        the restarted worker reads the open cycle again)."""
         errors = list(map(Message.error, messages))
-        if set(map(type, errors)) != {type(None)}:  # by type: KafkaError == None raises
-            values = [b"" if e is not None else v for e, v in zip(errors, values, strict=True)]
-        return columns_of(self._obligation_plan, values, _COUNTED_FIELDS)
-
-    def _add_run(self, messages: list[Message], columns: dict[str, list[Any]], lo: int) -> None:
-        """Plain obligations, one ``add_batch`` per currency (a currency's own order kept)."""
-        hi = lo + len(messages)
-        run = {name: column[lo:hi] for name, column in columns.items()}
-        log_ms = [t[1] for t in map(Message.timestamp, messages)]
-        by_currency: dict[str, list[int]] = {}
-        if len(set(run["currency"])) == 1:  # the usual case: the key is the currency
-            by_currency[run["currency"][0]] = list(range(len(messages)))
-        else:
-            for i, currency in enumerate(run["currency"]):
-                by_currency.setdefault(currency, []).append(i)
-        for currency, rows in by_currency.items():
-            pick = rows_of(None if len(rows) == len(messages) else rows)
-            track = self.tracks.get(currency)
-            if track is None:
-                partition = int(messages[rows[0]].partition() or 0)
-                track = self.tracks[currency] = CurrencyTrack(CurrencyLedger(currency), partition)
-            ids, debtors, creditors, amounts, priorities, sources, ppms, keys = (
-                pick(run[f]) for f in _BATCH_FIELDS
-            )
-            batch = ObligationBatch(currency, ids, debtors, creditors, amounts, priorities,
-                                    sources, ppms, keys, pick(log_ms))  # fmt: skip
-            duplicates = track.ledger.add_batch(batch)
-            self._obligations_in.inc(len(rows))
-            if duplicates:
-                self.metrics.duplicates.labels(currency).inc(duplicates)
-            self._open_gauge(currency).set(track.ledger.open_count)
-
-    def _handle(self, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            raise KafkaException(error)
-        value = message.value() or b""
-        partition, offset = int(message.partition() or 0), int(message.offset() or 0)
-        log_time = datetime.fromtimestamp(message.timestamp()[1] / 1000, tz=UTC)
+        if not set(map(type, errors)) <= {type(None)}:  # by type: KafkaError == None raises
+            raise KafkaException(next(e for e in errors if e is not None))
+        self._messages = messages
         try:
-            decoded = self.codec.decode(value)
-        except CodecError as exc:
-            self._reject(message, exc.reason_code, str(exc))
-            return
-        record = decoded.record
-        currency = str(record.get("currency", ""))
-        track = self.tracks.get(currency)
-        if track is None:
-            track = self.tracks[currency] = CurrencyTrack(CurrencyLedger(currency), partition)
-        if decoded.name == "Obligation":
-            self._obligations_in.inc()
-            if not track.ledger.add(record, log_time):
-                self.metrics.duplicates.labels(currency).inc()
-            self._open_gauge(currency).set(track.ledger.open_count)
-        elif decoded.name == "CycleClose":
-            self._close(track, record, partition, offset, log_time)
-        else:
-            self._reject(message, "WRONG_SCHEMA", f"{decoded.name} on {OBLIGATIONS_TOPIC}")
+            self.fold.feed(LogSlice(
+                [m.value() or b"" for m in messages],
+                [int(m.partition() or 0) for m in messages],
+                [int(m.offset() or 0) for m in messages],
+                [t[1] for t in map(Message.timestamp, messages)],
+            ))  # fmt: skip
+        finally:
+            self._messages = []
 
-    def _open_gauge(self, currency: str) -> Gauge:
+    # The fold's sink.
+
+    def counted(self, currency: str, count: int, duplicates: int, open_count: int) -> None:
+        self._obligations_in.inc(count)
+        if duplicates:
+            self.metrics.duplicates.labels(currency).inc(duplicates)
         gauge = self._open_gauges.get(currency)
         if gauge is None:
             gauge = self._open_gauges[currency] = self.metrics.open_obligations.labels(currency)
-        return gauge
+        gauge.set(open_count)
 
-    def _reject(self, message: Message, reason_code: str, text: str) -> None:
+    def rejected(self, index: int, reason_code: str, text: str) -> None:
         """Remember a rejection; it is written in the next cycle's transaction."""
+        message = self._messages[index]
         self.metrics.rejects.labels("netting", reason_code).inc()
         event = RawEvent(
             OBLIGATIONS_TOPIC, int(message.partition() or 0), int(message.offset() or 0),
@@ -233,30 +175,24 @@ class NettingWorker:
         value = self.codec.encode("Rejected", record, topic=DLQ_TOPIC)
         self._pending_rejects.append((OBLIGATIONS_TOPIC.encode(), value))
 
-    def _close(
-        self, track: CurrencyTrack, marker: dict[str, Any], partition: int, offset: int,
-        log_time: datetime,
-    ) -> None:  # fmt: skip
-        if marker["marker_id"] in track.marker_ids:
-            return  # the same marker twice (two schedulers, a retry): it closed already
-        t0 = time.perf_counter()
-        context = self.context_for(track.ledger.currency)
-        ledger = track.ledger
+    def rejections(self, closing: Closing) -> int:
+        self._close_started = time.perf_counter()
+        ledger = closing.track.ledger
         previous_close = ledger.opened_at if ledger.cycle_seq > 0 else None
-        rejected = count_rejections(
-            self.bootstrap, self.codec, ledger.currency, previous_close, log_time
+        count = count_rejections(
+            self.bootstrap, self.codec, ledger.currency, previous_close, closing.log_time
         )
-        counted = time.perf_counter()
-        outcome = track.ledger.close(marker, log_time, context, rejected_count=rejected)
-        track.closed(marker["marker_id"], offset)
+        self._rejections_counted = time.perf_counter()
+        return count
+
+    def closed(self, closing: Closing, outcome: CycleOutcome) -> None:
         netted = time.perf_counter()
+        t0, counted = self._close_started, self._rejections_counted
         _log.info(
             "netting: %s closed: rejections counted in %.0f ms, netted in %.0f ms",
-            outcome.report["cycle_id"],
-            1000 * (counted - t0),
-            1000 * (netted - counted),
-        )
-        self._emit(outcome, track, partition, offset, t0, netted)
+            outcome.report["cycle_id"], 1000 * (counted - t0), 1000 * (netted - counted),
+        )  # fmt: skip
+        self._emit(outcome, closing.track, closing.partition, closing.offset, t0, netted)
         self.metrics.cycle_closed(outcome.report, time.perf_counter() - t0)
         if self.on_cycle is not None:
             self.on_cycle(outcome)
@@ -271,6 +207,13 @@ class NettingWorker:
             2 * TRANSACTION_SECONDS_MAX, f"the transaction of {outcome.report['cycle_id']}"
         ):
             self._transact(outcome, track, partition, offset, t0, netted)
+
+    def _version_value(self, digest: str) -> bytes:
+        """The whole reference-data version a cycle closed with, for replays to find
+        (``clearing.refdata.versions``); written once per version and process."""
+        refdata = self.contexts.used[digest]
+        version = version_record(self.codec, refdata, self.worker_id, datetime.now(UTC))
+        return self.codec.encode("RefdataVersion", version, topic=VERSIONS_TOPIC)
 
     def _transact(
         self, outcome: CycleOutcome, track: CurrencyTrack, partition: int, offset: int,
@@ -300,6 +243,9 @@ class NettingWorker:
                 )
             for key, value in self._pending_rejects:
                 produce(DLQ_TOPIC, key=key, value=value)
+            digest = outcome.report["refdata_digest"]
+            if digest is not None and digest not in self._versions_recorded:
+                produce(VERSIONS_TOPIC, key=digest.encode(), value=self._version_value(digest))
             state = state_record(track)
             produce(
                 STATE_TOPIC,
@@ -325,3 +271,6 @@ class NettingWorker:
             self.producer.abort_transaction(TRANSACTION_SECONDS_MAX)
             raise
         self._pending_rejects.clear()
+        if digest is not None:
+            self._versions_recorded.add(digest)
+            self.contexts.used.pop(digest, None)  # recorded: the snapshot need not be held

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from clearing_core.codec import Codec, CodecError
+from clearing_core.codec import TYPE_BYTES_MAX, Codec, CodecError
 from clearing_core.cycle import CycleContext, RailInfo
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import RefdataError, ReferenceData
 from clearing_core.refdata.snapshot import REFDATA_TOPICS
+from clearing_core.refdata.versions import VERSIONS_TOPIC, refdata_of_version, version_record
 from clearing_core.settlement import RailSpec
 from clearing_services.kafka_io import (
     Record,
@@ -33,6 +35,7 @@ from clearing_services.kafka_io import (
 from clearing_services.topics import batch_topic_spec, create_topics, load_topic_plan
 
 PUBLISH_SECONDS_MAX = 60.0
+VERSION_BYTES_MAX = TYPE_BYTES_MAX["RefdataVersion"]
 _log = logging.getLogger("clearing.refdata")
 
 
@@ -43,16 +46,20 @@ class NoReferenceDataError(ClearingError):
 
 
 def publish_refdata(bootstrap: str, codec: Codec, refdata: ReferenceData, by: str) -> int:
-    """Write every record of a snapshot in one transaction, and tombstones for keys the
-    topics hold that the snapshot no longer has. Returns the number of records."""
+    """Write every record of a snapshot in one transaction, tombstones for keys the
+    topics hold that the snapshot no longer has, and the whole version under its digest
+    (``clearing.refdata.versions``). Returns the number of records on the compacted
+    topics."""
     current = {(r.record_type, r.key) for r in refdata.to_records()}
     stale = [
         (record_type, key) for record_type, key, _ in _read_all(bootstrap, codec, f"{by}-scan")
         if (record_type, key) not in current
     ]  # fmt: skip
-    producer = Producer(
-        producer_config(bootstrap, **{"transactional.id": f"clearing-refdata-{by}"})
-    )
+    settings: dict[str, str | int | float | bool] = {
+        "transactional.id": f"clearing-refdata-{by}",
+        "message.max.bytes": VERSION_BYTES_MAX + (1 << 20),
+    }
+    producer = Producer(producer_config(bootstrap, **settings))
     producer.init_transactions(PUBLISH_SECONDS_MAX)
     producer.begin_transaction()
     failures: list[str] = []
@@ -72,6 +79,10 @@ def publish_refdata(bootstrap: str, codec: Codec, refdata: ReferenceData, by: st
         for record_type, key in stale:
             producer.produce(REFDATA_TOPICS[record_type], key=key.encode(), value=None,
                              on_delivery=on_delivery)  # fmt: skip
+        version = version_record(codec, refdata, by, datetime.now(UTC))
+        value = codec.encode("RefdataVersion", version, topic=VERSIONS_TOPIC)
+        producer.produce(VERSIONS_TOPIC, key=refdata.digest.encode(), value=value,
+                         on_delivery=on_delivery)  # fmt: skip
         producer.commit_transaction(PUBLISH_SECONDS_MAX)
     except KafkaException as exc:
         producer.abort_transaction(PUBLISH_SECONDS_MAX)
@@ -195,5 +206,33 @@ def cycle_context(refdata: ReferenceData, currency: str) -> CycleContext:
     )  # fmt: skip
 
 
-def context_source(holder: RefdataHolder) -> Callable[[str], CycleContext]:
-    return lambda currency: cycle_context(holder.get(), currency)
+@dataclass
+class CycleContexts:
+    """The netting worker's contexts: every close takes the reference data in force
+    (the holder's current version) and remembers which version that was, so the
+    cycle's transaction can record the version where a replay will find it."""
+
+    holder: RefdataHolder
+    used: dict[str, ReferenceData] = field(default_factory=dict)
+
+    def __call__(self, currency: str, cycle_seq: int) -> CycleContext:
+        refdata = self.holder.get()
+        self.used[refdata.digest] = refdata
+        return cycle_context(refdata, currency)
+
+
+def load_versions(bootstrap: str, codec: Codec, group: str) -> dict[str, ReferenceData]:
+    """Every recorded reference-data version by digest. A record that cannot be read
+    is an error naming it: a replay must not silently net a cycle with other data."""
+    versions: dict[str, ReferenceData] = {}
+    for record in read_topic(bootstrap, VERSIONS_TOPIC, group):
+        where = f"{VERSIONS_TOPIC}@{record.partition}:{record.offset}"
+        try:
+            decoded = codec.decode(record.value)
+            if decoded.name != "RefdataVersion":
+                raise NoReferenceDataError(f"{where}: a {decoded.name} record")
+            if decoded.record["digest"] not in versions:
+                versions[decoded.record["digest"]] = refdata_of_version(codec, decoded.record)
+        except (CodecError, RefdataError) as exc:
+            raise NoReferenceDataError(f"{where}: unreadable ({exc})") from exc
+    return versions

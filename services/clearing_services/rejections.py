@@ -10,11 +10,13 @@ clearing house knew at close.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from clearing_core.codec import Codec, CodecError
-from clearing_services.kafka_io import consume_batches, consumer_config, watermarks
+from clearing_core.errors import ClearingError
+from clearing_services.kafka_io import Record, consume_batches, consumer_config, watermarks
 from clearing_services.topics import DLQ_TOPIC
 
 FIRST_CYCLE_LOOKBACK = timedelta(days=1)
@@ -43,10 +45,7 @@ def count_rejections(
             for record in batch:
                 if record.offset >= open_ends.get(record.partition, 0):
                     continue
-                try:
-                    rejected = codec.decode(record.value).record
-                except CodecError:
-                    continue
+                rejected = _rejected(codec, record)
                 if (
                     rejected.get("currency") == currency
                     and since < rejected["rejected_at"] <= closed_at
@@ -61,3 +60,23 @@ def count_rejections(
         return count
     finally:
         consumer.close()
+
+
+class UnreadableRejectionError(ClearingError):
+    """A dead letter this version cannot read: its currency, and so the cycle report's
+    rejection count, is unknown."""
+
+
+def _rejected(codec: Codec, record: Record) -> dict[str, Any]:
+    try:
+        decoded = codec.decode(record.value)
+    except CodecError as exc:
+        raise UnreadableRejectionError(
+            f"{DLQ_TOPIC}@{record.partition}:{record.offset}: unreadable ({exc}); a cycle "
+            "cannot count its rejections: run a worker of the version that wrote it"
+        ) from exc
+    if decoded.name != "Rejected":
+        raise UnreadableRejectionError(
+            f"{DLQ_TOPIC}@{record.partition}:{record.offset}: a {decoded.name} record"
+        )
+    return decoded.record

@@ -22,6 +22,7 @@ DLQ_TOPIC = "clearing.dlq"
 ACKS_TOPIC = "clearing.settlement.acks"
 POSITIONS_TOPIC = "clearing.positions"
 CYCLES_TOPIC = "clearing.cycles"
+STATUS_TOPIC = "clearing.settlement.status"
 
 
 @dataclass(frozen=True)

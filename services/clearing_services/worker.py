@@ -33,9 +33,9 @@ from clearing_services.metrics import Metrics
 from clearing_services.netting_worker import GROUP as NETTING_GROUP
 from clearing_services.netting_worker import NettingWorker
 from clearing_services.refdata_io import (
+    CycleContexts,
     RefdataFollower,
     RefdataHolder,
-    context_source,
     load_refdata_from_topics,
 )
 from clearing_services.scheduler import CycleScheduler
@@ -146,7 +146,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)
     if "netting" in roles:
         process.netting = NettingWorker(
-            bootstrap, codec, context_source(holder), settings.worker_id, on_cycle=log_cycle,
+            bootstrap, codec, CycleContexts(holder), settings.worker_id, on_cycle=log_cycle,
             metrics=process.metrics, warm_currencies=sorted(refdata.currencies),
         )  # fmt: skip
         process.spawn("netting", process.netting.run)

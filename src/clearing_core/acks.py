@@ -1,9 +1,16 @@
-"""Settlement acknowledgements: a failed instruction becomes an obligation again.
+"""Settlement acknowledgements: a state machine per instruction, and a failed
+instruction's amount carried into the next cycle.
 
-Why through the obligations log: the failed amount must settle in the next
-cycle of its currency, and a replay of the log must see it; the obligation id
-derives from the instruction id, so an acknowledgement sent twice (or
-re-processed after a crash) is counted once by the netting stage.
+Why a state machine: SETTLED and FAILED are final. A repeated identical
+acknowledgement changes nothing; one that contradicts a final state (FAILED after
+SETTLED, or the reverse) is refused and audited, never applied: applying a FAILED
+after a SETTLED would carry the amount into the next cycle and the payer would pay
+twice.
+
+Why the carry goes through the obligations log: the failed amount must settle in
+the next cycle of its currency, and a replay of the log must see it; the obligation
+id derives from the instruction id, so the netting stage counts it once even if an
+acknowledgement is processed again after a crash.
 """
 
 from __future__ import annotations
@@ -11,26 +18,79 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from clearing_core import ids
 
 FAILED_SETTLEMENT_PRIORITY = 100  # settles before anything else when liquidity is short
+FINAL_STATES = frozenset({"SETTLED", "FAILED"})
+
+
+class Transition(StrEnum):
+    """What an acknowledgement does to its instruction's state."""
+
+    APPLY = "APPLY"  # a new state: record it (and carry a failure)
+    REPEAT = "REPEAT"  # the state the instruction is already in: nothing to do
+    CONTRADICTS = "CONTRADICTS"  # another state after a final one: refused
+
+
+def transition(current: str | None, status: str) -> Transition:
+    """The state machine PENDING -> SETTLED | FAILED, with both final."""
+    if current is None or (current not in FINAL_STATES and status != current):
+        return Transition.APPLY
+    if status == current:
+        return Transition.REPEAT
+    return Transition.CONTRADICTS
 
 
 @dataclass(frozen=True)
 class AckProblem:
-    """Why an acknowledgement cannot be applied."""
+    """Why an acknowledgement cannot be applied (its dead-letter reason)."""
 
     reason_code: str
     message: str
 
 
-def failed_obligation(
+@dataclass(frozen=True)
+class AckOutcome:
+    """What to write for one acknowledgement: its new ``InstructionStatus`` record and,
+    for a failure, the obligation that carries the amount; nothing for a repeat."""
+
+    status: dict[str, Any] | None
+    obligation: dict[str, Any] | None
+
+
+def apply_ack(
+    ack: Mapping[str, Any], batch: Mapping[str, Any] | None, current: str | None
+) -> AckOutcome | AckProblem:
+    """Check an acknowledgement against its batch and its instruction's ``current``
+    state (None: no acknowledgement yet) and say what it changes."""
+    instruction = _instruction(ack, batch)
+    if isinstance(instruction, AckProblem):
+        return instruction
+    assert batch is not None
+    step = transition(current, ack["status"])
+    if step is Transition.REPEAT:
+        return AckOutcome(None, None)
+    if step is Transition.CONTRADICTS:
+        return AckProblem(
+            "ACK_CONTRADICTS_FINAL", f"{ack['instruction_id']} is {current} (final): a "
+            f"{ack['status']} acknowledgement is refused",
+        )  # fmt: skip
+    status = {
+        "instruction_id": ack["instruction_id"], "batch_id": batch["batch_id"],
+        "rail_id": batch["rail_id"], "currency": batch["currency"], "status": ack["status"],
+        "reason_code": ack.get("reason_code"), "bank_id": ack["bank_id"],
+        "bank_reference": ack.get("bank_reference"), "acked_at": ack["acked_at"],
+    }  # fmt: skip
+    carry = failed_obligation(ack, batch, instruction) if ack["status"] == "FAILED" else None
+    return AckOutcome(status, carry)
+
+
+def _instruction(
     ack: Mapping[str, Any], batch: Mapping[str, Any] | None
-) -> dict[str, Any] | AckProblem | None:
-    """The obligation a FAILED acknowledgement carries into the next cycle; None for
-    SETTLED; an ``AckProblem`` when the acknowledgement does not match its batch."""
+) -> Mapping[str, Any] | AckProblem:
     if batch is None:
         return AckProblem("UNKNOWN_BATCH", f"batch {ack['batch_id']} is not known")
     if ack["rail_id"] != batch["rail_id"]:
@@ -38,15 +98,20 @@ def failed_obligation(
             "RAIL_MISMATCH", f"{ack['instruction_id']}: rail {ack['rail_id']} is not "
             f"the batch's rail {batch['rail_id']}",
         )  # fmt: skip
-    instruction = next(
+    instruction: Mapping[str, Any] | None = next(
         (i for i in batch["instructions"] if i["instruction_id"] == ack["instruction_id"]), None
     )
     if instruction is None:
         return AckProblem(
             "UNKNOWN_INSTRUCTION", f"{ack['instruction_id']} is not in batch {batch['batch_id']}"
         )
-    if ack["status"] == "SETTLED":
-        return None
+    return instruction
+
+
+def failed_obligation(
+    ack: Mapping[str, Any], batch: Mapping[str, Any], instruction: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The obligation a FAILED instruction carries into the next cycle."""
     acked_at = ack["acked_at"]
     assert isinstance(acked_at, datetime)
     return {

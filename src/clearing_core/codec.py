@@ -31,7 +31,7 @@ RECORD_BYTES_MAX = 1 << 20  # no contract record comes near 1 MiB; bigger is an 
 # Types allowed to be larger, each up to its topic's max.message.bytes (infra/topics.yaml):
 # the netting state carries a cycle's deferred obligations (~130 bytes each), so a cycle
 # that defers 10,000 obligations under tight caps already needs 1.4 MB.
-TYPE_BYTES_MAX = {"NettingState": 16 << 20}
+TYPE_BYTES_MAX = {"NettingState": 16 << 20, "RefdataVersion": 16 << 20}
 PREFIX_PROBE_BYTES = 4096  # zeros added to tell a cut record from garbage (strings cut shorter)
 
 

@@ -37,7 +37,6 @@ from clearing_core.refdata import ReferenceData, load_refdata
 from clearing_core.schemas import SchemaCatalog
 from clearing_services.audit import coverage
 from clearing_services.kafka_io import read_topic
-from clearing_services.refdata_io import cycle_context
 from clearing_services.replay import replay
 from clearing_services.scheduler import marker_record, send_markers
 from tests.support.chaos_truth import (
@@ -279,8 +278,7 @@ class ChaosRun:
         """Cycles closed twice for one marker, batches emitted twice, and batches that
         differ from a re-netting of the log that counts every obligation id once."""
         markers = [(r["currency"], r["marker_id"]) for r in self._reports()]
-        context_for = lambda currency: cycle_context(self.refdata, currency)  # noqa: E731
-        check = replay(self.bootstrap, self.codec, context_for, self.refdata.rails)
+        check = replay(self.bootstrap, self.codec, self.refdata, self.refdata.rails)
         twice = len(markers) - len(set(markers))
         return twice + len(check.emitted_twice) + len(check.different) + len(check.emitted_only)
 

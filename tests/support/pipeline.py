@@ -184,3 +184,20 @@ def flows(batch: dict[str, Any]) -> list[tuple[str, str, int, int]]:
         (i["payer_id"], i["payee_id"], i["amount_minor"], i["amount_rail_units"])
         for i in batch["instructions"]
     ]
+
+
+def wait_for_dlq(bootstrap: str, codec: SingleObjectCodec, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while len(decoded(bootstrap, codec, "clearing.dlq", f"d-{time.time_ns()}")) < count:
+        assert time.monotonic() < deadline, "rejections did not reach the DLQ"
+        time.sleep(0.5)
+
+
+def wait_for_obligation(bootstrap: str, codec: SingleObjectCodec, obligation_id: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        found = decoded(bootstrap, codec, "clearing.obligations", f"o-{time.time_ns()}")
+        if any(r.get("obligation_id") == obligation_id for r in found):
+            return
+        assert time.monotonic() < deadline, f"{obligation_id} never reached clearing.obligations"
+        time.sleep(0.5)

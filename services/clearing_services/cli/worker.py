@@ -20,12 +20,7 @@ from clearing_services.cli.common import (
 )
 from clearing_services.codecs import codec_for
 from clearing_services.kafka_io import admin_client
-from clearing_services.refdata_io import (
-    RefdataHolder,
-    context_source,
-    load_refdata_from_topics,
-    publish_refdata,
-)
+from clearing_services.refdata_io import load_refdata_from_topics, publish_refdata
 from clearing_services.replay import replay as run_replay
 from clearing_services.topics import create_topics, load_topic_plan
 from clearing_services.worker import ROLES, run_worker
@@ -103,16 +98,13 @@ def replay(bootstrap: str | None, as_json: bool) -> None:
     cfg = settings()
     codec = codec_for(cfg, SchemaCatalog.load())
     where = bootstrap or cfg.bootstrap()
-    holder = RefdataHolder(load_refdata_from_topics(where, codec, group="clearing-replay-refdata"))
-    report = run_replay(where, codec, context_source(holder), holder.get().rails)
+    latest = load_refdata_from_topics(where, codec, group="clearing-replay-refdata")
+    report = run_replay(where, codec, latest, latest.rails)
     if as_json:
         emit_json(report.as_dict())
     else:
-        err_console.print(
-            f"replayed {report.cycles} cycles: {len(report.identical)} batches identical, "
-            f"{len(report.different)} different, {len(report.emitted_only)} emitted only, "
-            f"{len(report.emitted_twice)} emitted twice, "
-            f"{len(report.not_emitted)} not yet emitted"
-        )
+        err_console.print(report.summary(), soft_wrap=True)
+    for line in report.problems():
+        err_console.print(f"replay: {line}", markup=False, soft_wrap=True)
     if not report.ok:
         raise click.exceptions.Exit(1)
