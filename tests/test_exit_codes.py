@@ -1,17 +1,24 @@
 """The documented exit codes of the installed ``clearing`` process against a real broker
 (README "Exit status"): ``broker status`` 0 running, 1 unhealthy, 3 stopped; ``replay``
 1 when a batch on a rail's topic is not what re-netting the log gives; ``lag`` 0 whatever
-the statuses, an unknown group one line and 2.
+the statuses, an unknown group one line and 2; ``broker start`` 4 when a port is taken;
+Ctrl-C 0 for the commands that run until stopped, 130 for any other. (70, a worker's
+unhandled error, is test_replay's unreadable netting state, through this same binary.)
 
 A broker of this module's own: the replay test writes a forged batch on a contract
 topic (clearing.settlement.batches.cnh-cips), which must stay clear of other tests."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
-from collections.abc import Iterator
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from clearing_core.codec import SingleObjectCodec
 from clearing_core.cycle import CurrencyLedger, CycleContext, RailInfo
 from clearing_core.settlement import RailSpec
+from clearing_services.broker.health import port_open
 from clearing_services.kafka_io import (
     admin_client,
     consumer_config,
@@ -29,7 +37,7 @@ from clearing_services.kafka_io import (
 )
 from clearing_services.topics import TopicSpec, batch_topic, create_topics
 from tests.conftest import free_port
-from tests.support.installed import Run, clearing
+from tests.support.installed import CLEARING, Run, clearing
 from tests.support.pipeline import REFDATA_FILE, env, own_broker
 
 pytestmark = pytest.mark.broker
@@ -136,3 +144,122 @@ def test_lag_exits_0_whatever_the_status_and_2_for_an_unknown_group(
     unknown = run(bootstrap, tmp_path, "lag", "--group", f"nobody-{unique}", "--json")
     assert (unknown.returncode, unknown.stdout) == (2, "")
     assert unknown.stderr == f"error: consumer group 'nobody-{unique}' not found\n"
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Processes whose command line names ``home``: a broker this test started."""
+    found = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_broker_start_exits_4_when_a_port_is_taken_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    """The client port taken: refused before anything starts. The controller port taken:
+    the JVM starts, cannot bind and exits; said at once, not after the 90 s start wait."""
+    home = tmp_path / "kafka"
+    env = {**os.environ, "CLEARING_BROKER_HEAP_MB": "384"}
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            taken = str(listener.getsockname()[1])
+            client = clearing("broker", "start", "--home", str(home), "--port", taken,
+                              "--controller-port", str(free_port()), env=env)  # fmt: skip
+            controller = clearing("broker", "start", "--home", str(home),
+                                  "--port", str(free_port()), "--controller-port", taken,
+                                  env=env)  # fmt: skip
+        assert (client.returncode, client.stdout) == (4, ""), client.stderr
+        assert client.stderr.startswith(f"error: port {taken} is in use by another process;")
+        assert client.stderr.count("\n") == 1
+        assert (controller.returncode, controller.stdout) == (4, ""), controller.stderr
+        assert controller.stderr.startswith("error: the local broker exited with ")
+        assert controller.stderr.count("\n") == 1
+        assert controller.seconds < 60, controller
+        assert _processes_of(home) == []
+    finally:  # a JVM that outlived the command is this test's: end it
+        for pid in _processes_of(home):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait_until(what: str, ready: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert process.poll() is None, f"exited {process.returncode} before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@contextmanager
+def _spawned(folder: Path, *args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``clearing ARGS`` running, its stdout and stderr in ``folder``/out and err; killed
+    if still running at the end of the block."""
+    with (folder / "out").open("wb") as out, (folder / "err").open("wb") as err:
+        process = subprocess.Popen([str(CLEARING), *args], stdout=out, stderr=err, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_ctrl_c_stops_the_commands_that_run_until_stopped_with_0(
+    node: tuple[str, Path], tmp_path: Path, unique: str
+) -> None:
+    bootstrap, _ = node
+    rail = f"sigint-{unique}"
+    create_topics(admin_client(bootstrap), [TopicSpec(batch_topic(rail), 1, 1)])
+    port = free_port()
+    out, err = tmp_path / "out", tmp_path / "err"
+    cases: list[tuple[list[str], Callable[[], bool]]] = [
+        (["lag", "--watch", "--json", "--interval", "0.5"], lambda: b"\n" in out.read_bytes()),
+        (["batches", "tail", "--rail", rail, "--follow"], lambda: b"following" in err.read_bytes()),
+        (["dashboard", "--port", str(port), "--interval", "1"],
+         lambda: port_open("127.0.0.1", port)),  # bound after aiohttp's signal handlers
+    ]  # fmt: skip
+    for args, ready in cases:
+        with _spawned(tmp_path, *args, env=env(bootstrap, tmp_path)) as process:
+            _wait_until(f"{args[0]} to run", ready, process)
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=60)
+        assert code == 0, (args, err.read_text())
+        assert "Traceback" not in err.read_text(), (args, err.read_text())
+
+
+def _writer_of(fifo: Path, process: subprocess.Popen[bytes]) -> int:
+    """A write end of ``fifo``, once ``process`` has opened it for reading."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        assert process.poll() is None, f"exited {process.returncode} before opening {fifo}"
+        assert time.monotonic() < deadline, f"{fifo} never opened"
+        time.sleep(0.05)
+
+
+def _reading_a_pipe(pid: int) -> bool:
+    """Whether the process's main thread waits in the kernel's pipe (FIFO) read."""
+    return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+
+
+def test_ctrl_c_aborts_any_other_command_with_130(tmp_path: Path) -> None:
+    """``net`` waiting for the rest of its input (a FIFO: its opening tells this test
+    that the command runs), interrupted: no output, one line."""
+    fifo = tmp_path / "obligations.csv"
+    os.mkfifo(fifo)
+    with _spawned(tmp_path, "net", str(fifo), env=dict(os.environ)) as process:
+        writer = _writer_of(fifo, process)
+        try:
+            os.write(writer, b"obligation_id,debtor,creditor,currency,amount_minor\n")
+            # in read(2), which SIGINT interrupts: a signal caught just before the call is
+            # acted on only when the call returns, here never (CPython's signal handling)
+            _wait_until("net to wait for input", lambda: _reading_a_pipe(process.pid), process)
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=60)
+        finally:
+            os.close(writer)
+    assert code == 130
+    assert (tmp_path / "out").read_text() == ""
+    assert (tmp_path / "err").read_text().strip() == "aborted"  # after click's newline past ^C

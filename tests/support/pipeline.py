@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +18,11 @@ from clearing_core.codec import SingleObjectCodec
 from clearing_services.kafka_io import produce_all, producer_config, read_topic
 from clearing_services.topics import batch_topic, event_topic
 from tests.conftest import free_port
+from tests.support.installed import CLEARING as INSTALLED
 
 REPO = Path(__file__).resolve().parents[2]
 REFDATA_FILE = REPO / "tests/data/pipeline-refdata.yaml"
-CLEARING = [sys.executable, "-m", "clearing_services.cli"]
+CLEARING = [str(INSTALLED)]  # the installed entry point: exit codes as a supervisor sees them
 
 
 @contextmanager

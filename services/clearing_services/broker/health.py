@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
@@ -74,12 +74,15 @@ def wait_until_healthy(
     timeout_s: float,
     poll_s: float = 0.25,
     security: Mapping[str, str] | None = None,
+    gone: Callable[[], bool] | None = None,
 ) -> ClusterInfo | None:
-    """Poll ``probe`` until it answers or the time is up."""
+    """Poll ``probe`` until it answers or the time is up. ``gone``: whether the process
+    that was to answer has exited; then no answer will come, and waiting out the rest
+    of ``timeout_s`` (90 s for a broker whose port was taken) only delays the error."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = min(2.0, max(0.1, deadline - time.monotonic()))
         info = probe(bootstrap, timeout_s=left, security=security)
-        if info is not None or time.monotonic() >= deadline:
+        if info is not None or time.monotonic() >= deadline or (gone is not None and gone()):
             return info
         time.sleep(poll_s)

@@ -282,8 +282,9 @@ class LocalBroker:
             json.dumps({"pid": process.pid, "bootstrap": self.config.bootstrap}) + "\n"
         )
         info = wait_until_healthy(
-            self.config.bootstrap, timeout_s, security=self.client_properties()
-        )
+            self.config.bootstrap, timeout_s, security=self.client_properties(),
+            gone=lambda: process.poll() is not None,
+        )  # fmt: skip
         if info is None:
             exited = process.poll()
             self.stop()

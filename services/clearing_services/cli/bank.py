@@ -248,9 +248,9 @@ def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | Non
         show(batch)
     if not follow:
         return
-    if not as_json:
-        err_console.print(f"following {batch_topic(rail)} (Ctrl-C to stop)")
-    with _until_signalled() as stop:
+    with _until_signalled() as stop:  # before the hint: a Ctrl-C after it stops cleanly
+        if not as_json:
+            err_console.print(f"following {batch_topic(rail)} (Ctrl-C to stop)")
         stream = _follow(where, codec, rail, ends, stop)
         try:
             for batch in stream:
