@@ -137,8 +137,8 @@ def test_replays_while_the_scheduler_closes_every_second_all_agree(
     bootstrap: str, state: Path, codec: SingleObjectCodec, tmp_path: Path
 ) -> None:
     """Real scheduled closes during real replays, payments streaming all the while:
-    every replay agrees, and some read the log before a close whose batches they
-    then found (the cut)."""
+    every replay agrees. (Whether a close falls between a replay's reads is up to the
+    clock; the test above makes that case happen every time.)"""
     publish(bootstrap, state, refdata_file(tmp_path, "fast.yaml", cycle_s=1))
     outcomes: list[dict[str, Any]] = []
     stop = threading.Event()
@@ -160,16 +160,16 @@ def test_replays_while_the_scheduler_closes_every_second_all_agree(
         sender = threading.Thread(target=stream, daemon=True)
         sender.start()
         try:
-            for _ in range(8):
+            for _ in range(5):
                 done = clearing(bootstrap, state, "replay", "--json")
                 assert done.returncode == 0, done.stdout + done.stderr
                 outcomes.append(json.loads(done.stdout))
-                if sum(bool(o["emitted_after_cut"]) for o in outcomes) >= 2:
-                    break
         finally:
             stop.set()
             sender.join()
-    assert any(o["emitted_after_cut"] for o in outcomes), outcomes
+    cycles = [o["cycles"] for o in outcomes]
+    assert cycles == sorted(set(cycles)), cycles  # the scheduler kept closing all the while
+    assert all(o["batches_identical"] for o in outcomes)
 
 
 def test_a_difference_is_named_by_batch_id_and_exits_1(
