@@ -188,12 +188,21 @@ def _wait_until(what: str, ready: Callable[[], bool], process: subprocess.Popen[
         time.sleep(0.2)
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as an operator's terminal delivers it. Why: a job started in the
+    background by a non-interactive shell (``make test &``, nohup, some CI runners)
+    ignores SIGINT, its children inherit that, and Python then never raises
+    KeyboardInterrupt: the command would rightly go on running."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def _spawned(folder: Path, *args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """``clearing ARGS`` running, its stdout and stderr in ``folder``/out and err; killed
     if still running at the end of the block."""
     with (folder / "out").open("wb") as out, (folder / "err").open("wb") as err:
-        process = subprocess.Popen([str(CLEARING), *args], stdout=out, stderr=err, env=env)
+        process = subprocess.Popen([str(CLEARING), *args], stdout=out, stderr=err, env=env,
+                                   preexec_fn=_as_in_a_terminal)  # fmt: skip
     try:
         yield process
     finally:
