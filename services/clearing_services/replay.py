@@ -98,7 +98,6 @@ class _Replayed:
 
     codec: Codec
     batches: dict[str, bytes] = field(default_factory=dict)
-    cycle_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # batch id -> cycle
     last_seq: dict[str, int] = field(default_factory=dict)
     cycles: int = 0
     unreadable: int = 0
@@ -120,7 +119,6 @@ class _Replayed:
             topic = batch_topic(batch["rail_id"])
             self.batches[batch["batch_id"]] = self.codec.encode("SettlementBatch", batch,
                                                                 topic=topic)  # fmt: skip
-            self.cycle_of[batch["batch_id"]] = (currency, outcome.cycle_seq)
 
 
 class _VersionedContexts:
@@ -162,13 +160,10 @@ def replay(
     as read earlier (a test's way to let cycles close between the reads)."""
     if obligations is None:
         obligations = read_topic(bootstrap, OBLIGATIONS_TOPIC, GROUP)
-    emitted: dict[str, list[bytes]] = {}
-    cycle_of: dict[str, tuple[str, int]] = {}
+    emitted: dict[str, list[Record]] = {}
     for rail in sorted(set(rails)):
         for record in read_topic(bootstrap, batch_topic(rail), GROUP):
-            batch_id = (record.key or b"").decode()
-            emitted.setdefault(batch_id, []).append(record.value)
-            cycle_of[batch_id] = _cycle_of_batch(codec, record)
+            emitted.setdefault((record.key or b"").decode(), []).append(record)
     digests = _report_digests(bootstrap, codec)
     contexts = _VersionedContexts(latest, load_versions(bootstrap, codec, GROUP), digests)
     replayed = renet(obligations, codec, contexts)
@@ -178,13 +173,13 @@ def replay(
         copies = emitted.get(batch_id, [])
         if not copies:
             report.not_emitted.append(batch_id)
-        elif batch_id not in replayed.batches:
-            currency, seq = cycle_of[batch_id]
+        elif batch_id not in replayed.batches:  # only these need their cycle decoded
+            currency, seq = _cycle_of_batch(codec, copies[0])
             after = seq > replayed.last_seq.get(currency, 0)
             (report.after_cut if after else report.emitted_only).append(batch_id)
         elif len(copies) > 1:
             report.emitted_twice.append(batch_id)
-        elif copies[0] == replayed.batches[batch_id]:
+        elif copies[0].value == replayed.batches[batch_id]:
             report.identical.append(batch_id)
         else:
             report.different.append(batch_id)

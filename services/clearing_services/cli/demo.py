@@ -118,13 +118,7 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
     if as_json:
         emit_json(summary)
     replay = result.replay
-    err_console.print(
-        f"replay: {replay.cycles} cycles re-netted, {len(replay.identical)} batches identical "
-        f"byte for byte, {len(replay.different)} different, {len(replay.emitted_only)} emitted "
-        f"only, {len(replay.emitted_twice)} emitted twice, {len(replay.not_emitted)} not yet "
-        f"emitted, {len(replay.after_cut)} after the cut ({summary['seconds']} s in all)",
-        soft_wrap=True,
-    )
+    err_console.print(f"{replay.summary()} ({summary['seconds']} s in all)", soft_wrap=True)
     for line in replay.problems():
         err_console.print(f"replay: {line}", markup=False, soft_wrap=True)
     if not replay.ok:
