@@ -14,7 +14,7 @@ carried obligations and remainders) and pickle its outcomes, or compare them
 with a pickle saved earlier (equal values of equal types, or the first difference).
 The last line of stdout is one JSON object.
 ``--impl FILE`` loads another ``cycle.py`` (a copy of the code before a change) in
-place of ``clearing_core.cycle``, for before/after figures in one checkout.
+place of ``clearing_core.cycle.ledger``, for before/after figures in one checkout.
 Run: ``.venv/bin/python bench/close.py [--n N] [--save|--check PATH] [--impl FILE]``.
 """
 
@@ -33,20 +33,20 @@ from typing import Any
 
 import numpy as np
 
-if "--impl" in sys.argv:  # another cycle.py (the code before a change) as clearing_core.cycle
+if "--impl" in sys.argv:  # another ledger.py as clearing_core.cycle.ledger
     import importlib.util
 
     _spec = importlib.util.spec_from_file_location(
-        "clearing_core.cycle", sys.argv[sys.argv.index("--impl") + 1]
+        "clearing_core.cycle.ledger", sys.argv[sys.argv.index("--impl") + 1]
     )
     assert _spec is not None
     assert _spec.loader is not None
-    sys.modules["clearing_core.cycle"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["clearing_core.cycle"])
+    sys.modules["clearing_core.cycle.ledger"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["clearing_core.cycle.ledger"])
 
-from clearing_core.cycle import CurrencyLedger, CycleContext, CycleOutcome, RailInfo
+from clearing_core.cycle.ledger import CurrencyLedger, CycleContext, CycleOutcome, RailInfo
+from clearing_core.cycle.settlement import RailSpec
 from clearing_core.netting import warm_up
-from clearing_core.settlement import RailSpec
 
 T0 = datetime(2026, 11, 24, 9, tzinfo=UTC)
 PARTICIPANTS = 300
@@ -196,16 +196,16 @@ def main() -> None:
         names = participant_names()
         ledger = CurrencyLedger("CNH")
         gc.collect()
-        add_s = time_adds(ledger, args.n, args.seed)
+        add_seconds = time_adds(ledger, args.n, args.seed)
         count = ledger.open_count
         gc.collect()
         t = time.perf_counter()
         outcome = ledger.close({"marker_id": "m"}, T0, context(names))
-        close_s = time.perf_counter() - t
+        close_seconds = time.perf_counter() - t
         result.update(
             n=args.n, open_obligations=count, deferred=len(outcome.carried.obligation_id),
-            add_us_per_obligation=round(add_s / args.n * 1e6, 3),
-            close_ms=round(close_s * 1e3, 1),
+            add_us_per_obligation=round(add_seconds / args.n * 1e6, 3),
+            close_ms=round(close_seconds * 1e3, 1),
         )  # fmt: skip
     print(json.dumps(result))
     if result.get("identical") is False:

@@ -19,8 +19,8 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.schemas import HEADER_BYTES, SchemaCatalog
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import HEADER_BYTES, SchemaCatalog
 
 
 def _records(count: int) -> list[tuple[str, dict[str, Any]]]:

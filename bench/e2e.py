@@ -22,7 +22,7 @@
       largest one each ``--close-every`` events committed by the ingest group,
       and all of them at the end. Rate: events from the first obligation's
       timestamp to the last cycle report's; each worker's RSS is sampled each
-      second. Then an audit from the log (``clearing_services.audit``): every
+      second. Then an audit from the log (``clearing_services.operations.audit``): every
       event accepted once and carried by exactly one logged obligation.
    d. one cycle of ``--big-cycle`` obligations (1M) written straight to
       clearing.obligations and closed by a fresh ``clearing worker netting``
@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -69,22 +68,23 @@ from e2e_support import (
     pid_of,
     preload,
     prepare,
+    stop,
     wait_ready,
 )
 from e2e_warm import jit_seconds, warm_broker
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.schemas import SchemaCatalog
-from clearing_services.audit import coverage
-from clearing_services.ingest_worker import GROUP as INGEST_GROUP
-from clearing_services.kafka_io import consumer_config, read_topic
-from clearing_services.scheduler import marker_record, send_markers
-from clearing_services.settings import load_settings
-from clearing_services.topics import (
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
+from clearing_services.ingest.worker import GROUP as INGEST_GROUP
+from clearing_services.kafka.clients import consumer_config, read_topic
+from clearing_services.kafka.topics import (
     CYCLES_TOPIC,
     EVENT_TOPIC_NAMES,
     OBLIGATIONS_TOPIC,
 )
+from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.operations.audit import coverage
+from clearing_services.settings import load_settings
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -116,16 +116,6 @@ def raw_consume(bootstrap: str, total: int) -> dict[str, float]:
     # The first batch's records arrived before the clock started: not counted.
     return {"raw_consume_per_s": (count - first_batch) / (t_last - t_first),
             "raw_seconds": t_last - t_first}  # fmt: skip
-
-
-def stop(process: subprocess.Popen[Any], timeout_s: float = 60) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def naive_faust(bootstrap: str, tmp: Path, k: int, run: int) -> dict[str, float]:
@@ -231,16 +221,16 @@ def wait_ingested(bootstrap: str, processes: list[subprocess.Popen[Any]], closer
 
 
 def wait_reports(bootstrap: str, codec: SingleObjectCodec, marker_ids: list[str],
-                 timeout_s: float) -> list[tuple[int, dict[str, Any]]]:  # fmt: skip
+                 timeout_seconds: float) -> list[tuple[int, dict[str, Any]]]:  # fmt: skip
     """Every cycle report (with its record timestamp) once the given markers have one."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while True:
         records = read_topic(bootstrap, CYCLES_TOPIC, f"bench-e2e-cycles-{time.time_ns()}")
         reports = [(r.timestamp_ms, codec.decode(r.value).record) for r in records]
         if set(marker_ids) <= {r["marker_id"] for _, r in reports}:
             return reports
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no cycle reports for {marker_ids} in {timeout_s:.0f} s")
+            raise RuntimeError(f"no cycle reports for {marker_ids} in {timeout_seconds:.0f} s")
         time.sleep(0.5)
 
 
@@ -261,7 +251,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     broker = ProcessSampler(broker_pid) if broker_pid is not None else None
     broker_cpu_start = broker.sample() if broker is not None else 0.0
     jit_start = jit_seconds(broker_pid)
-    bench_cpu_s = time.process_time()
+    bench_cpu_seconds = time.process_time()
     profile = (args.profile, args.profile_out) if args.profile else None
     profiler = None
     try:
@@ -269,14 +259,14 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
         t_ingested = time.time()
         log(f"pipeline: ingested; closing {', '.join(currencies)}")
         final = closer.close_all()
-        reports = wait_reports(bootstrap, codec, final, timeout_s=900)
+        reports = wait_reports(bootstrap, codec, final, timeout_seconds=900)
     finally:
         if profiler is not None:
             profiler.wait(timeout=args.profile + 60)
-        cpu_before_stop = [s.cpu_s - s0 for s, s0 in zip(samplers, cpu_start, strict=True)]
-        broker_cpu_s = broker.cpu_s - broker_cpu_start if broker is not None else -1.0
+        cpu_before_stop = [s.cpu_seconds - s0 for s, s0 in zip(samplers, cpu_start, strict=True)]
+        broker_cpu_seconds = broker.cpu_seconds - broker_cpu_start if broker is not None else -1.0
         jit_end = jit_seconds(broker_pid)
-        bench_cpu_s = time.process_time() - bench_cpu_s
+        bench_cpu_seconds = time.process_time() - bench_cpu_seconds
         for process in processes:
             stop(process)
         for sampler in samplers:
@@ -294,11 +284,11 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
         "ingest_s": round(t_ingested - t_first_ms / 1000, 1),
         "final_close_s": round(t_last_ms / 1000 - t_ingested, 1),
         "worker_cpu_s": [round(cpu, 1) for cpu in cpu_before_stop],
-        "broker_cpu_s": round(broker_cpu_s, 1),
+        "broker_cpu_s": round(broker_cpu_seconds, 1),
         "broker_jit_s": None if jit_start is None or jit_end is None else jit_end - jit_start,
-        "bench_cpu_s": round(bench_cpu_s, 1),
+        "bench_cpu_s": round(bench_cpu_seconds, 1),
         "machine_cpu_us_per_event": round(
-            (sum(cpu_before_stop) + broker_cpu_s + bench_cpu_s) / args.events * 1e6, 2
+            (sum(cpu_before_stop) + broker_cpu_seconds + bench_cpu_seconds) / args.events * 1e6, 2
         ),
         "scheduled_closes": sum(r["marker_id"].startswith("sched-") for _, r in reports),
         **audit,
@@ -308,7 +298,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
 def audit_events(bootstrap: str, codec: SingleObjectCodec, events: int) -> dict[str, Any]:
     """Correctness of the run from the log alone: every preloaded event accepted once
     and carried by exactly one obligation on clearing.obligations, whose event count
-    and digest agree with the events that name it (clearing_services.audit)."""
+    and digest agree with the events that name it (clearing_services.operations.audit)."""
     t0 = time.perf_counter()
     covered = coverage(bootstrap, codec)
     carried = sum(

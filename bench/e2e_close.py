@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
+from e2e_support import stop
 
-from clearing_core.codec import SingleObjectCodec
+from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata import ReferenceData
-from clearing_services.kafka_io import produce_all, producer_config, read_topic
-from clearing_services.scheduler import marker_record, send_markers
-from clearing_services.topics import CYCLES_TOPIC, OBLIGATIONS_TOPIC
+from clearing_services.kafka.clients import produce_all, producer_config, read_topic
+from clearing_services.kafka.topics import CYCLES_TOPIC, OBLIGATIONS_TOPIC
+from clearing_services.netting.scheduler import marker_record, send_markers
 
 CHUNK = 100_000
 
@@ -55,15 +56,13 @@ def big_cycle(
             }  # fmt: skip
             items.append((currency.encode(), codec.encode("Obligation", record)))
         produce_all(producer, OBLIGATIONS_TOPIC, items)
-    written_s = time.perf_counter() - t0
+    written_seconds = time.perf_counter() - t0
     marker = marker_record(f"big-{seed}-{currency}", currency, "MANUAL", "bench-e2e", at)
     send_markers(bootstrap, codec, [marker])
     process = worker()
     try:
-        report = _wait_report(bootstrap, codec, marker["marker_id"], timeout_s=600)
+        report = _wait_report(bootstrap, codec, marker["marker_id"], timeout_seconds=600)
     finally:
-        from e2e import stop
-
         stop(process)
     timings = report["timings"]
     return {
@@ -72,21 +71,21 @@ def big_cycle(
         "big_cycle_netting_ms": round(timings["netting_ms"], 1),
         "big_cycle_emit_ms": round(timings["emit_ms"], 1),
         "big_cycle_instructions": report["instruction_count"],
-        "big_cycle_write_s": round(written_s, 1),
+        "big_cycle_write_s": round(written_seconds, 1),
     }
 
 
 def _wait_report(
-    bootstrap: str, codec: SingleObjectCodec, marker_id: str, timeout_s: float
+    bootstrap: str, codec: SingleObjectCodec, marker_id: str, timeout_seconds: float
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         for record in read_topic(bootstrap, CYCLES_TOPIC, f"bench-big-{time.time_ns()}"):
             report = codec.decode(record.value).record
             if report["marker_id"] == marker_id:
                 return dict(report)
         time.sleep(1.0)
-    raise RuntimeError(f"no cycle report for {marker_id} in {timeout_s:.0f} s")
+    raise RuntimeError(f"no cycle report for {marker_id} in {timeout_seconds:.0f} s")
 
 
 def state_dir(tmp: Path) -> Path:

@@ -1,7 +1,7 @@
 """The naive baseline of ``bench/e2e.py``: a straightforward per-event Faust agent.
 
 One agent per event topic; each event is decoded with the project's codec,
-checked and priced by ``clearing_core.ingest.process_batch`` on a one-event
+checked and priced by ``clearing_core.ingest.stage.process_batch`` on a one-event
 list with the per-event path (``fast=False``: decode to a dict, then each rule in
 turn; no de-duplication table), and its obligation is encoded and sent on its
 own with ``await topic.send(...)``. Faust's defaults otherwise (at-least-once,
@@ -20,11 +20,11 @@ from typing import Any
 
 import faust
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.ingest import RawEvent, process_batch
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
+from clearing_core.ingest.stage import RawEvent, process_batch
 from clearing_core.refdata.loader import load_default_refdata
-from clearing_core.schemas import SchemaCatalog
-from clearing_services.topics import EVENT_TOPICS, EventTopic
+from clearing_services.kafka.topics import EVENT_TOPICS, EventTopic
 
 APP_ID = "clearing-bench-naive"
 

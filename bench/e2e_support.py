@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,19 +19,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from clearing_core.codec import Codec
-from clearing_core.generator import EventGenerator
+from clearing_core.encoding.codec import Codec
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.loader import DEFAULT_REFDATA_PATH, parse_refdata, parse_yaml
-from clearing_services.kafka_io import (
+from clearing_core.workload.generator import EventGenerator
+from clearing_services.kafka.clients import (
     admin_client,
     consumer_config,
     produce_all,
     producer_config,
     watermarks,
 )
-from clearing_services.refdata_io import publish_refdata
-from clearing_services.topics import TopicSpec, create_topics, event_topic, load_topic_plan
+from clearing_services.kafka.refdata import publish_refdata
+from clearing_services.kafka.topics import TopicSpec, create_topics, event_topic, load_topic_plan
 
 # The worker's own scheduler closes every currency every ``cycle_seconds`` (30 s in the
 # default); the bench closes cycles itself, so it publishes the default with the
@@ -217,12 +218,12 @@ class IngestProgress:
 class ProcessSampler:
     """Samples a process's VmRSS (and CPU time) every second, in a thread."""
 
-    def __init__(self, pid: int, every_s: float = 1.0) -> None:
+    def __init__(self, pid: int, every_seconds: float = 1.0) -> None:
         self.pid = pid
-        self.every_s = every_s
+        self.every_seconds = every_seconds
         self.rss_mb_max = 0.0
         self.rss_mb = 0.0
-        self.cpu_s = 0.0
+        self.cpu_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -235,7 +236,7 @@ class ProcessSampler:
     def sample(self) -> float:
         """Sample now; the CPU seconds used so far."""
         self._sample()
-        return self.cpu_s
+        return self.cpu_seconds
 
     def _sample(self) -> None:
         try:
@@ -248,12 +249,12 @@ class ProcessSampler:
                 self.rss_mb = int(line.split()[1]) / 1024
                 self.rss_mb_max = max(self.rss_mb_max, self.rss_mb)
         ticks = os.sysconf("SC_CLK_TCK")
-        self.cpu_s = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        self.cpu_seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._sample()
-            self._stop.wait(self.every_s)
+            self._stop.wait(self.every_seconds)
 
     def stop(self) -> None:
         self._sample()
@@ -261,17 +262,19 @@ class ProcessSampler:
         self._thread.join(timeout=5)
 
 
-def wait_ready(process: subprocess.Popen[Any], log_path: Path, timeout_s: float = 300) -> None:
+def wait_ready(
+    process: subprocess.Popen[Any], log_path: Path, timeout_seconds: float = 300
+) -> None:
     """Until the ``worker all`` process has its netting partitions. Why: it starts
     slower (Faust, kernel warm-up); an ingest-only worker started with it would take
     every partition and starve that start on 2 cores, so the run would measure one
     worker and a late netting stage."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while "netting: assigned partitions" not in log_path.read_text(errors="replace"):
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited with {process.returncode}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the worker was not ready in {timeout_s:.0f} s")
+            raise RuntimeError(f"the worker was not ready in {timeout_seconds:.0f} s")
         time.sleep(0.2)
 
 
@@ -297,3 +300,14 @@ def combine(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str
             part[f"{key}_before"], part[f"{key}_after"] = before[key], after[key]
         out.append(part)
     return tuple(out)
+
+
+def stop(process: subprocess.Popen[Any], timeout_seconds: float = 60) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``: a benchmark never leaves a process behind."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

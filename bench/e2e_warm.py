@@ -24,7 +24,7 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
-from clearing_services.kafka_io import (
+from clearing_services.kafka.clients import (
     Record,
     admin_client,
     consumer_config,

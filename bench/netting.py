@@ -153,14 +153,14 @@ def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
             "copy": (3, copy),
         },
     )
-    kernel_s = best["kernel"]
+    kernel_seconds = best["kernel"]
 
     sample = min(m, 200_000)
     lists = [a[:sample].tolist() for a in (debtor, creditor, currency, amount)]
     log(f"pure Python dict loop on {sample:,} obligations, best of 5, scaled")
     gc.disable()  # as timeit does: the collector would only slow the baseline down
     try:
-        python_s = best_of(5, lambda: python_dict_loop(*lists, n, currencies)) * (m / sample)
+        python_seconds = best_of(5, lambda: python_dict_loop(*lists, n, currencies)) * (m / sample)
     finally:
         gc.enable()
     try:
@@ -172,19 +172,19 @@ def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
         "kernel_threads": numba.get_num_threads(),
         "kernel_chunks": chunks,
         "kernel_threading_layer": layer,
-        "kernel_seconds": kernel_s,
-        "kernel_obligations_per_s": m / kernel_s,
+        "kernel_seconds": kernel_seconds,
+        "kernel_obligations_per_s": m / kernel_seconds,
         "kernel_serial_seconds": best["serial"],
         "numpy_add_at_seconds": best["add_at"],
         "python_sample": sample,
-        "python_seconds_scaled": python_s,
+        "python_seconds_scaled": python_seconds,
         "memory_copy_seconds": best["copy"],
         "memory_copy_gb_per_s": nbytes / best["copy"] / 1e9,
-        "kernel_input_gb_per_s": nbytes / kernel_s / 1e9,
-        "vs_numpy_add_at": best["add_at"] / kernel_s,
+        "kernel_input_gb_per_s": nbytes / kernel_seconds / 1e9,
+        "vs_numpy_add_at": best["add_at"] / kernel_seconds,
         "vs_numpy_add_at_serial_kernel": best["add_at"] / best["serial"],
-        "vs_python": python_s / kernel_s,
-        "vs_memory_copy": best["copy"] / kernel_s,
+        "vs_python": python_seconds / kernel_seconds,
+        "vs_memory_copy": best["copy"] / kernel_seconds,
     }
 
 

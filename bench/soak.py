@@ -40,15 +40,16 @@ from e2e_support import (
     prepare,
 )
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.generator import EventGenerator
-from clearing_core.schemas import SchemaCatalog
-from clearing_services.ingest_worker import GROUP as INGEST_GROUP
-from clearing_services.kafka_io import producer_config, read_topic
-from clearing_services.topics import CYCLES_TOPIC, EVENT_TOPIC_NAMES, event_topic
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
+from clearing_core.workload.generator import EventGenerator
+from clearing_services.ingest.worker import GROUP as INGEST_GROUP
+from clearing_services.kafka.clients import producer_config, read_topic
+from clearing_services.kafka.topics import CYCLES_TOPIC, EVENT_TOPIC_NAMES, event_topic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import start_worker, stop
+from e2e import start_worker
+from e2e_support import stop
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,8 +91,8 @@ class Feed:
         self.sent += rate
 
 
-def slope_mb_per_min(samples: list[tuple[float, float]], warmup_s: float) -> float:
-    points = np.array([(t, rss) for t, rss in samples if t >= warmup_s])
+def slope_mb_per_min(samples: list[tuple[float, float]], warmup_seconds: float) -> float:
+    points = np.array([(t, rss) for t, rss in samples if t >= warmup_seconds])
     if len(points) < 2:
         return float("nan")
     return float(np.polyfit(points[:, 0] / 60, points[:, 1], 1)[0])
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "seconds": args.seconds, "rate_per_s": args.rate, "events_sent": feed.sent,
         "events_ingested_at_end": ingested, "cycles": len(reports),
         "obligations_in_cycles": sum(r["obligation_count"] for r in reports),
-        "worker_cpu_s": round(sampler.cpu_s, 1),
+        "worker_cpu_s": round(sampler.cpu_seconds, 1),
         # from the worker's INFO log, every 10 s: (event ids held, RocksDB memory in MB)
         "seen_ids_and_rocksdb_mb": [(int(n), float(mb)) for n, mb in held[5::6]],
     }  # fmt: skip

@@ -10,7 +10,7 @@ set -euo pipefail
 
 # One line per tool: the command the tests run, then the Debian package that has it.
 TOOLS=(
-  "chromium chromium" # tests/test_dashboard.py renders the dashboard headless
+  "chromium chromium" # tests/services/operations/test_dashboard.py renders the dashboard headless
 )
 
 missing=()

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.schemas import SchemaCatalog
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.broker.distribution import BrokerUnavailableError
 from clearing_services.broker.health import wait_until_healthy
 from clearing_services.broker.select import local_broker
@@ -87,7 +87,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of a real, healthy broker shared by the whole session."""
     env = os.environ.get("KAFKA_BOOTSTRAP")
     if env:
-        if wait_until_healthy(env, timeout_s=30) is None:
+        if wait_until_healthy(env, timeout_seconds=30) is None:
             pytest.fail(f"KAFKA_BOOTSTRAP={env} does not answer", pytrace=False)
         yield env
         return

@@ -79,7 +79,10 @@ def sandbox(tmp_path: Path) -> Sandbox:
 
 def test_the_table_has_the_chromium_the_dashboard_test_runs() -> None:
     assert ("chromium", "chromium") in TOOLS
-    assert 'shutil.which("chromium")' in (ROOT / "tests" / "test_dashboard.py").read_text()
+    assert (
+        'shutil.which("chromium")'
+        in (ROOT / "tests/services/operations/test_dashboard.py").read_text()
+    )
 
 
 def test_present_tools_install_nothing(sandbox: Sandbox) -> None:

@@ -17,7 +17,7 @@ CORE = Path(clearing_core.__file__).parent
 
 def test_core_imports_no_streaming_client() -> None:
     modules = sorted(m.name for m in pkgutil.walk_packages([str(CORE)], "clearing_core."))
-    assert "clearing_core.codec" in modules
+    assert "clearing_core.encoding.codec" in modules
     script = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"

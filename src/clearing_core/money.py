@@ -12,13 +12,13 @@ is a configuration error rather than a rounding rule.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
 from clearing_core.errors import ClearingError, InputError
+from clearing_core.jit import kernel
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -26,11 +26,6 @@ DECIMALS_MAX = 18  # 10**18 still fits int64; more could not scale even one unit
 EXPONENT_MAX = 9
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def njit_cached(fn: _F) -> _F:
-    """``numba.njit(cache=True)`` that keeps the function's static type for mypy."""
-    return cast(_F, njit(cache=True)(fn))
 
 
 class MoneyOverflowError(ClearingError):
@@ -85,7 +80,7 @@ def _as_int(value: int) -> int:
     return int(value)
 
 
-@njit_cached
+@kernel
 def _sum_int64(values: NDArray[np.int64]) -> tuple[np.int64, int]:
     """(sum, -1) or (partial sum, index of the first element that overflows)."""
     total = np.int64(0)

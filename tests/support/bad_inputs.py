@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from clearing_core.avro_write import varint as zigzag
-from clearing_core.codec import SingleObjectCodec
+from clearing_core.encoding.avro_write import varint as zigzag
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import HEADER_BYTES, SchemaCatalog
 from clearing_core.refdata import ReferenceData, parse_refdata
-from clearing_core.schemas import HEADER_BYTES, SchemaCatalog
 
 REPO = Path(__file__).resolve().parents[2]
 METER, COMPUTE, PAYMENT = (f"clearing.events.{k}" for k in ("meter", "compute", "payment"))

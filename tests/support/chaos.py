@@ -11,7 +11,7 @@ log, a cycle close must produce its report (no stuck cycle), and the net settled
 position of every participant must equal the ground truth exactly.
 
 ``python -m tests.support.chaos`` (``make chaos``) runs the long version and prints
-one JSON object as its last line; tests/test_chaos.py runs a short one.
+one JSON object as its last line; tests/services/runtime/test_chaos.py runs a short one.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.generator import EventGenerator, GeneratedEvent
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.refdata import ReferenceData, load_refdata
-from clearing_core.schemas import SchemaCatalog
-from clearing_services.audit import coverage
-from clearing_services.kafka_io import read_topic
-from clearing_services.replay import replay
-from clearing_services.scheduler import marker_record, send_markers
+from clearing_core.workload.generator import EventGenerator, GeneratedEvent
+from clearing_services.kafka.clients import read_topic
+from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.operations.audit import coverage
+from clearing_services.operations.replay import replay
 from tests.support.chaos_truth import (
     Truth,
     receivable_minor,
@@ -61,7 +61,7 @@ class ChaosPlan:
     pauses: int = 1
     workers: int = 2
     seed: int = 7
-    pause_s: float = SESSION_TIMEOUT_S + 6.0
+    pause_seconds: float = SESSION_TIMEOUT_S + 6.0
 
     def faults(self, rng: random.Random) -> list[list[str]]:
         """The faults of each round: spread evenly, order shuffled."""
@@ -211,7 +211,7 @@ class ChaosRun:
             self.fleet.kill(slot)
             self.result.kills += 1
         elif fault == "pause":
-            self.fleet.pause(slot, self.plan.pause_s)
+            self.fleet.pause(slot, self.plan.pause_seconds)
             self.result.rebalances += 1
         else:
             self.restart_broker()

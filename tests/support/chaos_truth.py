@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from clearing_core.codec import Codec
-from clearing_core.generator import GeneratedEvent
-from clearing_core.ingest import RawEvent, process_batch
+from clearing_core.encoding.codec import Codec
+from clearing_core.ingest.stage import RawEvent, process_batch
+from clearing_core.ingest.validate import DEFAULT_LIMITS
 from clearing_core.refdata import ReferenceData
-from clearing_core.validation import DEFAULT_LIMITS
-from clearing_services.kafka_io import read_topic
-from clearing_services.topics import EVENT_TOPICS, batch_topic, event_topic
+from clearing_core.workload.generator import GeneratedEvent
+from clearing_services.kafka.clients import read_topic
+from clearing_services.kafka.topics import EVENT_TOPICS, batch_topic, event_topic
 
 PRICE_SCALE = 1_000_000
 CLEARING_HOUSE = "CLEARING_HOUSE"

@@ -9,8 +9,8 @@ import os
 
 import faust
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_core.schemas import SchemaCatalog
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
 
 BOOTSTRAP = os.environ["ECHO_BOOTSTRAP"]
 codec = SingleObjectCodec(SchemaCatalog.load())

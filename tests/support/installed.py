@@ -20,11 +20,11 @@ class Run:
     seconds: float
 
 
-def clearing(*args: str, env: dict[str, str], timeout_s: float = 180) -> Run:
+def clearing(*args: str, env: dict[str, str], timeout_seconds: float = 180) -> Run:
     """Run ``clearing ARGS`` to its end; ``seconds`` is its wall time."""
     t0 = time.monotonic()
     done = subprocess.run(
-        [str(CLEARING), *args], capture_output=True, text=True, env=env, timeout=timeout_s,
+        [str(CLEARING), *args], capture_output=True, text=True, env=env, timeout=timeout_seconds,
         check=False,
     )  # fmt: skip
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - t0)

@@ -14,9 +14,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from clearing_core.codec import SingleObjectCodec
-from clearing_services.kafka_io import produce_all, producer_config, read_topic
-from clearing_services.topics import batch_topic, event_topic
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_services.kafka.clients import produce_all, producer_config, read_topic
+from clearing_services.kafka.topics import batch_topic, event_topic
 from tests.conftest import free_port
 from tests.support.installed import CLEARING as INSTALLED
 
@@ -159,10 +159,14 @@ def decoded(
 
 
 def wait_for_reports(
-    bootstrap: str, codec: SingleObjectCodec, currency: str, count: int, timeout_s: float = 120.0
+    bootstrap: str,
+    codec: SingleObjectCodec,
+    currency: str,
+    count: int,
+    timeout_seconds: float = 120.0,
 ) -> list[dict[str, Any]]:
     """The cycle reports of a currency, once there are at least ``count``."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while True:
         reports = [
             r

@@ -25,10 +25,10 @@ class ClusterInfo:
     topic_count: int
 
 
-def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+def port_open(host: str, port: int, timeout_seconds: float = 0.5) -> bool:
     """Whether something accepts TCP connections on host:port."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
+        with socket.create_connection((host, port), timeout=timeout_seconds):
             return True
     except OSError:
         return False
@@ -43,20 +43,20 @@ def _split(bootstrap: str) -> tuple[str, int]:
 
 
 def probe(
-    bootstrap: str, timeout_s: float = 3.0, security: Mapping[str, str] | None = None
+    bootstrap: str, timeout_seconds: float = 3.0, security: Mapping[str, str] | None = None
 ) -> ClusterInfo | None:
     """Metadata from the cluster, or None when it does not answer in time.
 
     ``security``: librdkafka properties of an authenticated connection (SASL_SSL);
     a secure broker answers nothing without them."""
     host, port = _split(bootstrap)
-    if not port_open(host, port, timeout_s=min(timeout_s, 1.0)):
+    if not port_open(host, port, timeout_seconds=min(timeout_seconds, 1.0)):
         return None
     config: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, "log_level": 0}
     config.update(security or {})
     admin = AdminClient(config, logger=_SILENT)
     try:
-        metadata = admin.list_topics(timeout=timeout_s)
+        metadata = admin.list_topics(timeout=timeout_seconds)
     except Exception:  # KafkaException on timeout or transport failure
         return None
     if not metadata.brokers:
@@ -71,18 +71,18 @@ def probe(
 
 def wait_until_healthy(
     bootstrap: str,
-    timeout_s: float,
-    poll_s: float = 0.25,
+    timeout_seconds: float,
+    poll_seconds: float = 0.25,
     security: Mapping[str, str] | None = None,
     gone: Callable[[], bool] | None = None,
 ) -> ClusterInfo | None:
     """Poll ``probe`` until it answers or the time is up. ``gone``: whether the process
     that was to answer has exited; then no answer will come, and waiting out the rest
     of ``timeout_s`` (90 s for a broker whose port was taken) only delays the error."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_seconds
     while True:
         left = min(2.0, max(0.1, deadline - time.monotonic()))
-        info = probe(bootstrap, timeout_s=left, security=security)
+        info = probe(bootstrap, timeout_seconds=left, security=security)
         if info is not None or time.monotonic() >= deadline or (gone is not None and gone()):
             return info
-        time.sleep(poll_s)
+        time.sleep(poll_seconds)

@@ -191,7 +191,7 @@ class LocalBroker:
             return admin_client_properties(self.config.home)
         return {}
 
-    def status(self, timeout_s: float = 3.0) -> BrokerStatus:
+    def status(self, timeout_seconds: float = 3.0) -> BrokerStatus:
         """The truth: our process alive and answering metadata, or not."""
         pid = self._recorded_pid()
         if pid is None:
@@ -199,7 +199,11 @@ class LocalBroker:
             if port_open(self.config.host, self.config.port):
                 detail = f"port {self.config.port} is answered by a process this home did not start"
             return self._status("stopped", None, detail=detail)
-        info = probe(self.config.bootstrap, timeout_s=timeout_s, security=self.client_properties())
+        info = probe(
+            self.config.bootstrap,
+            timeout_seconds=timeout_seconds,
+            security=self.client_properties(),
+        )
         if info is None:
             return self._status("unhealthy", pid, detail="process alive but no metadata response")
         return replace(self._status("running", pid), cluster=info)
@@ -242,7 +246,7 @@ class LocalBroker:
             flags.insert(0, f"-Dlog4j2.configurationFile={self.config.log4j_config}")
         return flags
 
-    def start(self, timeout_s: float = START_SECONDS_MAX) -> tuple[BrokerStatus, bool]:
+    def start(self, timeout_seconds: float = START_SECONDS_MAX) -> tuple[BrokerStatus, bool]:
         """Start unless already running; return the status and whether it was started."""
         current = self.status()
         if current.running:
@@ -282,7 +286,7 @@ class LocalBroker:
             json.dumps({"pid": process.pid, "bootstrap": self.config.bootstrap}) + "\n"
         )
         info = wait_until_healthy(
-            self.config.bootstrap, timeout_s, security=self.client_properties(),
+            self.config.bootstrap, timeout_seconds, security=self.client_properties(),
             gone=lambda: process.poll() is not None,
         )  # fmt: skip
         if info is None:
@@ -291,7 +295,7 @@ class LocalBroker:
             why = (
                 f"exited with {exited}"
                 if exited is not None
-                else f"not healthy in {timeout_s:.0f} s"
+                else f"not healthy in {timeout_seconds:.0f} s"
             )
             raise BrokerUnavailableError(f"the local broker {why}; see {self.log_dir}/stdout.log")
         return replace(self._status("running", process.pid), cluster=info), True
@@ -322,14 +326,14 @@ class LocalBroker:
         write_credentials(home, self.config.bootstrap, password)  # first: a retry reuses it
         self._format_storage(properties_file, scram=scram_format_argument(password))
 
-    def stop(self, timeout_s: float = STOP_SECONDS_MAX) -> bool:
+    def stop(self, timeout_seconds: float = STOP_SECONDS_MAX) -> bool:
         """Controlled shutdown (SIGTERM), then SIGKILL; True if a broker was running."""
         pid = self._recorded_pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
         _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_seconds
         while self._running(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if self._running(pid):

@@ -47,12 +47,12 @@ def local_broker(
     return LocalBroker(config, distribution(settings))
 
 
-def ensure_broker(settings: Settings, timeout_s: float = 60.0) -> tuple[ClusterInfo, bool]:
+def ensure_broker(settings: Settings, timeout_seconds: float = 60.0) -> tuple[ClusterInfo, bool]:
     """A reachable broker, starting the local one if needed; (info, started_here)."""
     if settings.bootstrap_servers:
         info = wait_until_healthy(
             settings.bootstrap_servers,
-            timeout_s=timeout_s,
+            timeout_seconds=timeout_seconds,
             security=settings.kafka_security.librdkafka(),
         )
         if info is None:
@@ -60,6 +60,6 @@ def ensure_broker(settings: Settings, timeout_s: float = 60.0) -> tuple[ClusterI
                 f"KAFKA_BOOTSTRAP={settings.bootstrap_servers} does not answer metadata requests"
             )
         return info, False
-    status, started = local_broker(settings).start(timeout_s=timeout_s)
+    status, started = local_broker(settings).start(timeout_seconds=timeout_seconds)
     assert status.cluster is not None
     return status.cluster, started

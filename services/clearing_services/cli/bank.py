@@ -23,9 +23,11 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from rich.table import Table
 
-from clearing_core.codec import Codec, CodecError
+from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.jsonrecord import from_json, to_json
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import ClearingError, InputError
-from clearing_core.exports import (
+from clearing_core.exports.documents import (
     CLEARING_HOUSE,
     ExportError,
     Identity,
@@ -34,8 +36,6 @@ from clearing_core.exports import (
     rail_of_batch_id,
     token_batch,
 )
-from clearing_core.jsonrecord import from_json, to_json
-from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -45,9 +45,7 @@ from clearing_services.cli.common import (
     out_console,
     settings,
 )
-from clearing_services.codecs import codec_for
-from clearing_services.event_files import read_rows
-from clearing_services.kafka_io import (
+from clearing_services.kafka.clients import (
     Record,
     client_security,
     consumer_config,
@@ -56,8 +54,10 @@ from clearing_services.kafka_io import (
     read_topic,
     watermarks,
 )
-from clearing_services.refdata_io import NoReferenceDataError, load_refdata_from_topics
-from clearing_services.topics import ACKS_TOPIC, batch_topic
+from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.refdata import NoReferenceDataError, load_refdata_from_topics
+from clearing_services.kafka.topics import ACKS_TOPIC, batch_topic
+from clearing_services.sources.event_files import read_rows
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -112,7 +112,7 @@ def _order(batch: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _topic_exists(bootstrap: str, topic: str) -> bool:
-    from clearing_services.kafka_io import admin_client
+    from clearing_services.kafka.clients import admin_client
 
     return topic in admin_client(bootstrap).list_topics(timeout=10).topics
 

@@ -23,8 +23,8 @@ from clearing_services.cli.common import (
     out_console,
     settings,
 )
-from clearing_services.kafka_io import admin_client
-from clearing_services.topics import create_topics, load_topic_plan
+from clearing_services.kafka.clients import admin_client
+from clearing_services.kafka.topics import create_topics, load_topic_plan
 
 EXIT_STOPPED = 3  # as LSB init scripts: "program is not running"
 EXIT_UNHEALTHY = 1

@@ -12,8 +12,8 @@ import click
 import orjson
 from rich.console import Console
 
-from clearing_services.kafka_io import show_rdkafka_logs
-from clearing_services.reachability import require_broker
+from clearing_services.kafka.clients import show_rdkafka_logs
+from clearing_services.kafka.reachability import require_broker
 from clearing_services.settings import Settings, load_settings
 
 P = ParamSpec("P")

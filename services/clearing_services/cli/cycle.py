@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import click
 
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import InputError
-from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -18,8 +18,8 @@ from clearing_services.cli.common import (
     needs_broker,
 )
 from clearing_services.cli.common import settings as current_settings
-from clearing_services.codecs import codec_for
-from clearing_services.scheduler import marker_record, send_markers
+from clearing_services.kafka.codecs import codec_for
+from clearing_services.netting.scheduler import marker_record, send_markers
 
 CURRENCY_CODE_LENGTH = 3
 

@@ -6,7 +6,7 @@ import click
 
 from clearing_services.cli.common import bootstrap_option, err_console, needs_broker
 from clearing_services.cli.common import settings as current_settings
-from clearing_services.dashboard import DEFAULT_PORT, SAMPLE_INTERVAL_S, serve
+from clearing_services.operations.dashboard import DEFAULT_PORT, SAMPLE_INTERVAL_S, serve
 
 
 @click.command("dashboard")
@@ -27,4 +27,4 @@ def dashboard(port: int, host: str, interval: float, bootstrap: str | None) -> N
     """
     settings = current_settings()
     err_console.print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve(settings, host=host, port=port, bootstrap=bootstrap, interval_s=interval)
+    serve(settings, host=host, port=port, bootstrap=bootstrap, interval_seconds=interval)

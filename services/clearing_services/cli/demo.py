@@ -7,12 +7,16 @@ from typing import Any
 
 import click
 
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.refdata import load_default_refdata
-from clearing_core.schemas import SchemaCatalog
 from clearing_services.broker.select import ensure_broker, local_broker
 from clearing_services.cli.common import emit_json, err_console, json_option, settings
-from clearing_services.codecs import codec_for
-from clearing_services.demo import (
+from clearing_services.ingest.worker import GROUP as INGEST_GROUP
+from clearing_services.kafka.clients import group_lag
+from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.reachability import require_broker
+from clearing_services.kafka.topics import EVENT_TOPIC_NAMES
+from clearing_services.operations.demo import (
     DemoPlan,
     prepare,
     run_rounds,
@@ -20,10 +24,6 @@ from clearing_services.demo import (
     stop_worker,
     wait_for_worker,
 )
-from clearing_services.ingest_worker import GROUP as INGEST_GROUP
-from clearing_services.kafka_io import group_lag
-from clearing_services.reachability import require_broker
-from clearing_services.topics import EVENT_TOPIC_NAMES
 
 
 def _money(minor: int) -> str:

@@ -15,7 +15,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clearing_core.errors import InputError
-from clearing_core.identity import load_private_key, private_key_pem, public_key_raw
+from clearing_core.ingest.identify import load_private_key, private_key_pem, public_key_raw
 from clearing_core.refdata.codes import ID_PATTERN
 from clearing_services.cli.common import emit_json, err_console, json_option, out_console
 

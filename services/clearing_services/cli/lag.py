@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from clearing_core.lag import OK, WARN, GroupReport, report_json
+from clearing_core.operations.lag import OK, WARN, GroupReport, report_json
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -24,7 +24,7 @@ from clearing_services.cli.common import (
     out_console,
 )
 from clearing_services.cli.common import settings as current_settings
-from clearing_services.lag import LagMonitor, sample_window
+from clearing_services.operations.lag import LagMonitor, sample_window
 
 SAMPLES_MAX = 20
 INTERVAL_MIN_S, INTERVAL_MAX_S = 0.1, 60.0

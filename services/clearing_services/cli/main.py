@@ -26,7 +26,7 @@ from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
 from clearing_services.cli.security import security
 from clearing_services.cli.worker import refdata, replay, worker
-from clearing_services.kafka_io import use_security
+from clearing_services.kafka.clients import use_security
 from clearing_services.settings import tune_process_environment
 
 

@@ -11,12 +11,12 @@ import click
 from confluent_kafka import KafkaError, Message, Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from clearing_core.codec import Codec
+from clearing_core.encoding.codec import Codec
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import InputError
-from clearing_core.generator import EventGenerator, GeneratedEvent
-from clearing_core.identity import load_private_key, sign_event
+from clearing_core.ingest.identify import load_private_key, sign_event
 from clearing_core.refdata.codes import ID_PATTERN
-from clearing_core.schemas import SchemaCatalog
+from clearing_core.workload.generator import EventGenerator, GeneratedEvent
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -25,16 +25,16 @@ from clearing_services.cli.common import (
     needs_broker,
     settings,
 )
-from clearing_services.codecs import codec_for
-from clearing_services.event_files import EncodedEvent, encode_event_file
-from clearing_services.kafka_io import (
+from clearing_services.kafka.clients import (
     FLUSH_SECONDS_MAX,
     DeliveryError,
     produce_all,
     producer_config,
 )
-from clearing_services.refdata_io import load_refdata_from_topics
-from clearing_services.topics import event_topic
+from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.refdata import load_refdata_from_topics
+from clearing_services.kafka.topics import event_topic
+from clearing_services.sources.event_files import EncodedEvent, encode_event_file
 
 GENERATE_MAX = 50_000_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from clearing_core.schemas import SchemaCatalog
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.cli.common import emit_json, json_option, out_console
 
 

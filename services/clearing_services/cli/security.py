@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.refdata import ReferenceData, load_refdata
-from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -18,10 +18,10 @@ from clearing_services.cli.common import (
     out_console,
     settings,
 )
-from clearing_services.codecs import codec_for
-from clearing_services.kafka_io import admin_client, client_security
-from clearing_services.refdata_io import load_refdata_from_topics
-from clearing_services.security import plan, provision
+from clearing_services.kafka.clients import admin_client, client_security
+from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.refdata import load_refdata_from_topics
+from clearing_services.kafka.security import plan, provision
 
 
 @click.group()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.refdata import load_default_refdata, load_refdata
-from clearing_core.schemas import SchemaCatalog
 from clearing_services.cli.common import (
     LOG_LEVELS,
     bootstrap_option,
@@ -18,12 +18,12 @@ from clearing_services.cli.common import (
     needs_broker,
     settings,
 )
-from clearing_services.codecs import codec_for
-from clearing_services.kafka_io import admin_client
-from clearing_services.refdata_io import load_refdata_from_topics, publish_refdata
-from clearing_services.replay import replay as run_replay
-from clearing_services.topics import create_topics, load_topic_plan
-from clearing_services.worker import ROLES, run_worker
+from clearing_services.kafka.clients import admin_client
+from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.refdata import load_refdata_from_topics, publish_refdata
+from clearing_services.kafka.topics import create_topics, load_topic_plan
+from clearing_services.operations.replay import replay as run_replay
+from clearing_services.runtime.worker import ROLES, run_worker
 
 
 def _worker_log_level(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:

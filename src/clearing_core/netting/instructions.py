@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clearing_core.errors import InputError
-from clearing_core.netting._jit import I64, kernel
+from clearing_core.jit import I64, kernel
 from clearing_core.netting.types import (
     PARTICIPANTS_MAX,
     Instructions,

@@ -23,10 +23,10 @@ from typing import Any, TypeVar, cast
 import numba
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
+from numba import prange
 from numba.np.ufunc import parallel as numba_parallel
 
-from clearing_core.netting._jit import I64, IntArray, Mask, kernel
+from clearing_core.jit import I64, IntArray, Mask, kernel, parallel_kernel
 
 OK = 0
 BAD_DEBTOR = 1
@@ -66,11 +66,6 @@ _threading_layer = cast(Callable[[], str], numba_parallel.threading_layer)
 # The process entry points set OMP_WAIT_POLICY=PASSIVE for that reason
 # (clearing_services.settings.tune_process_environment): a library must not
 # change its process's environment.
-
-
-def _parallel_kernel(fn: F) -> F:
-    """``njit(parallel=True, cache=True)``, never fastmath, typed for mypy."""
-    return cast(F, njit(parallel=True, cache=True)(fn))
 
 
 @kernel
@@ -217,7 +212,7 @@ def _net_positions_serial(
     )
 
 
-@_parallel_kernel
+@parallel_kernel
 def _net_positions_parallel(
     debtor: IntArray,
     creditor: IntArray,

@@ -27,7 +27,7 @@ from typing import Final
 
 import numpy as np
 
-from clearing_core.netting._jit import I64, IntArray, Mask, kernel
+from clearing_core.jit import I64, IntArray, Mask, kernel
 
 CASCADE_SCAN: Final = 32
 MOVE_TRIES: Final = 64

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearing_core.netting._jit import I64, IntArray, Mask, kernel
+from clearing_core.jit import I64, IntArray, Mask, kernel
 from clearing_core.netting.liquidity_kernels import (
     ABOUT_EQUAL,
     CHAIN_BRANCH,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearing_core.netting._jit import I64, kernel
+from clearing_core.jit import I64, kernel
 from clearing_core.netting.liquidity_kernels import (
     CASCADE_SCAN,
     MOVE_TRIES,

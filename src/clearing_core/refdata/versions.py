@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from clearing_core.codec import Codec, CodecError
+from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.refdata.checks import RefdataError
 from clearing_core.refdata.models import POLICY_KEY, SECTIONS, RefdataPolicy
 from clearing_core.refdata.snapshot import ReferenceData

@@ -1,0 +1,372 @@
+"""The ingest stage: a transactional consume-check-price-produce loop on the three
+event topics.
+
+Why a confluent-kafka batch loop and not a Faust agent: Faust builds an event,
+a future and an acknowledgement per record, and its per-record machinery was
+73% of an ingest worker's time, capping it near a naive per-event agent's
+rate (docs/performance.md). Here one ``consume()`` takes up to
+``CLEARING_INGEST_BATCH_MAX`` records (20,000), the pure core checks and prices them, the
+obligations of the whole batch are pre-aggregated, and the obligations, the
+dead letters, the de-duplication state (``SeenEvents``) and the consumer
+offsets are written in one Kafka transaction (exactly-once, with zombie
+fencing through the consumer group's metadata, KIP-447). A crash before the
+commit leaves nothing visible; the next owner re-reads the same records.
+
+Error policy: a bad record becomes a dead-letter record with its reason; any
+other error ends the process (``failure.fatal``) with nothing committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from clearing_core.encoding.avro_rows import plan_of
+from clearing_core.encoding.avro_write import encode_columns
+from clearing_core.encoding.codec import Codec, SingleObjectCodec
+from clearing_core.errors import ClearingError
+from clearing_core.ingest.aggregate import Aggregation, aggregate_columns
+from clearing_core.ingest.fast_lane import FastLane
+from clearing_core.ingest.stage import IngestResult, RawEvent, process_batch
+from clearing_core.ingest.validate import DEFAULT_LIMITS, ValidationLimits
+from clearing_core.refdata import ReferenceData
+from clearing_core.workload.generator import EventGenerator
+from clearing_services.ingest.seen_store import SeenStore, seen_column_values, seen_topic
+from clearing_services.kafka.clients import (
+    READ_SECONDS_MAX,
+    consumer_config,
+    produce_one,
+    producer_config,
+    read_partition,
+    records_of,
+    send_offsets,
+)
+from clearing_services.kafka.topics import (
+    DLQ_TOPIC,
+    EVENT_TOPIC_NAMES,
+    EVENT_TOPICS,
+    OBLIGATIONS_TOPIC,
+)
+from clearing_services.runtime.failure import deadline
+from clearing_services.runtime.metrics import Metrics, StageTiming
+from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX
+
+GROUP = "clearing-ingest"
+CONSUME_BATCH_MAX = DEFAULT_INGEST_BATCH_MAX
+CONSUME_WAIT_S = 0.25
+TRANSACTION_SECONDS_MAX = 60.0
+RESTORE_SECONDS_MAX = READ_SECONDS_MAX  # waits out a transaction a dead owner left open
+SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
+REHEARSAL_EVENTS = 32  # of each event type, in the throwaway batch a worker prepares at start
+Send = tuple[str, bytes | None, bytes, int]  # topic, key, value, partition (-1: by key)
+_TIMESTAMP, _TOPIC_PARTITION = itemgetter(5), itemgetter(0, 1)  # of a RawEvent
+_log = logging.getLogger("clearing.ingest")
+
+
+@dataclass
+class BatchOutput:
+    """What one consumed batch turns into, before it is written."""
+
+    sends: list[Send] = field(default_factory=list)
+    offsets: list[TopicPartition] = field(default_factory=list)
+    firsts: list[TopicPartition] = field(default_factory=list)  # the batch's first offsets
+    # per partition: the seen entries accepted, and the newest event time among them
+    accepted: dict[tuple[str, int], tuple[dict[str, str], int]] = field(default_factory=dict)
+    events_per_topic: dict[str, int] = field(default_factory=dict)
+    newest_ms: int = 0  # the newest log time in the batch
+    obligations_in: int = 0  # before pre-aggregation
+    obligations_out: int = 0
+    rejects: dict[str, int] = field(default_factory=dict)
+    redelivered: int = 0  # records accepted before, read again after offsets moved back
+
+
+class IngestWorker:
+    """Owns a consumer in the ingest group and a transactional producer."""
+
+    def __init__(
+        self, bootstrap: str, codec: Codec, refdata: Callable[[], ReferenceData],
+        worker_id: str, metrics: Metrics | None = None,
+        limits: ValidationLimits = DEFAULT_LIMITS, seen_dir: Path | None = None,
+        batch_max: int = CONSUME_BATCH_MAX,
+    ) -> None:  # fmt: skip
+        self.bootstrap = bootstrap
+        self.codec = codec
+        self.refdata = refdata
+        self.metrics = metrics or Metrics()
+        self.limits = limits
+        self.batch_max = batch_max
+        self.seen = SeenStore(seen_dir, limits.max_age_ms)  # on disk when given a folder
+        self._swept_ms = 0
+        self.timing = StageTiming(_log)
+        self.lane = FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
+        self._obligation_plan = plan_of(codec, "Obligation")
+        self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
+        overrides: dict[str, str | int | float | bool] = {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10_000,  # a killed worker's partitions move on in seconds
+            "heartbeat.interval.ms": 3_000,
+        }
+        self.consumer = Consumer(consumer_config(bootstrap, GROUP, **overrides))
+        transactional: dict[str, str | int | float | bool] = {
+            "transactional.id": f"clearing-ingest-{worker_id}",
+            "queue.buffering.max.messages": 4 * batch_max,
+        }
+        self.producer = Producer(producer_config(bootstrap, **transactional))
+        self.producer.init_transactions(TRANSACTION_SECONDS_MAX)
+
+    def owned(self) -> list[tuple[str, int]]:
+        """The event partitions this worker owns now (for the stall watchdog); none
+        once the consumer is closed (the loop has ended, so nothing can stall)."""
+        try:
+            assignment = self.consumer.assignment()
+        except RuntimeError:  # "Consumer closed": the process is stopping
+            return []
+        return sorted((tp.topic, tp.partition) for tp in assignment)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Read each new partition's de-duplication state back before taking events.
+        The committed offsets are asked first: that waits for any transaction a
+        previous owner left open, so the seen topic is complete when it is read."""
+        consumer.committed(partitions, timeout=RESTORE_SECONDS_MAX)
+        for tp in partitions:
+            topic = seen_topic(tp.topic)
+            records = read_partition(self.bootstrap, topic, tp.partition, RESTORE_SECONDS_MAX)
+            decoded = [self.codec.decode(r.value, topic=topic) for r in records]
+            if any(d.name != "SeenEvents" for d in decoded):
+                raise ClearingError(f"{topic}[{tp.partition}] holds a record not SeenEvents")
+            count = self.seen.assign((tp.topic, tp.partition), (d.record for d in decoded))
+            _log.info("ingest: took %s[%d] with %d event ids", tp.topic, tp.partition, count)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.seen.revoke((tp.topic, tp.partition))
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; any unexpected error is raised to the caller,
+        which must end the process (nothing past the last transaction was committed)."""
+        self.consumer.subscribe(
+            list(EVENT_TOPIC_NAMES), on_assign=self._on_assign,
+            on_revoke=self._on_revoke, on_lost=self._on_revoke,
+        )  # fmt: skip
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                messages = self.consumer.consume(self.batch_max, timeout=CONSUME_WAIT_S)
+                self.timing.add("consume", time.perf_counter() - t0, len(messages))
+                if messages:
+                    self.handle(messages)
+                if self.timing.maybe_log():
+                    _log.info("ingest: %d event ids held, RocksDB memory %.1f MB", len(self.seen),
+                              self.seen.disk_memory_bytes() / 1e6)  # fmt: skip
+        finally:
+            self.consumer.close()
+            self.seen.close()
+
+    def handle(self, messages: list[Message]) -> None:
+        """Turn one consumed batch into its outputs and commit them with the offsets."""
+        t0 = time.perf_counter()
+        output = self.prepare(_by_partition(messages))
+        t1 = time.perf_counter()
+        try:
+            with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
+                self._transact(output)
+        except KafkaException as exc:
+            if not _abortable(exc):
+                raise
+            self._rewind(output.firsts, exc)
+            return
+        self.timing.add("prepare", t1 - t0, len(messages))
+        self.timing.add("commit", time.perf_counter() - t1, len(output.sends))
+        for tp, (updates, newest_ms) in output.accepted.items():
+            self.seen.add(tp, updates, newest_ms)
+        if output.newest_ms - self._swept_ms > SWEEP_EVERY_MS:
+            self._swept_ms = output.newest_ms
+            self.seen.forget_before(output.newest_ms - self.limits.max_age_ms)
+        self._count(output)
+
+    def rehearse(self, now_ms: int) -> BatchOutput:
+        """Prepare a throwaway batch of generated valid events of each type the reference
+        data can make, against an empty seen state; nothing is written or kept. Why: a
+        process's first batch loads every kernel of the lane, the aggregation and the
+        writers from Numba's cache (0.6 s measured; seconds with a cold cache). A
+        worker rehearses at start, as the netting stage rehearses a close, so that no
+        real batch waits for it."""
+        started = time.perf_counter()
+        groups = rehearsal_events(self.refdata(), self.codec, now_ms, REHEARSAL_EVENTS)
+        output = self.prepare(groups, seen_of=lambda tp: {})
+        count = sum(map(len, groups.values()))
+        ms = 1000 * (time.perf_counter() - started)
+        _log.info("ingest: rehearsed a batch of %d events in %.0f ms", count, ms)
+        return output
+
+    def prepare(
+        self, groups: dict[tuple[str, int], list[RawEvent]],
+        seen_of: Callable[[tuple[str, int]], Mapping[str, str]] | None = None,
+    ) -> BatchOutput:  # fmt: skip
+        """Check and price every partition's events, pre-aggregate the obligations of
+        the whole batch, and lay out the records of the transaction (``seen_of``: the
+        accepted ids of a partition, the store's by default)."""
+        refdata = self.refdata()
+        seen_of = seen_of or self.seen.of
+        output, results = BatchOutput(), []
+        for (topic, partition), raw in groups.items():
+            result = process_batch(
+                raw, codec=self.codec, refdata=refdata, expected_type=self.expected,
+                seen=seen_of((topic, partition)), limits=self.limits, keys_must_match=True,
+                lane=self.lane,
+            )  # fmt: skip
+            results.append(((topic, partition), result))
+            output.redelivered += len(result.redelivered)
+            output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
+            output.newest_ms = max(output.newest_ms, max(map(_TIMESTAMP, raw)))
+            output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
+            output.firsts.append(TopicPartition(topic, partition, raw[0].offset))
+        aggregated = aggregate_columns([r.accepted for _, r in results])
+        output.obligations_in = len(aggregated.carriers)
+        output.obligations_out = len(aggregated.keys)
+        values = self._encode_obligations(aggregated)
+        for key, value in zip(aggregated.keys, values, strict=True):
+            output.sends.append((OBLIGATIONS_TOPIC, key[0].encode(), value, -1))
+        at = 0
+        for tp, result in results:
+            self._rejections(result, output)
+            count = len(result.accepted)
+            _accepted(tp, result, aggregated.carriers[at : at + count], output, self.codec)
+            at += count
+        return output
+
+    def _encode_obligations(self, aggregated: Aggregation) -> list[bytes]:
+        """Written from the aggregation's columns where the codec is the single-object
+        one and the schema is the layout they fill (byte for byte fastavro's, a
+        fraction of its time); else record by record by the codec."""
+        plan = self._obligation_plan
+        written = encode_columns(plan, aggregated.columns()) if plan is not None else None
+        if written is not None:
+            return written
+        return [self.codec.encode("Obligation", record, topic=OBLIGATIONS_TOPIC)
+                for _, record in aggregated.records]  # fmt: skip
+
+    def _rejections(self, result: IngestResult, output: BatchOutput) -> None:
+        for rejected in result.rejections:
+            value = self.codec.encode("Rejected", rejected, topic=DLQ_TOPIC)
+            output.sends.append((DLQ_TOPIC, rejected["source_topic"].encode(), value, -1))
+            code = str(rejected["reason_code"])
+            output.rejects[code] = output.rejects.get(code, 0) + 1
+
+    def _transact(self, output: BatchOutput) -> None:
+        producer = self.producer
+        producer.begin_transaction()
+        try:
+            for topic, key, value, partition in output.sends:
+                produce_one(producer, topic, key, value, partition)
+            send_offsets(producer, output.offsets, self.consumer, "an ingest transaction's offsets")
+            producer.commit_transaction(TRANSACTION_SECONDS_MAX)
+        except KafkaException:
+            producer.abort_transaction(TRANSACTION_SECONDS_MAX)
+            raise
+
+    def _rewind(self, batch: list[TopicPartition], exc: KafkaException) -> None:
+        """After an aborted transaction, read the batch again where this worker still
+        owns its partitions: nothing of it was written, its offsets included. A
+        partition the rebalance took is the new owner's, from the committed offset."""
+        self.metrics.aborted.labels("ingest").inc()
+        _log.warning("ingest: transaction aborted (%s); the batch is read again", exc)
+        owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        for tp in batch:
+            if (tp.topic, tp.partition) in owned:
+                self.consumer.seek(tp)  # an error here ends the process: nothing is skipped
+
+    def _count(self, output: BatchOutput) -> None:
+        metrics = self.metrics
+        for topic, count in output.events_per_topic.items():
+            metrics.events_in.labels("ingest", topic).inc(count)
+        metrics.records_out.labels(OBLIGATIONS_TOPIC).inc(output.obligations_out)
+        metrics.aggregated.inc(output.obligations_in - output.obligations_out)
+        if output.redelivered:
+            metrics.redelivered.inc(output.redelivered)
+            _log.warning(
+                "ingest: %d records accepted before were read again (offsets moved "
+                "back?); their obligations are on the log already",
+                output.redelivered,
+            )
+        for code, count in output.rejects.items():
+            metrics.rejects.labels("ingest", code).inc(count)
+            metrics.records_out.labels(DLQ_TOPIC).inc(count)
+
+
+def _accepted(
+    tp: tuple[str, int], result: IngestResult, carriers: list[str], output: BatchOutput,
+    codec: Codec,
+) -> None:  # fmt: skip
+    """The partition's new seen entries, and their ``SeenEvents`` records to write
+    (``carriers``: per accepted event, the id of the obligation that carries it)."""
+    if not result.seen_updates:
+        return
+    columns = result.accepted
+    output.accepted[tp] = (result.seen_updates, max(columns.time_ms))
+    items: list[list[Any]] = [
+        columns.event_ids,
+        result.digests,
+        columns.time_ms,
+        result.offsets,
+        carriers,
+    ]
+    topic = seen_topic(tp[0])
+    for value in seen_column_values(codec, tp[0], tp[1], items):
+        output.sends.append((topic, str(tp[1]).encode(), value, tp[1]))  # as its source
+
+
+def rehearsal_events(
+    refdata: ReferenceData, codec: Codec, now_ms: int, count: int
+) -> dict[tuple[str, int], list[RawEvent]]:
+    """``count`` generated valid events of each type, as partition 0 of its topic would
+    hold them; a type the reference data has nothing to make from (no contract, no
+    price book, no currency with two account holders) is left out."""
+    generator = EventGenerator(refdata, seed=0, now_ms=now_ms, prefix="rehearsal")
+    makers = {"meter": generator.meter, "compute": generator.compute,
+              "payment": generator.payment}  # fmt: skip
+    groups: dict[tuple[str, int], list[RawEvent]] = {}
+    for spec in EVENT_TOPICS:
+        try:
+            records = [makers[spec.alias]().record for _ in range(count)]
+        except (IndexError, KeyError, ValueError):  # an empty choice or sample
+            continue
+        groups[(spec.topic, 0)] = [
+            RawEvent(spec.topic, 0, offset, str(record[spec.key_field]).encode(),
+                     codec.encode(spec.record_type, record, topic=spec.topic), now_ms)
+            for offset, record in enumerate(records)
+        ]  # fmt: skip
+    return groups
+
+
+def _abortable(exc: KafkaException) -> bool:
+    """A transaction error that aborting and reading the batch again cures (a
+    rebalance made the group generation stale: ILLEGAL_GENERATION and the like),
+    not one that ends the producer (fenced by a newer instance: fatal)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal()
+
+
+def _by_partition(messages: list[Message]) -> dict[tuple[str, int], list[RawEvent]]:
+    """The batch's records per (topic, partition), in offset order; a consumer error
+    (not a record) ends the process: the broker or the group is in trouble."""
+    groups: dict[tuple[str, int], list[RawEvent]] = {}
+    for tp, run in groupby(records_of(messages), _TOPIC_PARTITION):
+        groups.setdefault(tp, []).extend(run)
+    return groups

@@ -1,0 +1,452 @@
+"""confluent-kafka producers and consumers with the project's guarantees.
+
+Why these settings: idempotent producers with ``acks=all`` so a retry never
+duplicates a record; lz4 and a short linger so records travel in batches;
+consumers that never auto-commit, so offsets are committed only after the
+outputs of a batch are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from operator import itemgetter
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from clearing_core.errors import ClearingError
+from clearing_core.ingest.identify import header_pairs
+from clearing_core.ingest.stage import RawEvent
+from clearing_services.runtime.failure import deadline
+from clearing_services.settings import ClientSecurity
+
+FLUSH_SECONDS_MAX = 60.0
+# How long the broker lets a transaction stay open (the transactional producers set
+# it); it aborts one older than that at its next check, every 10 s by default.
+TRANSACTION_TIMEOUT_MS = 60_000
+TRANSACTION_CHECK_MS = 10_000
+# How long a complete read (``read_topic``, ``read_partition``) waits for a
+# transaction left open to be decided: longer than the broker takes to abort it.
+READ_SECONDS_MAX = 120.0
+assert READ_SECONDS_MAX * 1000 > TRANSACTION_TIMEOUT_MS + TRANSACTION_CHECK_MS
+# send_offsets_to_transaction takes milliseconds, but can block for ever after a
+# broker restart (``send_offsets``); past this the process ends and is restarted.
+SEND_OFFSETS_SECONDS_MAX = 30.0
+_log = logging.getLogger("clearing.kafka")
+
+
+class DeliveryError(ClearingError):
+    """A record could not be written to Kafka."""
+
+    reason_code = "DELIVERY_FAILED"
+
+
+# The process's connection profile: how every client built here authenticates.
+# Set once at process start from the settings (the CLI's group callback calls
+# ``use_security``); PLAINTEXT until then, which adds nothing to a configuration.
+_security = ClientSecurity()
+
+
+def use_security(security: ClientSecurity) -> None:
+    """Make ``security`` the connection profile of this process's clients."""
+    global _security
+    _security = security
+
+
+def client_security() -> ClientSecurity:
+    """The process's connection profile (see ``use_security``)."""
+    return _security
+
+
+# librdkafka writes its own log lines straight to stderr unless a client is given a
+# logger: with no broker at the address, hundreds of them in a minute. Every client
+# built here hands them to this logger instead, which the entry point routes (the CLI:
+# only at --log-level debug, the workers' errors always); the clients' failures reach
+# the caller anyway, as exceptions and delivery errors.
+RDKAFKA_LOGGER = logging.getLogger("clearing.rdkafka")
+_rdkafka_log_level = 3  # librdkafka's syslog level: errors only
+
+
+def show_rdkafka_logs(level: int | None) -> None:
+    """Which of librdkafka's own log lines reach this process's log handlers: those at
+    ``level`` (a ``logging`` level) and above, or none. librdkafka makes lines below
+    its errors only for ``logging.DEBUG``. For clients built after the call."""
+    global _rdkafka_log_level
+    _rdkafka_log_level = 7 if level is not None and level <= logging.DEBUG else 3
+    RDKAFKA_LOGGER.setLevel(logging.CRITICAL + 1 if level is None else level)
+
+
+def _client_config(bootstrap: str) -> dict[str, object]:
+    """What every client built here shares: the address, librdkafka's log lines handed
+    to ``RDKAFKA_LOGGER``, and the process's connection profile."""
+    return {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOGGER,
+            "log_level": _rdkafka_log_level, **_security.librdkafka()}  # fmt: skip
+
+
+def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
+    """An admin client of this process's profile (``_client_config``)."""
+    config: dict[str, Any] = {**_client_config(bootstrap), **overrides}
+    return AdminClient(config)
+
+
+def producer_config(bootstrap: str, **overrides: str | int | float | bool) -> dict[str, object]:
+    config: dict[str, object] = {
+        **_client_config(bootstrap),
+        # The Java clients' and aiokafka's (Faust's) partitioner: every producer of a
+        # key must pick the same partition, or a currency's markers and obligations
+        # would land on different partitions and lose their order.
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,
+        "batch.size": 1 << 20,
+    }
+    config.update(overrides)
+    if "transactional.id" in config:  # the reads' READ_SECONDS_MAX rests on it
+        config.setdefault("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
+    return config
+
+
+def send_offsets(
+    producer: Producer, offsets: list[TopicPartition], consumer: Consumer, what: str
+) -> None:
+    """Add a consumer's offsets to the producer's open transaction, under a deadline.
+
+    Why a deadline of its own, shorter than the transaction's: librdkafka's
+    ``send_offsets_to_transaction`` ignores its timeout while it looks for a group
+    coordinator it has dropped, and after a broker restart it blocks for ever
+    (librdkafka issues #5456 and #5511; every ingest worker, at every broker restart
+    of the chaos runs). Only a new process gets past it; nothing of the transaction
+    was committed, so ending this one at once loses nothing and gets the partitions
+    moving again sooner."""
+    with deadline(SEND_OFFSETS_SECONDS_MAX, what):
+        producer.send_offsets_to_transaction(
+            offsets, consumer.consumer_group_metadata(), SEND_OFFSETS_SECONDS_MAX / 2
+        )
+
+
+def consumer_config(
+    bootstrap: str, group: str, **overrides: str | int | float | bool
+) -> dict[str, object]:
+    config: dict[str, object] = {
+        **_client_config(bootstrap),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }
+    config.update(overrides)
+    return config
+
+
+# A consumed record is the same thing the core's stages take as input.
+Record = RawEvent
+
+
+def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
+    """Produce every (key, value) and wait until all are acknowledged; raise on any failure."""
+    return produce_records(producer, ((topic, key, value) for key, value in items))
+
+
+def produce_one(
+    producer: Producer, topic: str, key: bytes | None, value: bytes, partition: int = -1,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:  # fmt: skip
+    """Hand one record to the producer, waiting while its local queue is full;
+    ``partition`` -1 lets the partitioner choose from the key."""
+    while True:
+        try:
+            producer.produce(
+                topic, value=value, key=key, partition=partition, on_delivery=on_delivery
+            )
+            return
+        except BufferError:  # local queue full: let deliveries drain
+            producer.poll(0.1)
+
+
+def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None, bytes]]) -> int:
+    """Produce every (topic, key, value) and wait until all are acknowledged; raise on
+    any failure. Blocking: call it on a thread from asynchronous code."""
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    count = 0
+    topics: set[str] = set()
+    for topic, key, value in items:
+        produce_one(producer, topic, key, value, on_delivery=on_delivery)
+        count += 1
+        topics.add(topic)
+        producer.poll(0)
+    remaining = producer.flush(FLUSH_SECONDS_MAX)
+    where = ", ".join(sorted(topics))
+    if remaining:
+        raise DeliveryError(
+            f"{remaining} records to {where} not delivered in {FLUSH_SECONDS_MAX} s"
+        )
+    if failures:
+        raise DeliveryError(f"{len(failures)} records to {where} failed: {failures[0]}")
+    return count
+
+
+def record_of(message: Message) -> Record:
+    """A consumed message as the core's ``RawEvent`` (no key: None; no value: b\"\")."""
+    key, value, headers = message.key(), message.value(), message.headers()
+    return Record(  # positional, and each accessor called once: one is built per record
+        str(message.topic()), message.partition() or 0, message.offset() or 0,
+        key if isinstance(key, bytes) else None, value if isinstance(value, bytes) else b"",
+        message.timestamp()[1], header_pairs(headers) if headers else (),
+    )  # fmt: skip
+
+
+def records_of(messages: Sequence[Message]) -> list[Record]:
+    """``record_of`` of each message, accessor by accessor over the whole batch (a
+    C-level ``map`` each, not a Python call per record); a consumer error (not a
+    record) is raised as ``KafkaException``."""
+    errors = list(map(Message.error, messages))
+    if not set(map(type, errors)) <= _NO_ERROR:  # by type: KafkaError == None raises
+        raise KafkaException(next(e for e in errors if e is not None))
+    keys: list[Any] = list(map(Message.key, messages))
+    if not set(map(type, keys)) <= _KEY_TYPES:
+        keys = [k if isinstance(k, bytes) else None for k in keys]
+    values: list[Any] = list(map(Message.value, messages))
+    if not set(map(type, values)) <= _VALUE_TYPES:
+        values = [v if isinstance(v, bytes) else b"" for v in values]
+    headers = [header_pairs(h) if h else () for h in map(Message.headers, messages)]
+    columns = zip(
+        map(Message.topic, messages), map(Message.partition, messages),
+        map(Message.offset, messages), keys, values,
+        map(_SECOND, map(Message.timestamp, messages)), headers, strict=True,
+    )  # fmt: skip
+    return list(map(_new_record, columns))  # a record's topic, partition, offset: never None
+
+
+_KEY_TYPES, _VALUE_TYPES, _NO_ERROR = {bytes, type(None)}, {bytes}, {type(None)}
+_SECOND = itemgetter(1)
+# tuple.__new__ of the named tuple, bound in C: no Python frame per record (the named
+# tuple's own __new__ is Python); the fields are exactly RawEvent's, in order
+_new_record = partial(tuple.__new__, Record)
+
+
+def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout_seconds: float = 30.0
+) -> list[Record]:
+    """The committed records of one partition with offsets in ``[start, end)``; offsets
+    held by transaction markers or aborted records yield nothing."""
+    consumer = Consumer(consumer_config(bootstrap, f"clearing-range-{topic}"))
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            records.extend(r for r in _poll(consumer) if start <= r.offset < end)
+            (position,) = consumer.position([TopicPartition(topic, partition)])
+            if position.offset >= end:
+                return records
+            if time.monotonic() > deadline:
+                raise DeliveryError(
+                    f"{topic}[{partition}] {start}..{end} not read in {timeout_seconds:.0f} s "
+                    "(a transaction left open holds it back until it is decided)"
+                )
+    finally:
+        consumer.close()
+
+
+def consume_batches(
+    consumer: Consumer, idle_timeout_seconds: float = 5.0
+) -> Iterator[list[Record]]:
+    """Yield batches until nothing arrives for ``idle_timeout_s``; errors raise."""
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < idle_timeout_seconds:
+        batch = _poll(consumer)
+        if batch:
+            idle_since = time.monotonic()
+            yield batch
+
+
+def read_topic(
+    bootstrap: str, topic: str, group: str, timeout_seconds: float = READ_SECONDS_MAX
+) -> list[Record]:
+    """Read a whole topic as it stands now: the committed records of every partition up
+    to its log end (``log_ends``); commits nothing. For tests, the demo, replay, the
+    audit and state recovery.
+
+    Done-ness is judged by the consumer's position, not by the offset of the last
+    record seen: transaction markers occupy offsets that are never delivered. An
+    open transaction holds the position back until it is decided, so the read waits
+    for it (or raises ``DeliveryError`` after ``timeout_s``) rather than leave out
+    what was committed after it."""
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: high for p, (low, high) in log_ends(bootstrap, topic, partitions).items()
+                if high > low}  # fmt: skip
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_seconds
+        while ends and time.monotonic() < deadline:
+            records.extend(_poll(consumer))
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            for tp in positions:
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
+        if ends:
+            raise DeliveryError(
+                f"{topic}: partitions {sorted(ends)} not read to their end in "
+                f"{timeout_seconds:.0f} s "
+                "(a transaction left open holds them back until it is decided)"
+            )
+        return records
+    finally:
+        consumer.close()
+
+
+def log_ends(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """(log start, high watermark) of each partition, asked with read_uncommitted.
+
+    Why not the reading consumer's own watermarks: under read_committed the broker
+    answers with the last stable offset, which a transaction left open pins below
+    everything committed after it began. A read that stops there looks complete
+    but silently misses those records (an ingest worker restoring its seen state
+    would forget accepted events; the audit would find obligations missing)."""
+    probe = Consumer(consumer_config(bootstrap, f"clearing-ends-{topic}",
+                                     **{"isolation.level": "read_uncommitted"}))  # fmt: skip
+    try:
+        return {p: watermarks(probe, TopicPartition(topic, p)) for p in partitions}
+    finally:
+        probe.close()
+
+
+def watermarks(
+    consumer: Consumer, tp: TopicPartition, timeout_seconds: float = 30.0
+) -> tuple[int, int]:
+    """(low, high) of a partition, retrying while a new topic's leader settles in."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.retriable()
+            leadership = isinstance(error, KafkaError) and error.code() in {
+                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+            }  # fmt: skip
+            if not (retriable or leadership) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _poll(consumer: Consumer) -> list[Record]:
+    out = []
+    for message in consumer.consume(num_messages=10_000, timeout=0.2):
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                continue
+            raise KafkaException(error)
+        out.append(record_of(message))
+    return out
+
+
+def committed_offsets(
+    bootstrap: str, group: str, partitions: Iterable[tuple[str, int]], timeout_seconds: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """A consumer group's committed offset of each partition (-1 where it has none).
+
+    Asked by a consumer of the group that never joins it, read_uncommitted (the last
+    commit, not waiting for one a transaction holds pending). Why not the admin
+    client's ``list_consumer_group_offsets``: librdkafka then follows a
+    ``NOT_COORDINATOR`` answer, which a broker gives while a group's coordinator
+    moves or loads (every broker restart), into the admin client's missing group
+    handle, and the whole worker dies of SIGSEGV without a word (librdkafka issue
+    #5040; three times in one chaos run of four broker restarts)."""
+    wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
+    if not wanted:
+        return {}
+    config = consumer_config(bootstrap, group, **{"isolation.level": "read_uncommitted"})
+    probe = Consumer(config)
+    try:
+        answer = probe.committed(wanted, timeout=timeout_seconds)
+    finally:
+        probe.close()
+    out = {}
+    for tp in answer:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        out[(tp.topic, tp.partition)] = int(tp.offset) if tp.offset >= 0 else -1
+    return out
+
+
+def partitions_in(
+    client: Consumer | AdminClient,
+    topics: Iterable[str] | None = None,
+    timeout_seconds: float = 10.0,
+) -> list[tuple[str, int]]:
+    """Every (topic, partition) of ``topics`` that exists now; without ``topics``, of
+    every topic but Kafka's own (``__consumer_offsets``, ...)."""
+    metadata = client.list_topics(timeout=timeout_seconds).topics
+    if topics is None:
+        names = sorted(name for name in metadata if not name.startswith("__"))
+    else:
+        names = [name for name in topics if name in metadata]
+    return [(name, p) for name in names if metadata[name].error is None
+            for p in sorted(metadata[name].partitions)]  # fmt: skip
+
+
+def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Per topic of ``topics``, the records a consumer group has not committed yet
+    (never negative); partitions the group has never committed are left out."""
+    probe = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
+    lag: dict[str, int] = {}
+    try:
+        committed = committed_offsets(bootstrap, group, partitions_in(probe, topics))
+        for (topic, partition), offset in committed.items():
+            if offset >= 0:
+                end = watermarks(probe, TopicPartition(topic, partition))[1]
+                lag[topic] = lag.get(topic, 0) + max(0, end - offset)
+        return lag
+    finally:
+        probe.close()
+
+
+def group_offsets(
+    bootstrap: str, group: str, owned: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """(committed, log end) of the given partitions for a consumer group; a partition
+    with no commit yet counts from its log start."""
+    committed = committed_offsets(bootstrap, group, owned)
+    probe = Consumer(consumer_config(bootstrap, f"{group}-offsets-probe"))
+    try:
+        out = {}
+        for topic, partition in owned:
+            low, high = watermarks(probe, TopicPartition(topic, partition))
+            start = committed.get((topic, partition), -1)
+            out[(topic, partition)] = (start if start >= 0 else low, high)
+        return out
+    finally:
+        probe.close()
+
+
+def read_partition(
+    bootstrap: str, topic: str, partition: int, timeout_seconds: float = READ_SECONDS_MAX
+) -> list[Record]:
+    """The committed records of one partition as it stands now (start to log end,
+    waiting out a transaction left open: ``log_ends``)."""
+    ((low, high),) = log_ends(bootstrap, topic, [partition]).values()
+    return read_range(bootstrap, topic, partition, low, high, timeout_seconds) if high > low else []

@@ -1,0 +1,197 @@
+"""Topic definitions (``infra/topics.yaml``) and their idempotent creation."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from clearing_core.errors import ClearingError, InputError
+from clearing_services.settings import infra_dir
+
+OBLIGATIONS_TOPIC = "clearing.obligations"
+DLQ_TOPIC = "clearing.dlq"
+ACKS_TOPIC = "clearing.settlement.acks"
+POSITIONS_TOPIC = "clearing.positions"
+CYCLES_TOPIC = "clearing.cycles"
+STATUS_TOPIC = "clearing.settlement.status"
+
+
+@dataclass(frozen=True)
+class EventTopic:
+    """Where participants produce one event type, and which field is the key."""
+
+    alias: str
+    record_type: str
+    topic: str
+    key_field: str
+
+
+EVENT_TOPICS = (
+    EventTopic("meter", "MeterReading", "clearing.events.meter", "contract_id"),
+    EventTopic("compute", "ComputeUsage", "clearing.events.compute", "provider_id"),
+    EventTopic("payment", "Payment", "clearing.events.payment", "payer_id"),
+)
+EVENT_TOPIC_NAMES = tuple(spec.topic for spec in EVENT_TOPICS)
+
+
+def event_topic(alias_or_type: str) -> EventTopic:
+    """The event topic for ``meter``/``compute``/``payment`` or a record type name."""
+    for spec in EVENT_TOPICS:
+        if alias_or_type in {spec.alias, spec.record_type}:
+            return spec
+    names = ", ".join(s.alias for s in EVENT_TOPICS)
+    raise InputError(f"unknown event type {alias_or_type!r} (expected one of {names})")
+
+
+RAIL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+BATCH_TOPIC_PREFIX = "clearing.settlement.batches."
+CREATE_SECONDS_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: name, partitions, replication and Kafka topic configs."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+    @property
+    def compacted(self) -> bool:
+        return self.config.get("cleanup.policy", "delete") == "compact"
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    """The fixed topics and the per-rail template, as read from the YAML file."""
+
+    topics: tuple[TopicSpec, ...]
+    batch_template: TopicSpec
+
+    def for_rails(self, rails: Iterable[str]) -> list[TopicSpec]:
+        """The fixed topics plus one settlement-batch topic per rail."""
+        specs = list(self.topics)
+        for rail in sorted(set(rails)):
+            specs.append(batch_topic_spec(self.batch_template, rail))
+        return specs
+
+    def get(self, name: str) -> TopicSpec:
+        for spec in self.topics:
+            if spec.name == name:
+                return spec
+        raise InputError(f"topic {name!r} is not defined in topics.yaml")
+
+
+def batch_topic(rail: str) -> str:
+    """``clearing.settlement.batches.<rail>``; rail ids are checked to be topic-safe."""
+    if not RAIL_ID_PATTERN.match(rail):
+        raise InputError(f"rail id {rail!r} is not usable in a topic name")
+    return BATCH_TOPIC_PREFIX + rail
+
+
+def batch_topic_spec(template: TopicSpec, rail: str) -> TopicSpec:
+    return TopicSpec(
+        batch_topic(rail), template.partitions, template.replication_factor, template.config,
+        template.doc,
+    )  # fmt: skip
+
+
+def _spec(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> TopicSpec:
+    partitions = int(raw.get("partitions", defaults.get("partitions", 1)))
+    replication = int(raw.get("replication_factor", defaults.get("replication_factor", 1)))
+    if partitions < 1 or replication < 1:
+        raise InputError(f"topics.yaml: {name}: partitions and replication_factor must be >= 1")
+    config = {**defaults.get("config", {}), **raw.get("config", {})}
+    return TopicSpec(name, partitions, replication, {k: str(v) for k, v in config.items()},
+                     str(raw.get("doc", "")))  # fmt: skip
+
+
+def load_topic_plan(path: Path | None = None, replication_factor: int | None = None) -> TopicPlan:
+    """Read ``infra/topics.yaml``; ``replication_factor`` overrides it (clusters)."""
+    path = path or infra_dir() / "topics.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read topic definitions {path}: {exc}") from exc
+    defaults = dict(raw.get("defaults", {}))
+    if replication_factor is not None:
+        defaults["replication_factor"] = replication_factor
+    topics = tuple(_spec(n, spec or {}, defaults) for n, spec in raw["topics"].items())
+    templates = raw.get("templates", {})
+    template_raw = templates.get(BATCH_TOPIC_PREFIX + "{rail}")
+    if template_raw is None:
+        raise InputError(f"{path}: the template {BATCH_TOPIC_PREFIX}{{rail}} is missing")
+    return TopicPlan(topics, _spec(BATCH_TOPIC_PREFIX + "{rail}", template_raw, defaults))
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """Per topic: ``created`` or ``exists``."""
+
+    outcome: dict[str, str]
+
+    @property
+    def created(self) -> list[str]:
+        return sorted(n for n, o in self.outcome.items() if o == "created")
+
+
+def create_topics(
+    admin: AdminClient, specs: Iterable[TopicSpec], timeout_seconds: float = CREATE_SECONDS_MAX
+) -> CreateResult:
+    """Create every missing topic; existing ones are left as they are."""
+    specs = list(specs)
+    existing = set(admin.list_topics(timeout=timeout_seconds).topics)
+    outcome = {s.name: "exists" for s in specs if s.name in existing}
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        new = [
+            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                     config=dict(s.config))
+            for s in missing
+        ]  # fmt: skip
+        futures = admin.create_topics(
+            new, operation_timeout=timeout_seconds, request_timeout=timeout_seconds
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout_seconds)
+                outcome[name] = "created"
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if (
+                    isinstance(error, KafkaError)
+                    and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+                ):
+                    outcome[name] = "exists"  # created concurrently by another process
+                else:
+                    raise ClearingError(f"creating topic {name} failed: {exc}") from exc
+        _wait_for_leaders(admin, [s.name for s in missing], timeout_seconds)
+    return CreateResult(outcome)
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_seconds: float) -> None:
+    """New topics are usable once every partition has a leader in the metadata."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        topics = admin.list_topics(timeout=timeout_seconds).topics
+        ready = all(
+            name in topics and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        )  # fmt: skip
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise ClearingError(f"new topics have no leader after {timeout_seconds:.0f} s: {names}")
+        time.sleep(0.1)

@@ -1,0 +1,82 @@
+"""How many rejections of a currency a cycle saw, for its report.
+
+The DLQ is read from the cycle's opening time (``offsets_for_times``) to its
+end as it stands at close, and records of the currency whose source record
+fell inside the cycle's window are counted. A rejection still on its way to
+the DLQ when the marker is read counts in no cycle: the report says what the
+clearing house knew at close.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.errors import ClearingError
+from clearing_services.kafka.clients import Record, consume_batches, consumer_config, watermarks
+from clearing_services.kafka.topics import DLQ_TOPIC
+
+FIRST_CYCLE_LOOKBACK = timedelta(days=1)
+
+
+def count_rejections(
+    bootstrap: str, codec: Codec, currency: str, opened_at: datetime | None, closed_at: datetime
+) -> int:
+    since = opened_at or closed_at - FIRST_CYCLE_LOOKBACK
+    consumer = Consumer(consumer_config(bootstrap, "clearing-rejection-count"))
+    try:
+        metadata = consumer.list_topics(DLQ_TOPIC, timeout=10).topics.get(DLQ_TOPIC)
+        if metadata is None or not metadata.partitions:
+            return 0
+        wanted = [TopicPartition(DLQ_TOPIC, p, int(since.timestamp() * 1000))
+                  for p in sorted(metadata.partitions)]  # fmt: skip
+        starts = consumer.offsets_for_times(wanted, timeout=10)
+        ends = {tp.partition: watermarks(consumer, tp)[1] for tp in wanted}
+        todo = [tp for tp in starts if 0 <= tp.offset < ends[tp.partition]]
+        if not todo:
+            return 0
+        consumer.assign(todo)
+        count = 0
+        open_ends = {tp.partition: ends[tp.partition] for tp in todo}
+        for batch in consume_batches(consumer, idle_timeout_seconds=1.0):
+            for record in batch:
+                if record.offset >= open_ends.get(record.partition, 0):
+                    continue
+                rejected = _rejected(codec, record)
+                if (
+                    rejected.get("currency") == currency
+                    and since < rejected["rejected_at"] <= closed_at
+                ):
+                    count += 1
+            positions = consumer.position([TopicPartition(DLQ_TOPIC, p) for p in open_ends])
+            for tp in positions:
+                if tp.offset >= open_ends[tp.partition]:
+                    del open_ends[tp.partition]
+            if not open_ends:
+                break
+        return count
+    finally:
+        consumer.close()
+
+
+class UnreadableRejectionError(ClearingError):
+    """A dead letter this version cannot read: its currency, and so the cycle report's
+    rejection count, is unknown."""
+
+
+def _rejected(codec: Codec, record: Record) -> dict[str, Any]:
+    try:
+        decoded = codec.decode(record.value)
+    except CodecError as exc:
+        raise UnreadableRejectionError(
+            f"{DLQ_TOPIC}@{record.partition}:{record.offset}: unreadable ({exc}); a cycle "
+            "cannot count its rejections: run a worker of the version that wrote it"
+        ) from exc
+    if decoded.name != "Rejected":
+        raise UnreadableRejectionError(
+            f"{DLQ_TOPIC}@{record.partition}:{record.offset}: a {decoded.name} record"
+        )
+    return decoded.record
