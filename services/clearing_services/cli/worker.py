@@ -23,7 +23,7 @@ from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.refdata import load_refdata_from_topics, publish_refdata
 from clearing_services.kafka.topics import create_topics, load_topic_plan
 from clearing_services.operations.replay import replay as run_replay
-from clearing_services.runtime.worker import ROLES, run_worker
+from clearing_services.process.worker import ROLES, run_worker
 
 
 def _worker_log_level(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
