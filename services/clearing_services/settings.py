@@ -146,7 +146,7 @@ class Settings:
     # CLEARING_KAFKA_*: how the Kafka clients authenticate (ClientSecurity)
     kafka_security: ClientSecurity = ClientSecurity()
     # CLEARING_STALL_SECONDS_MAX: no commit for this long with records waiting ends a
-    # worker (services/clearing_services/runtime/watchdog.py); above the longest table recovery
+    # worker (services/clearing_services/process/watchdog.py); above the longest table recovery
     stall_seconds_max: int = 300
     # CLEARING_INGEST_BATCH_MAX: records an ingest worker takes per transaction (a larger
     # batch pre-aggregates more and commits less often; its latency grows with it)

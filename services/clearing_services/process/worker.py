@@ -42,9 +42,9 @@ from clearing_services.kafka.topics import (
 from clearing_services.netting.scheduler import CycleScheduler
 from clearing_services.netting.worker import GROUP as NETTING_GROUP
 from clearing_services.netting.worker import NettingWorker
+from clearing_services.process.watchdog import StallDetector, watch_stalls
 from clearing_services.runtime.failure import fatal
 from clearing_services.runtime.metrics import Metrics
-from clearing_services.runtime.watchdog import StallDetector, watch_stalls
 from clearing_services.settings import Settings
 from clearing_services.settlement.acks_agent import APP_ID, Runtime, build_app
 from clearing_services.settlement.batch_index import BatchIndex

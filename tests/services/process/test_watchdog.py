@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from clearing_services.process.watchdog import StallDetector
 from clearing_services.runtime.failure import EXIT_FATAL
-from clearing_services.runtime.watchdog import StallDetector
 
 TP = ("clearing.events.meter", 3)
 

@@ -65,7 +65,7 @@ def watch_stalls(
     clock: Callable[[], float], on_stall: Callable[[list[TopicPart]], None],
     stop: threading.Event, every_seconds: float = 15.0,
 ) -> None:  # fmt: skip
-    """Check every ``every_s``; a failed probe (the broker away) is only logged."""
+    """Check every ``every_seconds``; a failed probe (the broker away) is only logged."""
     while not stop.wait(every_seconds):
         partitions = owned()
         if not partitions:
