@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := src services tests bench
 
-.PHONY: help venv kafka tools demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
+.PHONY: help venv kafka tools records demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
 	@echo "make test   - set up, lint, and run the whole test suite against a real broker"
 	@echo "make lint   - ruff and mypy (strict on src/ and services/)"
+	@echo "make records - regenerate the TypedDicts of the Avro records from schemas/"
 	@echo "make tools  - install the system tools the tests need (chromium) when missing"
 	@echo "make chaos  - the long chaos run: kills, broker restarts, pauses (last line JSON)"
 	@echo "make bench  - the benchmarks (they print ratios, last line JSON)"
@@ -33,6 +34,11 @@ kafka: venv
 
 tools:
 	infra/ensure-tools.sh
+
+# The TypedDicts of the Avro records (src/clearing_core/encoding/records.py), from schemas/:
+# run after changing a schema (tests/core/encoding/test_records.py fails until then).
+records: venv
+	$(BIN)/python -m clearing_core.encoding.records_gen
 
 demo: kafka
 	$(BIN)/clearing demo
