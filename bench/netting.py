@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from clearing_core.netting import NO_CAP, kernels, net_positions, resolve_gridlock
+from clearing_core.netting import NO_CAP, kernels, kernels_parallel, net_positions, resolve_gridlock
 from clearing_services.settings import tune_process_environment
 
 tune_process_environment(os.environ)  # before the first parallel kernel launch
@@ -115,13 +115,34 @@ def interleaved_best(
     return best
 
 
+def time_python_loop(columns: tuple[Any, ...], sample: int, n: int, currencies: int) -> float:
+    """The pure-Python dict loop on the first ``sample`` obligations, best of 5, scaled
+    to all of them."""
+    lists = [a[:sample].tolist() for a in columns]
+    log(f"pure Python dict loop on {sample:,} obligations, best of 5, scaled")
+    gc.disable()  # as timeit does: the collector would only slow the baseline down
+    try:
+        seconds = best_of(5, lambda: python_dict_loop(*lists, n, currencies))
+    finally:
+        gc.enable()
+    return seconds * (columns[0].shape[0] / sample)
+
+
+def threading_layer() -> str:
+    """numba's threading layer, once a parallel kernel ran ("none": serial path only)."""
+    try:
+        return str(numba.threading_layer())
+    except ValueError:
+        return "none"
+
+
 def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     debtor, creditor, currency, amount = obligations(m, n, currencies, rng)
     nbytes = debtor.nbytes + creditor.nbytes + currency.nbytes + amount.nbytes
     kwargs = {"n_participants": n, "n_currencies": currencies}
     args = (debtor, creditor, currency, amount, n, currencies)
-    chunks = kernels.parallel_chunks(m, n, currencies)
+    chunks = kernels_parallel.parallel_chunks(m, n, currencies)
     position, _ = net_positions(debtor, creditor, currency, amount, **kwargs)  # compile, threads
     serial = kernels._net_positions_serial(*args)
     assert np.array_equal(serial[0].reshape(n, currencies), position)
@@ -154,24 +175,13 @@ def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
         },
     )
     kernel_seconds = best["kernel"]
-
     sample = min(m, 200_000)
-    lists = [a[:sample].tolist() for a in (debtor, creditor, currency, amount)]
-    log(f"pure Python dict loop on {sample:,} obligations, best of 5, scaled")
-    gc.disable()  # as timeit does: the collector would only slow the baseline down
-    try:
-        python_seconds = best_of(5, lambda: python_dict_loop(*lists, n, currencies)) * (m / sample)
-    finally:
-        gc.enable()
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel launch (serial path only)
-        layer = "none"
+    python_seconds = time_python_loop((debtor, creditor, currency, amount), sample, n, currencies)
     return {
         "kernel_obligations": m,
         "kernel_threads": numba.get_num_threads(),
         "kernel_chunks": chunks,
-        "kernel_threading_layer": layer,
+        "kernel_threading_layer": threading_layer(),
         "kernel_seconds": kernel_seconds,
         "kernel_obligations_per_s": m / kernel_seconds,
         "kernel_serial_seconds": best["serial"],

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from clearing_core.errors import InputError
 from clearing_core.netting import kernels as k
+from clearing_core.netting import kernels_parallel as kp
 from clearing_core.netting.instructions import settlement_instructions
 from clearing_core.netting.invariants import check_currency_result
 from clearing_core.netting.liquidity import (
@@ -108,7 +109,7 @@ def net_currency(
     amount = as_amount_array(amount_minor)
     m = check_lengths(debtor, creditor, amount)
     currency = np.zeros(m, np.int32)
-    position, _, status, index = k._net_positions(
+    position, _, status, index = kp._net_positions(
         debtor, creditor, currency, amount, n_participants, 1
     )
     raise_for_status(status, index, (debtor, creditor, currency, amount), n_participants, 1)
@@ -142,7 +143,7 @@ def net_obligations(
     currency = as_index_array(currency_idx, "currency_idx", n_currencies)
     amount = as_amount_array(amount_minor)
     m = check_lengths(debtor, creditor, currency, amount)
-    flat, _, status, index = k._net_positions(
+    flat, _, status, index = kp._net_positions(
         debtor, creditor, currency, amount, n_participants, n_currencies
     )
     raise_for_status(
@@ -185,4 +186,4 @@ def warm_up() -> None:
     for mode in ("hub", "direct"):
         net_currency(debtor, creditor, amount, n_participants=3, cap_minor=caps, mode=mode)
         net_currency(debtor, creditor, amount, n_participants=3, mode=mode)
-    k.warm_up_parallel()  # the path of cycles of 2 x 2^18 obligations and more
+    kp.warm_up_parallel()  # the path of cycles of 2 x 2^18 obligations and more

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clearing_core.errors import InputError
-from clearing_core.netting import kernels as k
+from clearing_core.netting import kernels_parallel as kp
 from clearing_core.netting.liquidity_resolve import _resolve_gridlock
 from clearing_core.netting.positions import (
     as_amount_array,
@@ -94,6 +94,6 @@ def resolve_gridlock(
     amount = as_amount_array(amount_minor)
     m = check_lengths(debtor, creditor, amount)
     currency = np.zeros(m, np.int32)
-    _, _, status, index = k._net_positions(debtor, creditor, currency, amount, n_participants, 1)
+    _, _, status, index = kp._net_positions(debtor, creditor, currency, amount, n_participants, 1)
     raise_for_status(status, index, (debtor, creditor, currency, amount), n_participants, 1)
     return settle_within_caps(debtor, creditor, amount, as_priority_array(priority, m), cap, starts)

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from clearing_core.errors import InputError
 from clearing_core.netting import kernels as k
+from clearing_core.netting import kernels_parallel as kp
 from clearing_core.netting.types import (
     CURRENCIES_MAX,
     INT64_MAX,
@@ -122,7 +123,7 @@ def net_positions(
     Raises ``ObligationInputError`` for a bad index, a non-positive amount, a
     self-obligation, or a currency whose sum overflows int64, naming the
     first such obligation in input order. Large batches run on all numba
-    threads, with the same results (``kernels.parallel_chunks``).
+    threads, with the same results (``kernels_parallel.parallel_chunks``).
     """
     check_counts(n_participants, n_currencies)
     debtor = as_index_array(debtor_idx, "debtor_idx", n_participants)
@@ -130,7 +131,7 @@ def net_positions(
     currency = as_index_array(currency_idx, "currency_idx", n_currencies)
     amount = as_amount_array(amount_minor)
     check_lengths(debtor, creditor, currency, amount)
-    position, gross, status, index = k._net_positions(
+    position, gross, status, index = kp._net_positions(
         debtor, creditor, currency, amount, n_participants, n_currencies
     )
     raise_for_status(

@@ -16,6 +16,7 @@ from tests.core.netting.conftest import REPO
 
 KERNEL_MODULES = (
     "kernels.py",
+    "kernels_parallel.py",
     "instructions.py",
     "liquidity_kernels.py",
     "liquidity_search.py",

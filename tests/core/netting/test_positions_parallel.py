@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from clearing_core.netting import ObligationInputError, net_positions
 from clearing_core.netting import kernels as k
+from clearing_core.netting import kernels_parallel as kp
 from clearing_services.settings import tune_process_environment
 from tests.core.netting import reference as ref
 from tests.core.netting.conftest import NETTING_SETTINGS
@@ -112,7 +113,7 @@ def test_parallel_kernel_equals_serial_kernel(batch: Batch, chunks: int) -> None
     args = (*columns(rows), n_participants, n_currencies)
     serial = k._net_positions_serial(*args)
     assert_matches_reference(serial, batch)
-    assert_identical(serial, k._net_positions_parallel(*args, chunks))
+    assert_identical(serial, kp._net_positions_parallel(*args, chunks))
 
 
 M = INT64_MAX
@@ -144,7 +145,7 @@ def test_edge_cases_across_chunks(
     args = (*columns(rows), 4, 2)
     serial = k._net_positions_serial(*args)
     assert_matches_reference(serial, (4, 2, rows))
-    assert_identical(serial, k._net_positions_parallel(*args, chunks))
+    assert_identical(serial, kp._net_positions_parallel(*args, chunks))
 
 
 def random_columns(m: int, n: int, currencies: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -160,20 +161,20 @@ def random_columns(m: int, n: int, currencies: int, seed: int) -> tuple[np.ndarr
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let batches of a few hundred obligations take the parallel path."""
-    monkeypatch.setattr(k, "PARALLEL_CHUNK_MIN", 8)
+    monkeypatch.setattr(kp, "PARALLEL_CHUNK_MIN", 8)
     assert numba.get_num_threads() >= 2, "the parallel path needs two numba threads (2 cores)"
 
 
 @pytest.mark.usefixtures("small_chunks")
 def test_public_path_runs_the_parallel_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    parallel = k._net_positions_parallel
+    parallel = kp._net_positions_parallel
 
     def spy(*args: object) -> Result:
         calls.append(args[-1])
         return parallel(*args)
 
-    monkeypatch.setattr(k, "_net_positions_parallel", spy)
+    monkeypatch.setattr(kp, "_net_positions_parallel", spy)
     debtor, creditor, currency, amount = random_columns(300, 5, 3, seed=1)
     position, gross = net_positions(
         debtor, creditor, currency, amount, n_participants=5, n_currencies=3
@@ -202,27 +203,27 @@ def test_concurrent_callers_get_identical_results() -> None:
     args = (*random_columns(400, 7, 2, seed=2), 7, 2)
     expected = k._net_positions_serial(*args)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: k._net_positions(*args), range(16)))
+        results = list(pool.map(lambda _: kp._net_positions(*args), range(16)))
     for result in results:
         assert_identical(result, expected)
 
 
 def test_parallel_chunks_fall_back_to_serial(monkeypatch: pytest.MonkeyPatch) -> None:
     threads = numba.get_num_threads()
-    chunk = k.PARALLEL_CHUNK_MIN
+    chunk = kp.PARALLEL_CHUNK_MIN
     big = 1 << 26
     if threads >= 2:
-        assert k.parallel_chunks(big, 10_000, 4) == min(threads, big // chunk)
-        assert k.parallel_chunks(2 * chunk, 1000, 4) == 2
-    assert k.parallel_chunks(2 * chunk - 1, 1000, 4) == 1  # too small for two chunks
-    assert k.parallel_chunks(2 * chunk, chunk, 1) == 1  # tables larger than the batch
-    assert k.parallel_chunks(1 << 30, 1 << 23, 1) == 1  # tables beyond the memory bound
-    monkeypatch.setattr(k._Parallel, "usable", False)
-    assert k.parallel_chunks(big, 10_000, 4) == 1
-    monkeypatch.setattr(k._Parallel, "usable", True)
+        assert kp.parallel_chunks(big, 10_000, 4) == min(threads, big // chunk)
+        assert kp.parallel_chunks(2 * chunk, 1000, 4) == 2
+    assert kp.parallel_chunks(2 * chunk - 1, 1000, 4) == 1  # too small for two chunks
+    assert kp.parallel_chunks(2 * chunk, chunk, 1) == 1  # tables larger than the batch
+    assert kp.parallel_chunks(1 << 30, 1 << 23, 1) == 1  # tables beyond the memory bound
+    monkeypatch.setattr(kp._Parallel, "usable", False)
+    assert kp.parallel_chunks(big, 10_000, 4) == 1
+    monkeypatch.setattr(kp._Parallel, "usable", True)
     numba.set_num_threads(1)
     try:
-        assert k.parallel_chunks(big, 10_000, 4) == 1
+        assert kp.parallel_chunks(big, 10_000, 4) == 1
     finally:
         numba.set_num_threads(threads)
 
@@ -236,12 +237,12 @@ def test_fork_handler_turns_the_parallel_path_off_after_openmp(
             raise ValueError("no parallel launch yet")
         return layer
 
-    monkeypatch.setattr(k, "_threading_layer", threading_layer)
-    monkeypatch.setattr(k._Parallel, "usable", True)
-    monkeypatch.setattr(k._Parallel, "lock", k._Parallel.lock)
-    k._after_fork_in_child()
-    assert k._Parallel.usable is usable
-    assert not k._Parallel.lock.locked()
+    monkeypatch.setattr(kp, "_threading_layer", threading_layer)
+    monkeypatch.setattr(kp._Parallel, "usable", True)
+    monkeypatch.setattr(kp._Parallel, "lock", kp._Parallel.lock)
+    kp._after_fork_in_child()
+    assert kp._Parallel.usable is usable
+    assert not kp._Parallel.lock.locked()
 
 
 @pytest.mark.jit_only  # needs compiled threads and fork
@@ -251,12 +252,12 @@ def test_forked_child_after_a_parallel_run_still_nets() -> None:
     child must fall back to the serial kernel instead."""
     args = (*random_columns(300, 5, 2, seed=3), 5, 2)
     expected = k._net_positions_serial(*args)
-    assert_identical(k._net_positions(*args), expected)  # threads now running
+    assert_identical(kp._net_positions(*args), expected)  # threads now running
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child process
         code = 1
         try:
-            got = k._net_positions(*args)
+            got = kp._net_positions(*args)
             same = got[2:] == expected[2:] and np.array_equal(got[0], expected[0])
             code = 0 if same else 2
         finally:
@@ -274,16 +275,16 @@ def test_full_size_parallel_run_equals_serial() -> None:
     args = (debtor, creditor, currency, amount, n, currencies)
     serial = k._net_positions_serial(*args)
     assert serial[2] == k.OK
-    assert_identical(k._net_positions(*args), serial)
+    assert_identical(kp._net_positions(*args), serial)
     for chunks in (2, 3, 4, 8):
-        assert_identical(k._net_positions_parallel(*args, chunks), serial)
+        assert_identical(kp._net_positions_parallel(*args, chunks), serial)
     amount[(1 << 19) + 1000 :: 1000] = INT64_MAX // 64
     debtor[900_000] = creditor[900_000]
     serial = k._net_positions_serial(*args)
     assert serial[2] == k.OVERFLOW
     assert serial[3] < 900_000
     for chunks in (2, 3, 4, 8):
-        assert_identical(k._net_positions_parallel(*args, chunks), serial)
+        assert_identical(kp._net_positions_parallel(*args, chunks), serial)
 
 
 @pytest.mark.parametrize(
@@ -307,7 +308,7 @@ def test_warm_up_runs_the_parallel_kernel_with_the_public_path_types(
     """A worker's warm-up must load the kernel that cycles of 2 x 2^18 obligations take,
     with the argument types they pass (else the first such cycle compiles anew)."""
     calls: list[tuple[object, ...]] = []
-    parallel = k._net_positions_parallel
+    parallel = kp._net_positions_parallel
 
     def spy(*args: object) -> Result:
         calls.append(tuple(getattr(a, "dtype", type(a)) for a in args))
@@ -315,10 +316,10 @@ def test_warm_up_runs_the_parallel_kernel_with_the_public_path_types(
         assert np.array_equal(result[0], k._net_positions_serial(*args[:-1])[0])
         return result
 
-    monkeypatch.setattr(k, "_net_positions_parallel", spy)
-    k.warm_up_parallel()
+    monkeypatch.setattr(kp, "_net_positions_parallel", spy)
+    kp.warm_up_parallel()
     debtor, creditor, currency, amount = random_columns(300, 5, 1, seed=2)
-    monkeypatch.setattr(k, "PARALLEL_CHUNK_MIN", 8)
+    monkeypatch.setattr(kp, "PARALLEL_CHUNK_MIN", 8)
     net_positions(debtor, creditor, currency, amount, n_participants=5, n_currencies=1)
     assert len(calls) == 2
     assert calls[0] == calls[1]  # the same signature: nothing left to compile
