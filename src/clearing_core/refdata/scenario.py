@@ -22,203 +22,27 @@ their own contracts (see ``_cap_minor``) so that a cycle carrying about one
 from __future__ import annotations
 
 import random
-import string
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from clearing_core.refdata.codes import lei_check_digits
 from clearing_core.refdata.loader import DEFAULT_REFDATA_PATH, dump_refdata_yaml
+from clearing_core.refdata.scenario_participants import (
+    REGIONS,
+    Builder,
+    add_participants,
+    by_prefix,
+    currencies_of,
+)
 
 SCENARIO_SEED = 20_250_601
 SCENARIO_VERSION = "default-2025.1"
 CAPPED_SHARE_PERCENT = 20
 
-# Region token -> (display name, country, UTC offset in minutes, local places).
-_REGIONS: dict[str, tuple[str, str, int, tuple[str, ...]]] = {
-    "QINGHAI": ("Qinghai", "CN", 480, ("Golmud", "Delingha", "Gonghe", "Qaidam", "Xining")),
-    "GANSU": ("Gansu", "CN", 480, ("Jiuquan", "Dunhuang", "Jiayuguan", "Wuwei", "Zhangye")),
-    "INNERMONGOLIA": ("Inner Mongolia", "CN", 480, ("Ordos", "Baotou", "Xilingol", "Chifeng")),
-    "NINGXIA": ("Ningxia", "CN", 480, ("Zhongwei", "Yinchuan", "Wuzhong")),
-    "XINJIANG": ("Xinjiang", "CN", 480, ("Hami", "Turpan", "Changji")),
-    "TEXAS": ("Texas", "US", -360, ("Pecos", "Abilene", "Amarillo", "Midland")),
-    "VIRGINIA": ("Virginia", "US", -300, ("Culpeper", "Halifax", "Loudoun", "Prince William")),
-    "SHENZHEN": ("Shenzhen", "CN", 480, ("Nanshan", "Longgang", "Bao'an")),
-    "SHANGHAI": ("Shanghai", "CN", 480, ("Lingang", "Pudong", "Jiading")),
-    "GUIAN": ("Gui'an", "CN", 480, ("Gui'an",)),
-    "ULANQAB": ("Ulanqab", "CN", 480, ("Jining",)),
-    "ZHONGWEI": ("Zhongwei", "CN", 480, ("Shapotou",)),
-    "HONGKONG": ("Hong Kong", "HK", 480, ("Tseung Kwan O", "Kwai Chung", "Tsuen Wan")),
-    "SINGAPORE": ("Singapore", "SG", 480, ("Jurong", "Tuas", "Loyang")),
-    "GUANGDONG": ("Guangdong", "CN", 480, ("Guangzhou", "Dongguan")),
-    "GUIZHOU": ("Guizhou", "CN", 480, ("Guiyang",)),
-}
-# City code (ids like AILAB-HK-03) -> (display, country).
-_CITIES = {
-    "HK": ("Hong Kong", "HK"), "SH": ("Shanghai", "CN"), "BJ": ("Beijing", "CN"),
-    "SZ": ("Shenzhen", "CN"), "SG": ("Singapore", "SG"), "SF": ("San Francisco", "US"),
-    "VA": ("Virginia", "US"), "NY": ("New York", "US"), "XINING": ("Xining", "CN"),
-    "LANZHOU": ("Lanzhou", "CN"), "HOHHOT": ("Hohhot", "CN"), "YINCHUAN": ("Yinchuan", "CN"),
-    "HOUSTON": ("Houston", "US"), "XIAN": ("Xi'an", "CN"),
-}  # fmt: skip
-_SUFFIX = {"CN": "Co., Ltd.", "HK": "Limited", "SG": "Pte. Ltd.", "US": "LLC"}
-_BIC_LOCATION = {"HK": "HH", "SH": "SH", "BJ": "BJ", "SZ": "SZ", "SG": "SG", "NY": "33"}
-_BRANDS = (
-    "Aurora", "Baiyun", "Cinder", "Danxia", "Everest", "Feiyun", "Granite", "Huaxing", "Indigo",
-    "Jadeite", "Kunlun", "Lumen", "Meridian", "Nanhai", "Orchid", "Polaris", "Qilin", "Redwood",
-    "Silkroad", "Tianshan", "Umbra", "Vantage", "Westlake", "Xinghe", "Yunfeng", "Zenith",
-    "Harbour", "Lotus", "Summit", "Cobalt", "Pearl", "Tidal", "Sable", "Beacon", "Crescent",
-)  # fmt: skip
-_LEI_PREFIXES = ("3003", "8356", "2549", "9845", "3358", "7478")
-
-_CNH_RAILS = ("cnh-cips", "cnh-cips", "cnh-cips", "cnh-stable", "cnh-stable")
-_USD_RAILS = ("usd-swift", "usd-swift", "usd-swift", "usd-stable", "usd-stable")
-_RAIL_BY_CURRENCY = {"CNH": _CNH_RAILS, "USD": _USD_RAILS, "HKD": ("hkd-chats",)}
-
 
 def _utc(year: int, month: int, day: int) -> datetime:
     return datetime(year, month, day, tzinfo=UTC)
-
-
-class _Builder:
-    """Accumulates the document; every choice comes from one seeded RNG."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.participants: list[dict[str, Any]] = []
-        self.banks: dict[str, list[dict[str, Any]]] = {}  # country -> banks
-        self.brands = list(_BRANDS)
-        self.rng.shuffle(self.brands)
-        self.brand_count = 0
-        self.meter_counter: dict[str, int] = {}
-        self.contracts: list[dict[str, Any]] = []
-
-    def lei(self) -> str:
-        alphabet = string.ascii_uppercase + string.digits
-        base = self.rng.choice(_LEI_PREFIXES) + "00"
-        base += "".join(self.rng.choice(alphabet) for _ in range(12))
-        return base + lei_check_digits(base)
-
-    def brand(self) -> str:
-        """A made-up brand (no real company names): single words first, then pairs."""
-        count, size = self.brand_count, len(self.brands)
-        self.brand_count += 1
-        first, lap = self.brands[count % size], count // size
-        assert lap < size
-        return first if lap == 0 else f"{first} {self.brands[(count + lap) % size]}"
-
-    def add(self, pid: str, name: str, roles: list[str], country: str, currencies: list[str],
-            *, bic: str | None = None) -> dict[str, Any]:  # fmt: skip
-        if bic is None:
-            bic = self.rng.choice(self.banks[country])["bic"]
-        record: dict[str, Any] = {"participant_id": pid, "name": name, "roles": roles}
-        if self.rng.randrange(100) >= 4:  # a few small entities have no LEI yet
-            record["lei"] = self.lei()
-        record["bic"] = bic
-        record["country"] = country
-        record["accounts"] = [
-            {"currency": c, "rail_id": self.rng.choice(_RAIL_BY_CURRENCY[c])} for c in currencies
-        ]
-        self.participants.append(record)
-        return record
-
-
-def _add_banks(b: _Builder) -> None:
-    """Settlement banks: their BICs are the participants' and rail operators' BICs."""
-    plan = [("HK", 3), ("SH", 2), ("BJ", 2), ("SZ", 1), ("SG", 2), ("NY", 2)]
-    used: set[str] = set()
-    for city, count in plan:
-        display, country = _CITIES[city]
-        for n in range(1, count + 1):
-            code = "".join(b.rng.choice(string.ascii_uppercase) for _ in range(4))
-            while code in used:
-                code = "".join(b.rng.choice(string.ascii_uppercase) for _ in range(4))
-            used.add(code)
-            bic = f"{code}{country}{_BIC_LOCATION[city]}"
-            name = f"{b.brand()} {display} Bank {_SUFFIX[country]}"
-            currencies = {"HK": ["CNH", "HKD", "USD"], "CN": ["CNH", "USD"]}.get(country, ["USD"])
-            b.banks.setdefault(country, [])
-            record = b.add(f"BANK-{city}-{n:02d}", name, ["BANK"], country, currencies, bic=bic)
-            b.banks[country].append(record)
-
-
-def _add_energy_side(b: _Builder) -> None:
-    """Utilities, generators, data centres and manufacturers."""
-    for region, count in [("GUANGDONG", 1), ("SHANGHAI", 1), ("QINGHAI", 1), ("GANSU", 1),
-                          ("INNERMONGOLIA", 1), ("GUIZHOU", 1), ("HONGKONG", 1),
-                          ("SINGAPORE", 1), ("VIRGINIA", 2), ("TEXAS", 2)]:  # fmt: skip
-        display, country, _, _ = _REGIONS[region]
-        currencies = {"CN": ["CNH"], "HK": ["HKD", "CNH"], "SG": ["USD"]}.get(country, ["USD"])
-        for n in range(1, count + 1):
-            name = f"{display} Power Grid Retail {_SUFFIX[country]}"
-            if count > 1:
-                name = f"{b.brand()} {display} Electric {_SUFFIX[country]}"
-            b.add(f"UTIL-{region}-{n:02d}", name, ["UTILITY"], country, currencies)
-    farms = [("SOLAR", "QINGHAI", 26), ("SOLAR", "GANSU", 16), ("WIND", "GANSU", 10),
-             ("WIND", "INNERMONGOLIA", 22), ("SOLAR", "INNERMONGOLIA", 8), ("SOLAR", "NINGXIA", 8),
-             ("WIND", "XINJIANG", 8), ("SOLAR", "XINJIANG", 6), ("SOLAR", "TEXAS", 10),
-             ("WIND", "TEXAS", 8), ("SOLAR", "VIRGINIA", 6)]  # fmt: skip
-    for tech, region, count in farms:
-        display, country, _, places = _REGIONS[region]
-        for n in range(1, count + 1):
-            place = places[(n - 1) % len(places)]
-            phase = f" Phase {(n - 1) // len(places) + 1}" if n > len(places) else ""
-            name = f"{display} {place} {tech.title()} Power{phase} {_SUFFIX[country]}"
-            currency = "USD" if country == "US" else "CNH"
-            b.add(f"{tech}-{region}-{n:02d}", name, ["GENERATOR"], country, [currency])
-    dcs = [("SHENZHEN", 8), ("SHANGHAI", 8), ("GUIAN", 4), ("ULANQAB", 5), ("ZHONGWEI", 3),
-           ("HONGKONG", 5), ("SINGAPORE", 6), ("VIRGINIA", 8)]  # fmt: skip
-    for region, count in dcs:
-        display, country, _, places = _REGIONS[region]
-        currencies = {"CN": ["CNH"], "HK": ["CNH", "HKD", "USD"], "SG": ["USD"]}.get(
-            country, ["USD"]
-        )
-        for n in range(1, count + 1):
-            place = places[(n - 1) % len(places)]
-            name = f"{b.brand()} {display} {place} Data Centre {_SUFFIX[country]}"
-            b.add(f"DC-{region}-{n:02d}", name, ["DATA_CENTRE"], country, currencies)
-    for n in range(1, 9):
-        name = f"{b.brand()} Precision Electronics {_SUFFIX['CN']}"
-        b.add(f"MFG-DONGGUAN-{n:02d}", name, ["CONSUMER"], "CN", ["CNH"])
-
-
-def _add_compute_and_services(b: _Builder) -> None:
-    """AI labs, GPU clouds, AI API providers, lessors, O&M contractors and EPCs."""
-    groups = [
-        ("AILAB", "AI_LAB", "Intelligence Research", [("HK", 6), ("SH", 6), ("BJ", 6),
-                                                       ("SZ", 4), ("SG", 5), ("SF", 5)]),
-        ("GPUCLOUD", "GPU_CLOUD", "GPU Cloud", [("SG", 4), ("HK", 3), ("SH", 3), ("BJ", 2),
-                                                 ("VA", 4)]),
-        ("AIAPI", "AI_PROVIDER", "AI Platform", [("SH", 3), ("BJ", 3), ("HK", 2), ("SG", 2),
-                                                  ("SF", 3)]),
-        ("LESSOR", "LESSOR", "Financial Leasing", [("HK", 4), ("SH", 3), ("SG", 2)]),
-        ("OM", "OM_CONTRACTOR", "Renewables O&M Services", [("XINING", 3), ("LANZHOU", 2),
-                                                             ("HOHHOT", 3), ("YINCHUAN", 1),
-                                                             ("HOUSTON", 2)]),
-        ("EPC", "EPC", "Energy Engineering", [("XIAN", 2), ("BJ", 2), ("SH", 2), ("HOUSTON", 1)]),
-    ]  # fmt: skip
-    for prefix, role, business, places in groups:
-        for city, count in places:
-            display, country = _CITIES[city]
-            currencies = {"CN": ["CNH", "USD"], "HK": ["CNH", "HKD", "USD"],
-                          "SG": ["USD", "CNH"]}.get(country, ["USD"])  # fmt: skip
-            if role in {"OM_CONTRACTOR", "EPC"} and country == "CN":
-                currencies = ["CNH"]
-            for n in range(1, count + 1):
-                roles = [role]
-                if role == "AI_LAB" and n % 3 == 0:
-                    roles.append("AI_PROVIDER")  # labs that also sell their models' API
-                name = f"{b.brand()} {display} {business} {_SUFFIX[country]}"
-                b.add(f"{prefix}-{city}-{n:02d}", name, roles, country, currencies)
-
-
-def _currency(p: dict[str, Any]) -> list[str]:
-    return [a["currency"] for a in p["accounts"]]
-
-
-def _by_prefix(b: _Builder, *prefixes: str) -> list[dict[str, Any]]:
-    return [p for p in b.participants if p["participant_id"].startswith(prefixes)]
 
 
 def _tou_bands(rng: random.Random, base: int, country: str) -> list[dict[str, int]]:
@@ -236,11 +60,11 @@ def _tou_bands(rng: random.Random, base: int, country: str) -> list[dict[str, in
     ]
 
 
-def _add_contract(b: _Builder, seller: dict[str, Any], buyer: dict[str, Any], currency: str,
+def _add_contract(b: Builder, seller: dict[str, Any], buyer: dict[str, Any], currency: str,
                   plant_kw: int) -> None:  # fmt: skip
     rng = b.rng
     region = seller["participant_id"].split("-")[1]
-    offset = _REGIONS[region][2] if region in _REGIONS else 480
+    offset = REGIONS[region][2] if region in REGIONS else 480
     meters = rng.randint(2, 6)
     first = b.meter_counter.get(seller["participant_id"], 0)
     b.meter_counter[seller["participant_id"]] = first + meters
@@ -268,15 +92,15 @@ def _add_contract(b: _Builder, seller: dict[str, Any], buyer: dict[str, Any], cu
     b.contracts.append(contract)
 
 
-def _add_contracts(b: _Builder) -> None:
+def _add_contracts(b: Builder) -> None:
     """PPAs: each farm sells to one to three buyers of its currency."""
-    cn_buyers = _by_prefix(b, "DC-SHENZHEN", "DC-SHANGHAI", "DC-GUIAN", "DC-ULANQAB",
+    cn_buyers = by_prefix(b, "DC-SHENZHEN", "DC-SHANGHAI", "DC-GUIAN", "DC-ULANQAB",
                            "DC-ZHONGWEI", "DC-HONGKONG", "UTIL-GUANGDONG", "UTIL-SHANGHAI",
                            "UTIL-QINGHAI", "UTIL-GANSU", "UTIL-INNERMONGOLIA", "UTIL-GUIZHOU",
                            "MFG-")  # fmt: skip
-    us_buyers = _by_prefix(b, "DC-VIRGINIA", "UTIL-VIRGINIA", "UTIL-TEXAS")
-    for seller in _by_prefix(b, "SOLAR-", "WIND-"):
-        currency = _currency(seller)[0]
+    us_buyers = by_prefix(b, "DC-VIRGINIA", "UTIL-VIRGINIA", "UTIL-TEXAS")
+    for seller in by_prefix(b, "SOLAR-", "WIND-"):
+        currency = currencies_of(seller)[0]
         pool = us_buyers if currency == "USD" else cn_buyers
         plant_kw = b.rng.randrange(20_000, 300_001, 5_000)
         buyers = b.rng.sample(pool, b.rng.choice([1, 1, 2, 2, 3]))
@@ -285,8 +109,8 @@ def _add_contracts(b: _Builder) -> None:
     # Retail supply where there is no farm: utilities sell to local data centres.
     for utility, prefix, currency in [("UTIL-SINGAPORE-01", "DC-SINGAPORE", "USD"),
                                       ("UTIL-HONGKONG-01", "DC-HONGKONG", "HKD")]:  # fmt: skip
-        seller = _by_prefix(b, utility)[0]
-        for buyer in _by_prefix(b, prefix):
+        seller = by_prefix(b, utility)[0]
+        for buyer in by_prefix(b, prefix):
             _add_contract(b, seller, buyer, currency, b.rng.randrange(8_000, 40_001, 1_000))
 
 
@@ -309,7 +133,7 @@ _BOOK_SKUS = {
 _FX_PERCENT = {"USD": (100, 100), "CNH": (400, 720), "HKD": (780, 780)}
 
 
-def _book(b: _Builder, provider: dict[str, Any], currency: str) -> dict[str, Any]:
+def _book(b: Builder, provider: dict[str, Any], currency: str) -> dict[str, Any]:
     kind = provider["participant_id"].split("-")[0]
     entries = []
     for sku in _BOOK_SKUS[kind]:
@@ -326,7 +150,7 @@ def _book(b: _Builder, provider: dict[str, Any], currency: str) -> dict[str, Any
     )
     candidates = [
         p["participant_id"] for p in b.participants
-        if p is not provider and currency in _currency(p) and set(p["roles"]) & set(buyers)
+        if p is not provider and currency in currencies_of(p) and set(p["roles"]) & set(buyers)
     ]  # fmt: skip
     customers: list[str] = []
     if b.rng.randrange(100) >= 30 and candidates:  # else open to every account holder
@@ -344,13 +168,13 @@ def _book(b: _Builder, provider: dict[str, Any], currency: str) -> dict[str, Any
     return book
 
 
-def _price_books(b: _Builder) -> list[dict[str, Any]]:
+def _price_books(b: Builder) -> list[dict[str, Any]]:
     books: list[dict[str, Any]] = []
-    providers = _by_prefix(b, "GPUCLOUD-", "AIAPI-") + [
-        p for p in _by_prefix(b, "AILAB-") if "AI_PROVIDER" in p["roles"]
+    providers = by_prefix(b, "GPUCLOUD-", "AIAPI-") + [
+        p for p in by_prefix(b, "AILAB-") if "AI_PROVIDER" in p["roles"]
     ]
     for provider in providers:
-        currencies = _currency(provider)
+        currencies = currencies_of(provider)
         chosen = [currencies[0]]
         if provider["country"] in {"HK", "SG"}:
             chosen.append("USD" if chosen[0] == "CNH" else "CNH")
@@ -360,7 +184,7 @@ def _price_books(b: _Builder) -> list[dict[str, Any]]:
     return books
 
 
-def _cap_minor(b: _Builder, p: dict[str, Any], currency: str) -> int:
+def _cap_minor(b: Builder, p: dict[str, Any], currency: str) -> int:
     """Energy buyers: 0.3 to 3 times their bill for one 15-minute interval with every
     meter at capacity (a typical interval runs at 20-40% of capacity, so a cycle of
     about one interval per meter mostly settles and a heavy one defers). Others: a
@@ -376,7 +200,7 @@ def _cap_minor(b: _Builder, p: dict[str, Any], currency: str) -> int:
     return b.rng.randrange(low, high + 1, 1_000)
 
 
-def _apply_caps_and_status(b: _Builder) -> None:
+def _apply_caps_and_status(b: Builder) -> None:
     payers = [p for p in b.participants if "BANK" not in p["roles"]]
     capped = b.rng.sample(payers, round(len(payers) * CAPPED_SHARE_PERCENT / 100))
     for p in sorted(capped, key=lambda q: str(q["participant_id"])):
@@ -384,10 +208,10 @@ def _apply_caps_and_status(b: _Builder) -> None:
             account["net_debit_cap_minor"] = _cap_minor(b, p, account["currency"])
     # Two participants left the scheme; their events are rejected as INACTIVE_PARTICIPANT.
     for pid in ("SOLAR-XINJIANG-06", "AILAB-SF-05"):
-        _by_prefix(b, pid)[0]["active"] = False
+        by_prefix(b, pid)[0]["active"] = False
 
 
-def _rails(b: _Builder) -> list[dict[str, Any]]:
+def _rails(b: Builder) -> list[dict[str, Any]]:
     def operator(country: str) -> str:
         return str(b.banks[country][0]["bic"])
 
@@ -429,10 +253,8 @@ _PAYMENT_KINDS = [
 
 def build_default_refdata(seed: int = SCENARIO_SEED) -> dict[str, Any]:
     """The default reference data as plain data (the YAML document's content)."""
-    b = _Builder(seed)
-    _add_banks(b)
-    _add_energy_side(b)
-    _add_compute_and_services(b)
+    b = Builder(seed)
+    add_participants(b)
     _add_contracts(b)
     books = _price_books(b)
     _apply_caps_and_status(b)
