@@ -15,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.jsonrecord import from_json, to_json
+from clearing_core.encoding.records import SettlementBatch
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import ClearingError, InputError
 from clearing_core.exports.documents import (
@@ -91,7 +93,7 @@ def _group() -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def _decode_batches(codec: Codec, records: list[Record]) -> list[dict[str, Any]]:
+def _decode_batches(codec: Codec, records: list[Record]) -> list[SettlementBatch]:
     out = []
     for record in records:
         if not record.value:
@@ -103,11 +105,11 @@ def _decode_batches(codec: Codec, records: list[Record]) -> list[dict[str, Any]]
                               f"{record.offset}: {exc}[/]")  # fmt: skip
             continue
         if decoded.name == BATCH_TYPE:
-            out.append(decoded.record)
+            out.append(decoded.as_record(SettlementBatch))
     return out
 
 
-def _order(batch: dict[str, Any]) -> tuple[Any, ...]:
+def _order(batch: SettlementBatch) -> tuple[datetime, int, str]:
     return (batch["created_at"], batch["cycle_seq"], batch["batch_id"])
 
 
@@ -129,7 +131,7 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 def read_batches(
     bootstrap: str, codec: Codec, rail: str
-) -> tuple[list[dict[str, Any]], dict[int, int]]:
+) -> tuple[list[SettlementBatch], dict[int, int]]:
     """Every batch on a rail's topic now, oldest first, and the offsets they end at
     (where following picks up, so no batch is missed or shown twice)."""
     topic = batch_topic(rail)
@@ -144,7 +146,7 @@ def read_batches(
 
 def _follow(
     bootstrap: str, codec: Codec, rail: str, start: dict[int, int], stop: threading.Event
-) -> Generator[dict[str, Any], None, None]:
+) -> Generator[SettlementBatch, None, None]:
     """Batches written to the rail's topic from ``start`` (offset per partition) on,
     until ``stop`` is set; partitions added later are read from their beginning."""
     topic = batch_topic(rail)
@@ -169,7 +171,7 @@ def _follow(
         consumer.close()
 
 
-def _print_batch(batch: dict[str, Any]) -> None:
+def _print_batch(batch: SettlementBatch) -> None:
     """A summary row and the instructions; amounts in rail units with the rail's decimals
     (instruction ids are the batch id and the sequence number shown in ``#``)."""
     decimals = int(batch["rail_decimals"])
@@ -235,7 +237,7 @@ def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | Non
         emit_json({"rail": rail, "batches": [to_json(b) for b in shown]})
         return
 
-    def show(batch: dict[str, Any]) -> None:
+    def show(batch: SettlementBatch) -> None:
         if as_json:
             sys.stdout.write(orjson.dumps(to_json(batch)).decode() + "\n")
             sys.stdout.flush()
@@ -277,7 +279,7 @@ def _until_signalled() -> Iterator[threading.Event]:
 # --------------------------------------------------------------------------- export
 
 
-def find_batch(bootstrap: str, codec: Codec, batch_id: str, rails: list[str]) -> dict[str, Any]:
+def find_batch(bootstrap: str, codec: Codec, batch_id: str, rails: list[str]) -> SettlementBatch:
     """The batch with this id: on the rail its id names, else on any of ``rails``."""
     candidates: list[str] = []
     with contextlib.suppress(ExportError):

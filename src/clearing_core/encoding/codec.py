@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
@@ -33,6 +33,7 @@ RECORD_BYTES_MAX = 1 << 20  # no contract record comes near 1 MiB; bigger is an 
 # that defers 10,000 obligations under tight caps already needs 1.4 MB.
 TYPE_BYTES_MAX = {"NettingState": 16 << 20, "RefdataVersion": 16 << 20}
 PREFIX_PROBE_BYTES = 4096  # zeros added to tell a cut record from garbage (strings cut shorter)
+R = TypeVar("R")  # a record's TypedDict (clearing_core.encoding.records)
 
 
 class CodecError(ValueError):
@@ -93,6 +94,13 @@ class Decoded:
 
     name: str
     record: dict[str, Any]
+
+    def as_record(self, kind: type[R]) -> R:
+        """The record as ``kind``, the TypedDict of its type in ``encoding.records``, so
+        that mypy checks the fields read from it; another type is a WrongSchemaError."""
+        if self.name != kind.__name__:
+            raise WrongSchemaError(f"expected {kind.__name__}, got {self.name}")
+        return cast(R, self.record)
 
 
 class Codec(Protocol):

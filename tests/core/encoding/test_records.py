@@ -8,7 +8,7 @@ import difflib
 import json
 import shutil
 import types
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints, is_typeddict
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clearing_core.encoding import records, records_gen
-from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.codec import SingleObjectCodec, WrongSchemaError
 from clearing_core.encoding.schemas import SchemaCatalog, SchemaCatalogError
 from tests.conftest import REPO
 from tests.support.avro_strategies import records as avro_records
@@ -118,3 +118,16 @@ def test_the_fields_a_writer_may_leave_out_are_those_with_defaults(name: str) ->
     kind = getattr(records, name)
     assert kind.__optional_keys__ == {f["name"] for f in fields if "default" in f}
     assert kind.__required_keys__ == {f["name"] for f in fields if "default" not in f}
+
+
+def test_a_decoded_record_is_typed_only_as_its_own_type() -> None:
+    codec = SingleObjectCodec(CATALOG)
+    marker: records.CycleClose = {
+        "marker_id": "m-1", "currency": "USD", "reason": "MANUAL", "requested_by": "ops",
+        "requested_at": datetime(2026, 3, 1, tzinfo=UTC),
+    }  # fmt: skip
+    decoded = codec.decode(codec.encode("CycleClose", marker))
+    assert decoded.as_record(records.CycleClose) is decoded.record
+    assert decoded.as_record(records.CycleClose) == marker
+    with pytest.raises(WrongSchemaError, match="expected Obligation, got CycleClose"):
+        decoded.as_record(records.Obligation)
