@@ -18,18 +18,25 @@ from clearing_services.kafka.reachability import require_broker
 from clearing_services.kafka.topics import EVENT_TOPIC_NAMES
 from clearing_services.operations.demo import (
     DemoPlan,
+    DemoResult,
     prepare,
     run_rounds,
     start_demo_worker,
     stop_worker,
     wait_for_worker,
 )
+from clearing_services.operations.replay import ReplayReport
 
 
 def _money(minor: int) -> str:
     return f"{minor / 100:,.2f}"
 
 
+CYCLE_FIELDS = (
+    "cycle_id", "currency", "cycle_seq", "obligation_count", "gross_minor", "net_minor",
+    "netting_efficiency", "deferred_count", "deferred_minor", "rejected_count",
+    "instruction_count", "batch_ids",
+)  # fmt: skip
 HEADER = (
     f"{'cycle':<14} {'obligations':>11} {'gross':>16} {'net':>16} {'eff':>6} {'instr':>5} "
     f"{'deferred':>8} {'rejected':>8} {'lag':>6}  batches"
@@ -104,21 +111,24 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
         if started and not keep_broker:
             local_broker(cfg).stop()
             err_console.print("broker stopped")
-    summary = {
-        "seconds": round(time.monotonic() - t0, 1), "events_produced": result.produced,
-        "cycles": [
-            {k: r[k] for k in ("cycle_id", "currency", "cycle_seq", "obligation_count",
-                               "gross_minor", "net_minor", "netting_efficiency",
-                               "deferred_count", "deferred_minor", "rejected_count",
-                               "instruction_count", "batch_ids")}
-            for r in result.cycles
-        ],
+    seconds = round(time.monotonic() - t0, 1)
+    if as_json:
+        emit_json(_summary(result, seconds))
+    _report_replay(result.replay, seconds)
+
+
+def _summary(result: DemoResult, seconds: float) -> dict[str, Any]:
+    """The ``--json`` answer: the run's time and events, each cycle's figures, the replay."""
+    return {
+        "seconds": seconds, "events_produced": result.produced,
+        "cycles": [{k: r[k] for k in CYCLE_FIELDS} for r in result.cycles],
         "replay": result.replay.as_dict(),
     }  # fmt: skip
-    if as_json:
-        emit_json(summary)
-    replay = result.replay
-    err_console.print(f"{replay.summary()} ({summary['seconds']} s in all)", soft_wrap=True)
+
+
+def _report_replay(replay: ReplayReport, seconds: float) -> None:
+    """The replay's verdict and each problem on stderr; a failed replay is an error."""
+    err_console.print(f"{replay.summary()} ({seconds} s in all)", soft_wrap=True)
     for line in replay.problems():
         err_console.print(f"replay: {line}", markup=False, soft_wrap=True)
     if not replay.ok:

@@ -25,6 +25,15 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._record_metrics(r)
+        self._cycle_metrics(r)
+        self.lag_records = Gauge(
+            "clearing_consumer_lag_records", "Records not yet committed by a consumer group.",
+            ["group", "topic"], registry=r,
+        )  # fmt: skip
+
+    def _record_metrics(self, r: CollectorRegistry) -> None:
+        """What the stages read, write, reject, drop and retry."""
         self.events_in = Counter(
             "clearing_events_in", "Records read by a stage, per topic.", ["stage", "topic"],
             registry=r,
@@ -55,6 +64,9 @@ class Metrics:
             "because a rebalance made its consumer group generation stale.", ["stage"],
             registry=r,
         )  # fmt: skip
+
+    def _cycle_metrics(self, r: CollectorRegistry) -> None:
+        """Each currency's cycle closes and the figures of its last cycle."""
         self.cycle_seconds = Histogram(
             "clearing_cycle_close_seconds", "From reading a cycle-close marker to the last "
             "output committed.", ["currency"], buckets=CYCLE_BUCKETS_SECONDS, registry=r,
@@ -80,10 +92,6 @@ class Metrics:
             "clearing_open_obligations", "Obligations in the open cycle.", ["currency"],
             registry=r,
         )  # fmt: skip
-        self.lag_records = Gauge(
-            "clearing_consumer_lag_records", "Records not yet committed by a consumer group.",
-            ["group", "topic"], registry=r,
-        )  # fmt: skip
 
     def cycle_closed(self, report: dict[str, Any], seconds: float) -> None:
         currency = str(report["currency"])
@@ -102,7 +110,7 @@ class Metrics:
 
 
 class StageTiming:
-    """Where a loop's time goes, logged at INFO every ``every_s``: per stage, the
+    """Where a loop's time goes, logged at INFO every ``every_seconds``: per stage, the
     seconds spent, the calls and the items. Cheap enough to stay on."""
 
     def __init__(self, log: logging.Logger, every_seconds: float = 10.0) -> None:
@@ -118,7 +126,7 @@ class StageTiming:
         entry[2] += items
 
     def maybe_log(self) -> bool:
-        """Log if ``every_s`` has passed; whether it did."""
+        """Log if ``every_seconds`` have passed; whether it did."""
         elapsed = time.monotonic() - self.since
         if elapsed < self.every_seconds:
             return False
