@@ -29,6 +29,7 @@ from faust.streams import Stream
 
 from clearing_core.cycle.acks import AckOutcome, AckProblem, apply_ack
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import InstructionState, InstructionStatus, SettlementAck
 from clearing_core.ingest.identify import header_pairs
 from clearing_core.ingest.stage import RawEvent, rejected_record
 from clearing_services.kafka.clients import producer_config
@@ -38,7 +39,7 @@ from clearing_services.kafka.topics import ACKS_TOPIC, DLQ_TOPIC, OBLIGATIONS_TO
 from clearing_services.runtime.failure import fatal
 from clearing_services.runtime.metrics import Metrics
 from clearing_services.settings import Settings
-from clearing_services.settlement.batch_index import BatchIndex
+from clearing_services.settlement.batch_index import AckView, BatchIndex
 
 BATCH_MAX = 2_000
 BATCH_WITHIN_S = 0.25
@@ -149,7 +150,7 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, index.sync)  # states a previous owner committed
     sends: list[Send] = []
-    states: dict[str, dict[str, Any]] = {}  # instruction id -> state set in this batch
+    states: dict[str, InstructionStatus] = {}  # instruction id -> state set in this batch
     for event in raw:
         runtime.metrics.events_in.labels("acks", event.topic).inc()
         decided = await _decide(event, runtime, states)
@@ -167,7 +168,7 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
 
 
 async def _decide(
-    event: RawEvent, runtime: Runtime, states: dict[str, dict[str, Any]]
+    event: RawEvent, runtime: Runtime, states: dict[str, InstructionStatus]
 ) -> AckOutcome | AckProblem:
     try:
         ack = runtime.codec.decode(event.value, topic=event.topic)
@@ -175,14 +176,14 @@ async def _decide(
         return AckProblem(exc.reason_code, str(exc))
     if ack.name != "SettlementAck":
         return AckProblem("WRONG_SCHEMA", f"{ack.name} on {event.topic}")
-    record = ack.record
+    record = ack.as_record(SettlementAck)
     batch = await _batch(runtime, record["batch_id"])
     earlier = states.get(record["instruction_id"])
     current = earlier["status"] if earlier else _state(runtime, record)
     return apply_ack(record, batch, current)
 
 
-def _state(runtime: Runtime, ack: dict[str, Any]) -> str | None:
+def _state(runtime: Runtime, ack: SettlementAck) -> InstructionState | None:
     assert runtime.batches is not None
     return runtime.batches.state_of(ack["batch_id"], ack["instruction_id"])
 
@@ -198,7 +199,7 @@ def _writes(codec: Codec, outcome: AckOutcome) -> list[Send]:
     return out
 
 
-async def _batch(runtime: Runtime, batch_id: str) -> dict[str, Any] | None:
+async def _batch(runtime: Runtime, batch_id: str) -> AckView | None:
     """The batch from the index, giving the follower a moment to catch up."""
     assert runtime.batches is not None
     return await asyncio.get_running_loop().run_in_executor(

@@ -20,11 +20,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from clearing_core.cycle.acks import AckBatch
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import InstructionState, InstructionStatus, SettlementBatch
 from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import consumer_config, log_ends, watermarks
 from clearing_services.kafka.topics import STATUS_TOPIC, batch_topic
@@ -34,7 +35,6 @@ INSTRUCTIONS_KEPT = 1_000_000  # about 250 MB at most, whatever the batches' siz
 RECENT_PER_RAIL = 5_000
 EARLY_STATES_KEPT = 100_000  # states read before their batch (another rail's lag)
 SYNC_SECONDS_MAX = 90.0  # > the broker's abort of a transaction left open (60 s + 10 s)
-ACK_FIELDS = ("instruction_id", "payer_id", "payee_id", "amount_minor")
 
 
 class UnreadableRecordError(ClearingError):
@@ -43,7 +43,14 @@ class UnreadableRecordError(ClearingError):
     exit_code = 70
 
 
-def ack_view(batch: dict[str, Any]) -> dict[str, Any]:
+class AckView(AckBatch):
+    """A batch as the index keeps it: what acknowledgements need, and the state of
+    each instruction acknowledged (instruction id -> state)."""
+
+    states: dict[str, InstructionState]
+
+
+def ack_view(batch: SettlementBatch) -> AckView:
     """What an acknowledgement needs of a batch (``acks.apply_ack``): its id, rail and
     currency, per instruction its id, parties and amount, and the instructions'
     states (filled as they are read). Keeping whole decoded batches made an acks
@@ -51,7 +58,11 @@ def ack_view(batch: dict[str, Any]) -> dict[str, Any]:
     return {
         "batch_id": batch["batch_id"], "rail_id": batch["rail_id"],
         "currency": batch["currency"],
-        "instructions": [{k: i[k] for k in ACK_FIELDS} for i in batch["instructions"]],
+        "instructions": [
+            {"instruction_id": i["instruction_id"], "payer_id": i["payer_id"],
+             "payee_id": i["payee_id"], "amount_minor": i["amount_minor"]}
+            for i in batch["instructions"]
+        ],
         "states": {},
     }  # fmt: skip
 
@@ -65,8 +76,8 @@ class BatchIndex:
         self.bootstrap = bootstrap
         self.codec = codec
         self.rails = rails
-        self._batches: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._early: OrderedDict[str, dict[str, str]] = OrderedDict()  # batch id -> states
+        self._batches: OrderedDict[str, AckView] = OrderedDict()
+        self._early: OrderedDict[str, dict[str, InstructionState]] = OrderedDict()  # id -> states
         self._instructions = 0  # held over all batches
         self._status_read: dict[int, int] = {}  # partition -> next offset read
         self._oldest_ms: int | None = None  # log time of the oldest batch read
@@ -74,19 +85,19 @@ class BatchIndex:
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
 
-    def get(self, batch_id: str, wait_seconds: float = 0.0) -> dict[str, Any] | None:
+    def get(self, batch_id: str, wait_seconds: float = 0.0) -> AckView | None:
         """The batch, waiting up to ``wait_s`` for the follower to catch up."""
         with self.changed:
             self.changed.wait_for(lambda: batch_id in self._batches, timeout=wait_seconds)
             return self._batches.get(batch_id)
 
-    def state_of(self, batch_id: str, instruction_id: str) -> str | None:
+    def state_of(self, batch_id: str, instruction_id: str) -> InstructionState | None:
         """The instruction's state as last read or recorded (None: no acknowledgement)."""
         with self._lock:
             batch = self._batches.get(batch_id)
             return None if batch is None else batch["states"].get(instruction_id)
 
-    def record(self, states: Iterable[dict[str, Any]]) -> None:
+    def record(self, states: Iterable[InstructionStatus]) -> None:
         """States this worker has just committed (its own writes, before they are read)."""
         with self.changed:
             for state in states:
@@ -176,7 +187,8 @@ class BatchIndex:
             self.changed.notify_all()
 
     def _take(self, messages: list[Message]) -> None:
-        batches, states = [], []
+        batches: list[AckView] = []
+        states: list[InstructionStatus] = []
         for message in messages:
             if message.error() is not None:
                 raise KafkaException(message.error())
@@ -187,11 +199,11 @@ class BatchIndex:
                 raise UnreadableRecordError(f"{where}: unreadable ({exc}); a worker of a "
                                             "newer version must read it") from exc  # fmt: skip
             if found.name == "SettlementBatch":
-                batches.append(ack_view(found.record))
+                batches.append(ack_view(found.as_record(SettlementBatch)))
                 log_ms = message.timestamp()[1]
                 self._oldest_ms = min(self._oldest_ms or log_ms, log_ms)
             elif found.name == "InstructionStatus":
-                states.append(found.record)
+                states.append(found.as_record(InstructionStatus))
             else:
                 raise UnreadableRecordError(f"{where}: a {found.name} record, not a batch or state")
         if batches or states:
@@ -201,7 +213,7 @@ class BatchIndex:
                     self._set_state(state["batch_id"], state["instruction_id"], state["status"])
                 self.changed.notify_all()
 
-    def _add_batches(self, batches: list[dict[str, Any]]) -> None:
+    def _add_batches(self, batches: list[AckView]) -> None:
         for batch in batches:
             previous = self._batches.pop(batch["batch_id"], None)
             if previous is not None:
@@ -216,7 +228,7 @@ class BatchIndex:
             _, oldest = self._batches.popitem(last=False)
             self._instructions -= len(oldest["instructions"])
 
-    def _set_state(self, batch_id: str, instruction_id: str, status: str) -> None:
+    def _set_state(self, batch_id: str, instruction_id: str, status: InstructionState) -> None:
         batch = self._batches.get(batch_id)
         if batch is not None:
             batch["states"][instruction_id] = status

@@ -15,13 +15,13 @@ acknowledgement is processed again after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TypedDict
 
 from clearing_core import ids
+from clearing_core.encoding.records import InstructionStatus, Obligation, SettlementAck
 
 FAILED_SETTLEMENT_PRIORITY = 100  # settles before anything else when liquidity is short
 FINAL_STATES = frozenset({"SETTLED", "FAILED"})
@@ -44,6 +44,25 @@ def transition(current: str | None, status: str) -> Transition:
     return Transition.CONTRADICTS
 
 
+class AckInstruction(TypedDict):
+    """What an acknowledgement needs of a ``SettlementInstruction``."""
+
+    instruction_id: str
+    payer_id: str
+    payee_id: str
+    amount_minor: int
+
+
+class AckBatch(TypedDict):
+    """What an acknowledgement needs of a ``SettlementBatch`` (the acks worker keeps
+    only this of each batch: ``batch_index.ack_view``)."""
+
+    batch_id: str
+    rail_id: str
+    currency: str
+    instructions: list[AckInstruction]
+
+
 @dataclass(frozen=True)
 class AckProblem:
     """Why an acknowledgement cannot be applied (its dead-letter reason)."""
@@ -57,12 +76,12 @@ class AckOutcome:
     """What to write for one acknowledgement: its new ``InstructionStatus`` record and,
     for a failure, the obligation that carries the amount; nothing for a repeat."""
 
-    status: dict[str, Any] | None
-    obligation: dict[str, Any] | None
+    status: InstructionStatus | None
+    obligation: Obligation | None
 
 
 def apply_ack(
-    ack: Mapping[str, Any], batch: Mapping[str, Any] | None, current: str | None
+    ack: SettlementAck, batch: AckBatch | None, current: str | None
 ) -> AckOutcome | AckProblem:
     """Check an acknowledgement against its batch and its instruction's ``current``
     state (None: no acknowledgement yet) and say what it changes."""
@@ -78,7 +97,7 @@ def apply_ack(
             "ACK_CONTRADICTS_FINAL", f"{ack['instruction_id']} is {current} (final): a "
             f"{ack['status']} acknowledgement is refused",
         )  # fmt: skip
-    status = {
+    status: InstructionStatus = {
         "instruction_id": ack["instruction_id"], "batch_id": batch["batch_id"],
         "rail_id": batch["rail_id"], "currency": batch["currency"], "status": ack["status"],
         "reason_code": ack.get("reason_code"), "bank_id": ack["bank_id"],
@@ -88,9 +107,7 @@ def apply_ack(
     return AckOutcome(status, carry)
 
 
-def _instruction(
-    ack: Mapping[str, Any], batch: Mapping[str, Any] | None
-) -> Mapping[str, Any] | AckProblem:
+def _instruction(ack: SettlementAck, batch: AckBatch | None) -> AckInstruction | AckProblem:
     if batch is None:
         return AckProblem("UNKNOWN_BATCH", f"batch {ack['batch_id']} is not known")
     if ack["rail_id"] != batch["rail_id"]:
@@ -98,7 +115,7 @@ def _instruction(
             "RAIL_MISMATCH", f"{ack['instruction_id']}: rail {ack['rail_id']} is not "
             f"the batch's rail {batch['rail_id']}",
         )  # fmt: skip
-    instruction: Mapping[str, Any] | None = next(
+    instruction: AckInstruction | None = next(
         (i for i in batch["instructions"] if i["instruction_id"] == ack["instruction_id"]), None
     )
     if instruction is None:
@@ -109,8 +126,8 @@ def _instruction(
 
 
 def failed_obligation(
-    ack: Mapping[str, Any], batch: Mapping[str, Any], instruction: Mapping[str, Any]
-) -> dict[str, Any]:
+    ack: SettlementAck, batch: AckBatch, instruction: AckInstruction
+) -> Obligation:
     """The obligation a FAILED instruction carries into the next cycle."""
     acked_at = ack["acked_at"]
     assert isinstance(acked_at, datetime)
