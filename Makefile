@@ -14,7 +14,7 @@ SOURCES := src services tests bench
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
 	@echo "make test   - set up, lint, and run the whole test suite against a real broker"
-	@echo "make lint   - ruff and mypy (strict on src/ and services/)"
+	@echo "make lint   - ruff and mypy (strict on src/, services/ and bench/)"
 	@echo "make records - regenerate the TypedDicts of the Avro records from schemas/"
 	@echo "make tools  - install the system tools the tests need (chromium) when missing"
 	@echo "make chaos  - the long chaos run: kills, broker restarts, pauses (last line JSON)"

@@ -55,7 +55,7 @@ def _records(count: int) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _best_rate(count: int, run: Callable[[], None], repeats: int) -> float:
+def _best_rate(count: int, run: Callable[[], object], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -118,20 +118,22 @@ def interleaved_best(
 def time_python_loop(columns: tuple[Any, ...], sample: int, n: int, currencies: int) -> float:
     """The pure-Python dict loop on the first ``sample`` obligations, best of 5, scaled
     to all of them."""
-    lists = [a[:sample].tolist() for a in columns]
+    debtor, creditor, currency, amount = (a[:sample].tolist() for a in columns)
     log(f"pure Python dict loop on {sample:,} obligations, best of 5, scaled")
     gc.disable()  # as timeit does: the collector would only slow the baseline down
     try:
-        seconds = best_of(5, lambda: python_dict_loop(*lists, n, currencies))
+        seconds = best_of(
+            5, lambda: python_dict_loop(debtor, creditor, currency, amount, n, currencies)
+        )
     finally:
         gc.enable()
-    return seconds * (columns[0].shape[0] / sample)
+    return seconds * (len(columns[0]) / sample)
 
 
 def threading_layer() -> str:
     """numba's threading layer, once a parallel kernel ran ("none": serial path only)."""
     try:
-        return str(numba.threading_layer())
+        return kernels_parallel._threading_layer()
     except ValueError:
         return "none"
 
@@ -198,7 +200,9 @@ def bench_kernel(m: int, n: int, currencies: int) -> dict[str, Any]:
     }
 
 
-def capped_cycle(m: int, n: int, share: float, rng: np.random.Generator) -> tuple[Any, ...]:
+def capped_cycle(
+    m: int, n: int, share: float, rng: np.random.Generator
+) -> tuple[Any, Any, Any, Any]:
     """One currency; ``share`` of participants capped at a random fraction of
     their net debit, so the caps bind for the net debtors among them."""
     debtor, creditor, _, amount = obligations(m, n, 1, rng)
@@ -216,8 +220,8 @@ def bench_gridlock(m: int, n: int) -> dict[str, float]:
     rng = np.random.default_rng(SEED + 1)
     debtor, creditor, amount, cap = capped_cycle(m, n, 0.2, rng)
     small = capped_cycle(2000, 100, 0.2, rng)
-    resolve_gridlock(*small[:3], small[3])
-    resolve_gridlock(*small[:3], small[3], starts=1)
+    resolve_gridlock(*small)
+    resolve_gridlock(*small, starts=1)
     log(f"gridlock resolution: {m:,} obligations, {n:,} participants, 20% capped")
     seconds = best_of(3, lambda: resolve_gridlock(debtor, creditor, amount, cap))
     single = best_of(3, lambda: resolve_gridlock(debtor, creditor, amount, cap, starts=1))

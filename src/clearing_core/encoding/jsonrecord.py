@@ -63,6 +63,14 @@ def _integer(value: Any, path: str, low: int, high: int) -> int:
     return int(value)
 
 
+# Primitives whose JSON value is already the Python value: its type and, for the error,
+# what was expected.
+_EXPECTED: dict[str, tuple[type, str]] = {
+    "boolean": (bool, "true or false"),
+    "string": (str, "a string"),
+}
+
+
 def _primitive(kind: str, value: Any, path: str) -> Any:
     if kind == "null":
         if value is not None:
@@ -76,13 +84,10 @@ def _primitive(kind: str, value: Any, path: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecordValueError(f"{path}: expected a number, got {value!r}")
         return float(value)
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            raise RecordValueError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if kind == "string":
-        if not isinstance(value, str):
-            raise RecordValueError(f"{path}: expected a string, got {value!r}")
+    if kind in _EXPECTED:
+        python_type, expected = _EXPECTED[kind]
+        if not isinstance(value, python_type):
+            raise RecordValueError(f"{path}: expected {expected}, got {value!r}")
         return value
     if kind == "bytes":
         try:

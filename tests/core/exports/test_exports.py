@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
@@ -87,25 +88,30 @@ def check_facets(obj: Any, path: str = "Document") -> None:
             assert not meta.get("required"), f"{where} is required"
             continue
         if isinstance(value, str | Decimal) and not isinstance(value, Enum):
-            text = str(value)
-            if "pattern" in meta:
-                assert re.fullmatch(meta["pattern"], text), (
-                    f"{where}: {text!r} vs {meta['pattern']}"
-                )
-            if "max_length" in meta:
-                assert len(text) <= meta["max_length"], where
-            if "min_length" in meta:
-                assert len(text) >= meta["min_length"], where
+            check_text_facets(str(value), meta, where)
         if isinstance(value, Decimal):
-            exponent = value.as_tuple().exponent
-            assert isinstance(exponent, int)
-            if "fraction_digits" in meta:
-                assert -exponent <= meta["fraction_digits"], where
-            if "total_digits" in meta:
-                assert len(value.as_tuple().digits) <= meta["total_digits"], where
-            if "min_inclusive" in meta:
-                assert value >= meta["min_inclusive"], where
+            check_decimal_facets(value, meta, where)
         check_facets(value, where)
+
+
+def check_text_facets(text: str, meta: Mapping[str, Any], where: str) -> None:
+    if "pattern" in meta:
+        assert re.fullmatch(meta["pattern"], text), f"{where}: {text!r} vs {meta['pattern']}"
+    if "max_length" in meta:
+        assert len(text) <= meta["max_length"], where
+    if "min_length" in meta:
+        assert len(text) >= meta["min_length"], where
+
+
+def check_decimal_facets(value: Decimal, meta: Mapping[str, Any], where: str) -> None:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if "fraction_digits" in meta:
+        assert -exponent <= meta["fraction_digits"], where
+    if "total_digits" in meta:
+        assert len(value.as_tuple().digits) <= meta["total_digits"], where
+    if "min_inclusive" in meta:
+        assert value >= meta["min_inclusive"], where
 
 
 def parsed(xml: bytes) -> Any:
