@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from clearing_core.encoding.codec import Codec
+from clearing_core.encoding.records import Obligation, SeenEvents
 from clearing_core.ids import source_digest
 from clearing_core.ingest.aggregate import AggregateKey, aggregate_key, exact_of
 from clearing_services.ingest.seen_store import seen_topic
@@ -27,7 +27,7 @@ class Coverage:
     repeated: list[str]  # event ids accepted by more than one committed transaction
     unlogged: set[str]  # obligation ids the audit log names but clearing.obligations lacks
     miscounted: dict[str, str]  # obligation id -> what disagrees with the events naming it
-    obligations: dict[str, dict[str, Any]]  # every Obligation on the log, by id
+    obligations: dict[str, Obligation]  # every Obligation on the log, by id
 
     def events(self, *prefixes: str) -> set[str]:
         """The accepted, logged event ids that start with one of ``prefixes``."""
@@ -74,14 +74,15 @@ def _read_coverage(bootstrap: str, codec: Codec) -> Coverage:
     accepted: Counter[str] = Counter()
     for spec in EVENT_TOPICS:
         for record in read_topic(bootstrap, seen_topic(spec.topic), group):
-            for event in codec.decode(record.value).record["events"]:
+            for event in codec.decode(record.value).as_record(SeenEvents)["events"]:
                 accepted[event["event_id"]] += 1
                 named.setdefault(event["obligation_id"], []).append(event["event_id"])
-    logged = {}
+    logged: dict[str, Obligation] = {}
     for record in read_topic(bootstrap, OBLIGATIONS_TOPIC, group):
         decoded = codec.decode(record.value)
         if decoded.name == "Obligation":
-            logged[str(decoded.record["obligation_id"])] = decoded.record
+            obligation = decoded.as_record(Obligation)
+            logged[obligation["obligation_id"]] = obligation
     miscounted = {}
     for oid, events in named.items():
         ob = logged.get(oid)
@@ -100,7 +101,7 @@ def _read_coverage(bootstrap: str, codec: Codec) -> Coverage:
     )
 
 
-def value_of(records: Iterable[Mapping[str, Any]]) -> dict[AggregateKey, int]:
+def value_of(records: Iterable[Obligation]) -> dict[AggregateKey, int]:
     """Exact value in millionths per aggregate key: what pre-aggregation preserves."""
     out: dict[AggregateKey, int] = {}
     for record in records:

@@ -19,13 +19,14 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from clearing_core.encoding.codec import Codec
+from clearing_core.encoding.records import CycleReport, Rejected, SettlementBatch
 from clearing_core.operations.dashboard import DashboardState, OffsetsSample
 from clearing_core.operations.lag import report_json
 from clearing_services.kafka.clients import admin_client, consumer_config, partitions_in
@@ -158,13 +159,13 @@ class Dashboard:
         except Exception as exc:  # a record this dashboard cannot read is skipped
             _log.warning("dashboard: undecodable record on %s: %s", topic, exc)
             return
-        with self.lock:
+        with self.lock:  # each topic carries one record type
             if topic == CYCLES_TOPIC:
-                self.state.add_cycle(record)
+                self.state.add_cycle(cast(CycleReport, record))
             elif topic == DLQ_TOPIC:
-                self.state.add_rejected(record)
+                self.state.add_rejected(cast(Rejected, record))
             else:
-                self.state.add_batch(record)
+                self.state.add_batch(cast(SettlementBatch, record))
 
     # -- the sampler --------------------------------------------------------------------
 

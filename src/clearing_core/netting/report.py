@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -64,7 +64,30 @@ def net_csv_files(obligations: Path, limits: Path | None, mode: str) -> OfflineN
     return OfflineNetting(table=table, result=result)
 
 
-def currency_dict(netting: OfflineNetting, result: CurrencyResult) -> dict[str, Any]:
+class NetInstruction(TypedDict):
+    payer: str
+    payee: str
+    amount_minor: int
+
+
+class CurrencyReport(TypedDict):
+    """One currency of ``clearing net --json``."""
+
+    positions: dict[str, int]
+    instructions: list[NetInstruction]
+    deferred: list[str]
+    gross_minor: int
+    net_minor: int
+    settled_gross_minor: int
+
+
+class NetReport(TypedDict):
+    """What ``clearing net --json`` prints."""
+
+    currencies: dict[str, CurrencyReport]
+
+
+def currency_dict(netting: OfflineNetting, result: CurrencyResult) -> CurrencyReport:
     """One currency's JSON object: non-zero positions (+ receives) by
     participant, instructions by payer then payee, deferred ids in file order."""
     names = netting.table.participants
@@ -77,7 +100,8 @@ def currency_dict(netting: OfflineNetting, result: CurrencyResult) -> dict[str, 
             ins.payer_idx.tolist(), ins.payee_idx.tolist(), ins.amount_minor.tolist(), strict=True
         )
     )
-    deferred = netting.table.obligation_ids.take(pa.array(result.deferred_idx)).to_pylist()
+    taken = netting.table.obligation_ids.take(pa.array(result.deferred_idx))
+    deferred: list[str] = taken.to_pylist()
     return {
         "positions": positions,
         "instructions": [
@@ -91,7 +115,7 @@ def currency_dict(netting: OfflineNetting, result: CurrencyResult) -> dict[str, 
     }
 
 
-def report_dict(netting: OfflineNetting) -> dict[str, Any]:
+def report_dict(netting: OfflineNetting) -> NetReport:
     """The one JSON object ``clearing net --json`` prints."""
     return {
         "currencies": {

@@ -11,18 +11,50 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from clearing_core.encoding.jsonrecord import to_json
+from clearing_core.encoding.records import CycleReport, Rejected, SettlementBatch
 
 CYCLES_PER_CURRENCY = 50
 BATCHES_PER_RAIL = 20
 RATE_WINDOW_SAMPLES = 6
 
 
-def cycle_point(report: Mapping[str, Any]) -> dict[str, Any]:
+class CyclePoint(TypedDict):
+    """The figures of one cycle report that the dashboard shows (JSON: times as text)."""
+
+    cycle_id: str
+    currency: str
+    cycle_seq: int
+    closed_at: str | None
+    obligation_count: int
+    gross_minor: int
+    net_minor: int
+    netting_efficiency: float
+    instruction_count: int
+    deferred_count: int
+    deferred_minor: int
+    rejected_count: int
+    batch_ids: list[str]
+
+
+class BatchRow(TypedDict):
+    """The figures of one settlement batch that the dashboard shows (JSON)."""
+
+    batch_id: str
+    rail_id: str
+    currency: str
+    cycle_id: str
+    created_at: str | None
+    instruction_count: int
+    control_sum_minor: int
+    control_sum_rail_units: int
+
+
+def cycle_point(report: CycleReport) -> CyclePoint:
     """The figures of one cycle report that the dashboard shows."""
-    point: dict[str, Any] = to_json(
+    point: CyclePoint = to_json(
         {
             "cycle_id": report["cycle_id"],
             "currency": report["currency"],
@@ -43,11 +75,11 @@ def cycle_point(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cycle_series(
-    reports: Iterable[Mapping[str, Any]], limit: int = CYCLES_PER_CURRENCY
-) -> dict[str, list[dict[str, Any]]]:
+    reports: Iterable[CycleReport], limit: int = CYCLES_PER_CURRENCY
+) -> dict[str, list[CyclePoint]]:
     """Per currency, its last ``limit`` cycles in cycle order (a report seen twice,
     as after a replayed transaction, counts once: the later one wins)."""
-    by_currency: dict[str, dict[int, dict[str, Any]]] = {}
+    by_currency: dict[str, dict[int, CyclePoint]] = {}
     for report in reports:
         point = cycle_point(report)
         by_currency.setdefault(point["currency"], {})[point["cycle_seq"]] = point
@@ -57,9 +89,9 @@ def cycle_series(
     }
 
 
-def batch_row(batch: Mapping[str, Any]) -> dict[str, Any]:
+def batch_row(batch: SettlementBatch) -> BatchRow:
     """The figures of one settlement batch that the dashboard shows."""
-    row: dict[str, Any] = to_json(
+    row: BatchRow = to_json(
         {
             "batch_id": batch["batch_id"],
             "rail_id": batch["rail_id"],
@@ -74,7 +106,7 @@ def batch_row(batch: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def dlq_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def dlq_counts(records: Iterable[Rejected]) -> dict[str, int]:
     """Rejected records counted by reason code, sorted by reason."""
     counts = Counter(str(r["reason_code"]) for r in records)
     return dict(sorted(counts.items()))
@@ -113,21 +145,21 @@ class DashboardState:
     cycles_per_currency: int = CYCLES_PER_CURRENCY
     batches_per_rail: int = BATCHES_PER_RAIL
     rate_window: int = RATE_WINDOW_SAMPLES
-    cycles: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
-    batches: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+    cycles: dict[str, dict[int, CyclePoint]] = field(default_factory=dict)
+    batches: dict[str, deque[BatchRow]] = field(default_factory=dict)
     dlq: Counter[str] = field(default_factory=Counter)
     dlq_by_stage: Counter[str] = field(default_factory=Counter)
     offsets: deque[OffsetsSample] = field(default_factory=deque)
     rails: set[str] = field(default_factory=set)
 
-    def add_cycle(self, report: Mapping[str, Any]) -> None:
+    def add_cycle(self, report: CycleReport) -> None:
         point = cycle_point(report)
         cycles = self.cycles.setdefault(point["currency"], {})
         cycles[point["cycle_seq"]] = point
         while len(cycles) > self.cycles_per_currency:
             del cycles[min(cycles)]
 
-    def add_batch(self, batch: Mapping[str, Any]) -> None:
+    def add_batch(self, batch: SettlementBatch) -> None:
         row = batch_row(batch)
         kept = self.batches.setdefault(row["rail_id"], deque(maxlen=self.batches_per_rail))
         for i, old in enumerate(kept):
@@ -136,7 +168,7 @@ class DashboardState:
                 return
         kept.append(row)
 
-    def add_rejected(self, rejected: Mapping[str, Any]) -> None:
+    def add_rejected(self, rejected: Rejected) -> None:
         self.dlq[str(rejected["reason_code"])] += 1
         self.dlq_by_stage[str(rejected.get("stage") or "")] += 1
 
