@@ -44,7 +44,8 @@ if "--impl" in sys.argv:  # another ledger.py as clearing_core.cycle.ledger
     sys.modules["clearing_core.cycle.ledger"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["clearing_core.cycle.ledger"])
 
-from clearing_core.cycle.ledger import CurrencyLedger, CycleContext, CycleOutcome, RailInfo
+from clearing_core.cycle.context import CycleContext, RailInfo
+from clearing_core.cycle.ledger import CurrencyLedger, CycleOutcome
 from clearing_core.cycle.settlement import RailSpec
 from clearing_core.netting import warm_up
 

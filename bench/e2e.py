@@ -73,6 +73,7 @@ from e2e_support import (
 )
 from e2e_warm import jit_seconds, warm_broker
 
+from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
@@ -82,7 +83,7 @@ from clearing_services.kafka.topics import (
     EVENT_TOPIC_NAMES,
     OBLIGATIONS_TOPIC,
 )
-from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.netting.scheduler import send_markers
 from clearing_services.operations.audit import coverage
 from clearing_services.settings import load_settings
 

@@ -23,11 +23,12 @@ from typing import Any
 from confluent_kafka import Producer
 from e2e_support import stop
 
+from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata import ReferenceData
 from clearing_services.kafka.clients import produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import CYCLES_TOPIC, OBLIGATIONS_TOPIC
-from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.netting.scheduler import send_markers
 
 CHUNK = 100_000
 

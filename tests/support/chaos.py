@@ -31,12 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.refdata import ReferenceData, load_refdata
 from clearing_core.workload.generator import EventGenerator, GeneratedEvent
 from clearing_services.kafka.clients import read_topic
-from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.netting.scheduler import send_markers
 from clearing_services.operations.audit import coverage
 from clearing_services.operations.replay import replay
 from tests.support.chaos_truth import (

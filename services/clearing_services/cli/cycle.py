@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
+from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import InputError
 from clearing_services.cli.common import (
@@ -19,7 +20,7 @@ from clearing_services.cli.common import (
 )
 from clearing_services.cli.common import settings as current_settings
 from clearing_services.kafka.codecs import codec_for
-from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.netting.scheduler import send_markers
 
 CURRENCY_CODE_LENGTH = 3
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from clearing_core.cycle.ledger import CycleContext, RailInfo
-from clearing_core.cycle.settlement import RailSpec
 from clearing_core.encoding.codec import TYPE_BYTES_MAX, Codec, CodecError
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import RefdataError, ReferenceData
@@ -177,48 +175,6 @@ class RefdataFollower:
             self.holder.current = fresh
             self.versions_seen += 1
             _log.warning("reference data changed: digest %s", fresh.digest[:16])
-
-
-def cycle_context(refdata: ReferenceData, currency: str) -> CycleContext:
-    """What one currency's close needs from the reference data."""
-    ccy = refdata.currency(currency)
-    rails = {
-        rail.rail_id: RailInfo(
-            spec=RailSpec(rail.rail_id, "hub" if rail.model == "HUB" else "direct",
-                          ccy.minor_exponent, rail.decimals),
-            export_format=str(rail.export_format), token_symbol=rail.token_symbol,
-        )
-        for rail in refdata.rails_for_currency(currency)
-    }  # fmt: skip
-    rail_of, caps, identities = {}, {}, {}
-    for participant in refdata.participants.values():
-        account = refdata.account(participant.participant_id, currency)
-        identities[participant.participant_id] = (participant.bic, participant.lei)
-        if account is None:
-            continue
-        rail_of[participant.participant_id] = account.rail_id
-        if account.net_debit_cap_minor is not None:
-            caps[participant.participant_id] = account.net_debit_cap_minor
-    return CycleContext(
-        currency=currency, iso_currency=ccy.iso_code, currency_exponent=ccy.minor_exponent,
-        rails=rails, rail_of=rail_of, cap_minor=caps, identities=identities,
-        refdata_digest=refdata.digest,
-    )  # fmt: skip
-
-
-@dataclass
-class CycleContexts:
-    """The netting worker's contexts: every close takes the reference data in force
-    (the holder's current version) and remembers which version that was, so the
-    cycle's transaction can record the version where a replay will find it."""
-
-    holder: RefdataHolder
-    used: dict[str, ReferenceData] = field(default_factory=dict)
-
-    def __call__(self, currency: str, cycle_seq: int) -> CycleContext:
-        refdata = self.holder.get()
-        self.used[refdata.digest] = refdata
-        return cycle_context(refdata, currency)
 
 
 def load_versions(bootstrap: str, codec: Codec, group: str) -> dict[str, ReferenceData]:

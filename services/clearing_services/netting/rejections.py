@@ -1,37 +1,33 @@
 """How many rejections of a currency a cycle saw, for its report.
 
-The DLQ is read from the cycle's opening time (``offsets_for_times``) to its
-end as it stands at close, and records of the currency whose source record
-fell inside the cycle's window are counted. A rejection still on its way to
-the DLQ when the marker is read counts in no cycle: the report says what the
-clearing house knew at close.
+The DLQ is read from the start of the cycle's window (``offsets_for_times``) to its
+end as it stands at close, and the records the window covers are counted (which ones
+do: ``clearing_core.cycle.rejections``). A rejection still on its way to the DLQ
+when the marker is read counts in no cycle: the report says what the clearing house
+knew at close.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from clearing_core.cycle.rejections import RejectionWindow
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import Record, consume_batches, consumer_config, watermarks
 from clearing_services.kafka.topics import DLQ_TOPIC
 
-FIRST_CYCLE_LOOKBACK = timedelta(days=1)
 
-
-def count_rejections(
-    bootstrap: str, codec: Codec, currency: str, opened_at: datetime | None, closed_at: datetime
-) -> int:
-    since = opened_at or closed_at - FIRST_CYCLE_LOOKBACK
+def count_rejections(bootstrap: str, codec: Codec, window: RejectionWindow) -> int:
+    """The dead letters on the DLQ now that ``window`` covers."""
     consumer = Consumer(consumer_config(bootstrap, "clearing-rejection-count"))
     try:
         metadata = consumer.list_topics(DLQ_TOPIC, timeout=10).topics.get(DLQ_TOPIC)
         if metadata is None or not metadata.partitions:
             return 0
-        wanted = [TopicPartition(DLQ_TOPIC, p, int(since.timestamp() * 1000))
+        wanted = [TopicPartition(DLQ_TOPIC, p, int(window.since.timestamp() * 1000))
                   for p in sorted(metadata.partitions)]  # fmt: skip
         starts = consumer.offsets_for_times(wanted, timeout=10)
         ends = {tp.partition: watermarks(consumer, tp)[1] for tp in wanted}
@@ -45,11 +41,7 @@ def count_rejections(
             for record in batch:
                 if record.offset >= open_ends.get(record.partition, 0):
                     continue
-                rejected = _rejected(codec, record)
-                if (
-                    rejected.get("currency") == currency
-                    and since < rejected["rejected_at"] <= closed_at
-                ):
+                if window.covers(_rejected(codec, record)):
                     count += 1
             positions = consumer.position([TopicPartition(DLQ_TOPIC, p) for p in open_ends])
             for tp in positions:

@@ -3,19 +3,19 @@
 The state record of a currency is written in the same Kafka transaction as the
 cycle's batches and the consumer offsets, so it always agrees with what was
 emitted. On a partition assignment the worker reads the state topic, rebuilds
-each ledger, and re-reads the last few closed cycles of the obligations log to
-remember which obligation ids were already counted.
+each ledger (the record's conversion: ``clearing_core.cycle.state``), and re-reads
+the last few closed cycles of the obligations log to remember which obligation ids
+were already counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from clearing_core.cycle.ledger import Carried, CurrencyLedger, Remainder
+from clearing_core.cycle.ledger import CurrencyLedger
 from clearing_core.cycle.log_fold import CurrencyTrack
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.errors import ClearingError
@@ -23,56 +23,6 @@ from clearing_services.kafka.clients import Record, consume_batches, consumer_co
 from clearing_services.kafka.topics import OBLIGATIONS_TOPIC
 
 STATE_TOPIC = "clearing.netting.state"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def state_record(track: CurrencyTrack) -> dict[str, Any]:
-    """The ``NettingState`` record of a currency after its last close."""
-    ledger = track.ledger
-    return {
-        "currency": ledger.currency,
-        "cycle_seq": ledger.cycle_seq,
-        "source_partition": track.partition,
-        "marker_offset": track.marker_offsets[-1] if track.marker_offsets else -1,
-        "opened_at": ledger.opened_at or EPOCH,
-        "recent_marker_offsets": list(track.marker_offsets),
-        "recent_marker_ids": list(track.marker_ids),
-        "carried": ledger.carried.records(),
-        "remainders": [
-            {"carry_key": key, "debtor_id": r.debtor_id, "creditor_id": r.creditor_id,
-             "source": r.source, "priority": r.priority, "remainder_ppm": r.remainder_ppm}
-            for key, r in sorted(ledger.remainders.items())
-            if r.remainder_ppm
-        ],
-    }  # fmt: skip
-
-
-def track_from_state(record: dict[str, Any]) -> CurrencyTrack:
-    carried = record["carried"]
-    ledger = CurrencyLedger(
-        record["currency"],
-        cycle_seq=int(record["cycle_seq"]),
-        carried=Carried(
-            obligation_id=tuple(c["obligation_id"] for c in carried),
-            debtor_id=tuple(c["debtor_id"] for c in carried),
-            creditor_id=tuple(c["creditor_id"] for c in carried),
-            amount_minor=tuple(int(c["amount_minor"]) for c in carried),
-            priority=tuple(int(c["priority"]) for c in carried),
-            source=tuple(str(c["source"]) for c in carried),
-        ),
-        opened_at=record["opened_at"],
-    )
-    for entry in record.get("remainders", []):
-        ledger.remainders[entry["carry_key"]] = Remainder(
-            entry["debtor_id"], entry["creditor_id"], str(entry["source"]),
-            int(entry["priority"]), int(entry["remainder_ppm"]),
-        )  # fmt: skip
-    return CurrencyTrack(
-        ledger=ledger,
-        partition=int(record["source_partition"]),
-        marker_offsets=list(record["recent_marker_offsets"]),
-        marker_ids=list(record["recent_marker_ids"]),
-    )
 
 
 class UnreadableStateError(ClearingError):

@@ -20,15 +20,17 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Gauge
 
+from clearing_core.cycle.context import ContextsInForce
 from clearing_core.cycle.ledger import CycleOutcome, rehearse_close
 from clearing_core.cycle.log_fold import Closing, CurrencyTrack, LogFold, LogSlice
+from clearing_core.cycle.rejections import rejection_window
+from clearing_core.cycle.state import state_record, track_from_state
 from clearing_core.encoding.codec import TYPE_BYTES_MAX, Codec
 from clearing_core.errors import ClearingError
 from clearing_core.ingest.stage import RawEvent, rejected_record
 from clearing_core.netting import warm_up
 from clearing_core.refdata.versions import VERSIONS_TOPIC, version_record
 from clearing_services.kafka.clients import consumer_config, producer_config, send_offsets
-from clearing_services.kafka.refdata import CycleContexts
 from clearing_services.kafka.topics import (
     CYCLES_TOPIC,
     DLQ_TOPIC,
@@ -37,13 +39,7 @@ from clearing_services.kafka.topics import (
     batch_topic,
 )
 from clearing_services.netting.rejections import count_rejections
-from clearing_services.netting.state import (
-    STATE_TOPIC,
-    load_states,
-    remember_counted_ids,
-    state_record,
-    track_from_state,
-)
+from clearing_services.netting.state import STATE_TOPIC, load_states, remember_counted_ids
 from clearing_services.runtime.failure import deadline
 from clearing_services.runtime.metrics import Metrics
 
@@ -62,7 +58,7 @@ class NettingWorker:
         self,
         bootstrap: str,
         codec: Codec,
-        contexts: CycleContexts,
+        contexts: ContextsInForce,
         worker_id: str,
         on_cycle: Callable[[CycleOutcome], None] | None = None,
         metrics: Metrics | None = None,
@@ -177,11 +173,8 @@ class NettingWorker:
 
     def rejections(self, closing: Closing) -> int:
         self._close_started = time.perf_counter()
-        ledger = closing.track.ledger
-        previous_close = ledger.opened_at if ledger.cycle_seq > 0 else None
-        count = count_rejections(
-            self.bootstrap, self.codec, ledger.currency, previous_close, closing.log_time
-        )
+        window = rejection_window(closing.track.ledger, closing.log_time)
+        count = count_rejections(self.bootstrap, self.codec, window)
         self._rejections_counted = time.perf_counter()
         return count
 

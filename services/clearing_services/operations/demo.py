@@ -21,6 +21,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import ReferenceData
@@ -35,7 +36,7 @@ from clearing_services.kafka.topics import (
     create_topics,
     load_topic_plan,
 )
-from clearing_services.netting.scheduler import marker_record, send_markers
+from clearing_services.netting.scheduler import send_markers
 from clearing_services.operations.replay import ReplayReport, replay
 from clearing_services.settings import Settings
 

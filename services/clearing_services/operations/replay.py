@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from clearing_core.cycle.ledger import CycleContext, CycleOutcome
+from clearing_core.cycle.context import VersionedContexts
+from clearing_core.cycle.ledger import CycleOutcome
 from clearing_core.cycle.log_fold import Closing, LogFold, LogSlice
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import ReferenceData
 from clearing_services.kafka.clients import Record, read_topic
-from clearing_services.kafka.refdata import cycle_context, load_versions
+from clearing_services.kafka.refdata import load_versions
 from clearing_services.kafka.topics import CYCLES_TOPIC, OBLIGATIONS_TOPIC, batch_topic
 
 GROUP = "clearing-replay"
@@ -121,25 +122,7 @@ class _Replayed:
                                                                 topic=topic)  # fmt: skip
 
 
-class _VersionedContexts:
-    """Each cycle's context from the version its report names; the latest where the
-    cycle has no report yet or its version was never recorded."""
-
-    def __init__(self, latest: ReferenceData, versions: dict[str, ReferenceData],
-                 digests: dict[tuple[str, int], str | None]) -> None:  # fmt: skip
-        self.latest, self.versions, self.digests = latest, versions, digests
-        self.unknown: list[str] = []
-
-    def __call__(self, currency: str, cycle_seq: int) -> CycleContext:
-        digest = self.digests.get((currency, cycle_seq))
-        refdata = self.versions.get(digest) if digest else self.latest
-        if refdata is None:
-            self.unknown.append(f"{currency}-{cycle_seq:08d}")
-            refdata = self.latest
-        return cycle_context(refdata, currency)
-
-
-def renet(records: Iterable[Record], codec: Codec, contexts: _VersionedContexts) -> _Replayed:
+def renet(records: Iterable[Record], codec: Codec, contexts: VersionedContexts) -> _Replayed:
     """Fold the log partition by partition, as the netting workers do."""
     sink = _Replayed(codec)
     fold = LogFold(codec, contexts, sink)
@@ -165,7 +148,7 @@ def replay(
         for record in read_topic(bootstrap, batch_topic(rail), GROUP):
             emitted.setdefault((record.key or b"").decode(), []).append(record)
     digests = _report_digests(bootstrap, codec)
-    contexts = _VersionedContexts(latest, load_versions(bootstrap, codec, GROUP), digests)
+    contexts = VersionedContexts(latest, load_versions(bootstrap, codec, GROUP), digests)
     replayed = renet(obligations, codec, contexts)
     report = ReplayReport(cycles=replayed.cycles, unreadable_records=replayed.unreadable,
                           refdata_unknown=contexts.unknown)  # fmt: skip

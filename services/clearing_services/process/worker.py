@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from confluent_kafka import KafkaException
 
+from clearing_core.cycle.context import ContextsInForce
 from clearing_core.cycle.ledger import CycleOutcome
 from clearing_core.encoding.codec import Codec
 from clearing_core.errors import ClearingError
@@ -27,7 +28,6 @@ from clearing_services.ingest.worker import GROUP as INGEST_GROUP
 from clearing_services.ingest.worker import IngestWorker
 from clearing_services.kafka.clients import admin_client, group_lag
 from clearing_services.kafka.refdata import (
-    CycleContexts,
     RefdataFollower,
     RefdataHolder,
     load_refdata_from_topics,
@@ -146,7 +146,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)
     if "netting" in roles:
         process.netting = NettingWorker(
-            bootstrap, codec, CycleContexts(holder), settings.worker_id, on_cycle=log_cycle,
+            bootstrap, codec, ContextsInForce(holder.get), settings.worker_id, on_cycle=log_cycle,
             metrics=process.metrics, warm_currencies=sorted(refdata.currencies),
         )  # fmt: skip
         process.spawn("netting", process.netting.run)

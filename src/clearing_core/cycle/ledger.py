@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clearing_core import ids
+from clearing_core.cycle.context import CycleContext
 from clearing_core.cycle.ledger_columns import Carried as Carried
 from clearing_core.cycle.ledger_columns import (
     Columns,
@@ -29,7 +30,7 @@ from clearing_core.cycle.ledger_columns import (
     carried_of,
     combine,
 )
-from clearing_core.cycle.settlement import RailSpec, batch_record, settle_by_rail
+from clearing_core.cycle.settlement import batch_record, settle_by_rail
 from clearing_core.errors import InputError, InvariantError
 from clearing_core.money import checked_sum_array
 from clearing_core.netting import net_currency
@@ -39,29 +40,6 @@ PPM = 1_000_000  # remainders are in millionths of a minor unit
 OPEN_OBLIGATIONS_MAX = 50_000_000
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
-
-
-@dataclass(frozen=True)
-class RailInfo:
-    """A rail as the cycle needs it: settlement spec plus export fields."""
-
-    spec: RailSpec
-    export_format: str
-    token_symbol: str | None
-
-
-@dataclass(frozen=True)
-class CycleContext:
-    """The reference data one currency's close needs, taken at close time."""
-
-    currency: str
-    iso_currency: str
-    currency_exponent: int
-    rails: Mapping[str, RailInfo]
-    rail_of: Mapping[str, str]
-    cap_minor: Mapping[str, int]
-    identities: Mapping[str, tuple[str | None, str | None]]
-    refdata_digest: str | None = None
 
 
 @dataclass

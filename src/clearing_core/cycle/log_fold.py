@@ -22,13 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from clearing_core.cycle.ledger import (
-    SEEN_CYCLES,
-    CurrencyLedger,
-    CycleContext,
-    CycleOutcome,
-    log_time_of,
-)
+from clearing_core.cycle.context import CycleContext
+from clearing_core.cycle.ledger import SEEN_CYCLES, CurrencyLedger, CycleOutcome, log_time_of
 from clearing_core.cycle.ledger_columns import ObligationBatch, rows_of
 from clearing_core.encoding.avro_rows import columns_of, plan_of
 from clearing_core.encoding.codec import Codec, CodecError, SingleObjectCodec

@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from clearing_core.cycle.ledger import (
-    CurrencyLedger,
-    CycleContext,
-    CycleOutcome,
-    RailInfo,
-    rehearse_close,
-)
+from clearing_core.cycle.context import CycleContext, RailInfo
+from clearing_core.cycle.ledger import CurrencyLedger, CycleOutcome, rehearse_close
 from clearing_core.cycle.settlement import RailSpec
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.money import MoneyOverflowError

@@ -12,7 +12,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clearing_core.cycle.ledger import SEEN_CYCLES, CurrencyLedger, CycleContext, CycleOutcome
+from clearing_core.cycle.context import CycleContext
+from clearing_core.cycle.ledger import SEEN_CYCLES, CurrencyLedger, CycleOutcome
 from clearing_core.cycle.log_fold import Closing, LogFold, LogSlice
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog

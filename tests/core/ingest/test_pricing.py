@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clearing_core.cycle.ledger import CurrencyLedger, CycleContext, RailInfo
+from clearing_core.cycle.context import CycleContext, RailInfo
+from clearing_core.cycle.ledger import CurrencyLedger
 from clearing_core.cycle.settlement import RailSpec
 from clearing_core.errors import InputError
 from clearing_core.ingest.aggregate import obligation_of

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
+from clearing_core.cycle.context import VersionedContexts
+from clearing_core.cycle.rejections import RejectionWindow
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata import load_refdata
 from clearing_services.kafka.clients import produce_all, producer_config, read_topic
@@ -24,7 +26,7 @@ from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.kafka.topics import DLQ_TOPIC
 from clearing_services.netting.rejections import UnreadableRejectionError, count_rejections
 from clearing_services.netting.state import STATE_TOPIC, load_states
-from clearing_services.operations.replay import _VersionedContexts, renet, replay
+from clearing_services.operations.replay import renet, replay
 from tests.support.pipeline import (
     REFDATA_FILE,
     batches,
@@ -110,7 +112,7 @@ def test_a_cap_tightened_after_some_cycles_replays_identical(
     # what the test guards against: the first cycle re-netted with today's cap defers
     # DC's 120,000 over its 50,000 cap, so its batches would differ
     log = read_topic(bootstrap, "clearing.obligations", "t-log")
-    with_today = renet(log, codec, _VersionedContexts(latest, {}, {}))
+    with_today = renet(log, codec, VersionedContexts(latest, {}, {}))
     first_id = f"cnh-cips-CNH-{first['cycle_seq']:08d}"
     emitted = {
         (r.key or b"").decode(): r.value
@@ -212,4 +214,4 @@ def test_an_unreadable_dead_letter_stops_the_rejection_count(
     produce_all(Producer(producer_config(bootstrap)), DLQ_TOPIC, [(b"x", b"\xc3\x01garbage")])
     now = datetime.now(UTC)
     with pytest.raises(UnreadableRejectionError, match=r"clearing.dlq@\d+:\d+: unreadable"):
-        count_rejections(bootstrap, codec, "CNH", now - timedelta(hours=1), now)
+        count_rejections(bootstrap, codec, RejectionWindow("CNH", now - timedelta(hours=1), now))

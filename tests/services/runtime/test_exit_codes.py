@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from clearing_core.cycle.ledger import CurrencyLedger, CycleContext, RailInfo
+from clearing_core.cycle.context import CycleContext, RailInfo
+from clearing_core.cycle.ledger import CurrencyLedger
 from clearing_core.cycle.settlement import RailSpec
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_services.broker.health import port_open
