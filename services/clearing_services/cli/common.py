@@ -12,6 +12,7 @@ import click
 import orjson
 from rich.console import Console
 
+from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import show_rdkafka_logs
 from clearing_services.kafka.reachability import require_broker
 from clearing_services.settings import Settings, load_settings
@@ -49,6 +50,21 @@ def needs_broker(command: Callable[P, R]) -> Callable[P, R]:
         return command(*args, **kwargs)
 
     return checked
+
+
+def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """A ``ClearingError`` becomes ``error: ...`` on stderr and its exit code, also
+    when the command runs outside ``main`` (tests, embedding)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ClearingError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 import click
 
 from clearing_core.errors import ClearingError
-from clearing_services.cli.bank import ack, batches, export
+from clearing_services.cli.ack import ack
+from clearing_services.cli.bank import batches
 from clearing_services.cli.broker import broker, topics
 from clearing_services.cli.common import configure_logging, log_level_option, settings
 from clearing_services.cli.cycle import cycle
 from clearing_services.cli.dashboard import dashboard
 from clearing_services.cli.demo import demo
+from clearing_services.cli.export import export
 from clearing_services.cli.keys import keys
 from clearing_services.cli.lag import lag
 from clearing_services.cli.net import net

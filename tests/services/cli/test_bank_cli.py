@@ -17,7 +17,9 @@ from confluent_kafka import Producer
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.jsonrecord import to_json
 from clearing_core.exports.documents import parse_pacs009
-from clearing_services.cli.bank import ack, batches, export
+from clearing_services.cli.ack import ack
+from clearing_services.cli.bank import batches
+from clearing_services.cli.export import export
 from clearing_services.kafka.clients import admin_client, produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import ACKS_TOPIC, batch_topic, create_topics, load_topic_plan
 from tests.core.exports.test_exports import make_batch
