@@ -22,7 +22,8 @@ import faust
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
-from clearing_core.ingest.stage import RawEvent, process_batch
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata.loader import load_default_refdata
 from clearing_services.kafka.topics import EVENT_TOPICS, EventTopic
 

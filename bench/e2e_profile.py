@@ -43,32 +43,35 @@ CLAIMS: list[tuple[str, Callable[[Frame], bool]]] = [
      lambda f: _fn("clearing_services/ingest/worker.py", "_by_partition")(f)
      or _fn("clearing_services/kafka/clients.py", "record_of")(f)),
     ("fast lane: columnar decode, profiles, kernels, verdicts",
-     lambda f: _in("clearing_core/ingest/fast_lane.py",
-                   "clearing_core/ingest/fast_lane_kernels.py")(f)
+     lambda f: _in("clearing_core/ingest/fast_lane/")(f)
      or _fn("clearing_core/encoding/avro_rows.py", "decode_rows", "pack", "_decode")(f)),
     ("our decode (codec + fastavro)",
      _fn("clearing_core/encoding/codec.py", "decode", "_plan", "_plan_ms", "writer_version")),
     ("our encode (codec, column writer, SeenEvents writer)",
      lambda f: _fn("clearing_core/encoding/codec.py", "encode")(f)
      or _in("clearing_core/encoding/avro_write.py", "clearing_core/encoding/seen_codec.py")(f)),
-    ("validation (validate_event)", _in("clearing_core/ingest/validate.py")),
+    ("validation (validate_event)",
+     _in("clearing_core/ingest/validate.py", "clearing_core/ingest/checks.py")),
     ("identity, key and body digest",
      lambda f: _in("clearing_core/ingest/identify.py", "clearing_core/ingest/envelope.py")(f)
-     or _fn("clearing_core/ingest/stage.py", "body_digest", "currency_hint")(f)),
+     or _fn("clearing_core/ingest/records.py", "body_digest")(f)
+     or _fn("clearing_core/ingest/decode.py", "currency_hint")(f)),
     ("pricing + obligation record",
      lambda f: _in("clearing_core/ingest/price.py", "clearing_core/money.py",
-                   "clearing_core/ids.py")(f)
-     or _fn("clearing_core/ingest/stage.py", "priced_of")(f)),
-    ("pre-aggregation", _in("clearing_core/ingest/aggregate.py")),
+                   "clearing_core/ids.py")(f)),
+    ("pre-aggregation",
+     lambda f: _in("clearing_core/ingest/aggregate.py")(f)
+     or _fn("clearing_core/ingest/batch.py", "append", "extend", "key_id")(f)),
     ("seen state and SeenEvents records",
      lambda f: _in("clearing_services/ingest/seen_store.py", "rocksdict")(f)
-     or _fn("clearing_core/ingest/stage.py", "seen_entry")(f)),
+     or _fn("clearing_core/ingest/records.py", "seen_entry")(f)),
     ("metrics (prometheus_client)",
      _in("prometheus_client/", "clearing_services/runtime/metrics.py")),
 ]  # fmt: skip
 FALLBACK: list[tuple[str, Callable[[Frame], bool]]] = [
-    ("ingest loop (consume() in C, process_batch, _check, prepare)",
-     _in("clearing_core/ingest/stage.py", "clearing_services/ingest/worker.py")),
+    ("ingest loop (consume() in C, process_batch, records_of, prepare)",
+     _in("clearing_core/ingest/stage.py", "clearing_core/ingest/decode.py",
+         "clearing_core/ingest/records.py", "clearing_services/ingest/worker.py")),
     ("Faust/mode (acks agent)", _in("faust/", "mode/", "aiokafka/")),
     ("asyncio event loop", _in("asyncio/", "selectors.py", "uvloop")),
 ]  # fmt: skip

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clearing_core.encoding.codec import Codec
-from clearing_core.ingest.stage import RawEvent, process_batch
-from clearing_core.ingest.validate import DEFAULT_LIMITS
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.checks import DEFAULT_LIMITS
+from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import GeneratedEvent
 from clearing_services.kafka.clients import read_topic

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clearing_core.ingest.stage import IngestResult, RawEvent, process_batch
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.records import IngestResult
+from clearing_core.ingest.stage import process_batch
 
 
 def ingest_both_ways(events: Sequence[RawEvent], **kwargs: Any) -> IngestResult:

@@ -31,7 +31,7 @@ from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, Writ
 
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
 from clearing_core.encoding.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
-from clearing_core.ingest.stage import SEEN_SEPARATOR, seen_entries, seen_parts
+from clearing_core.ingest.records import SEEN_SEPARATOR, seen_entries, seen_parts
 from clearing_services.kafka.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."

@@ -42,9 +42,11 @@ from clearing_core.encoding.avro_write import encode_columns
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
 from clearing_core.errors import ClearingError
 from clearing_core.ingest.aggregate import Aggregation, aggregate_columns
-from clearing_core.ingest.fast_lane import FastLane
-from clearing_core.ingest.stage import IngestResult, RawEvent, process_batch
-from clearing_core.ingest.validate import DEFAULT_LIMITS, ValidationLimits
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.checks import DEFAULT_LIMITS, ValidationLimits
+from clearing_core.ingest.fast_lane.lane import FastLane
+from clearing_core.ingest.records import IngestResult
+from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
 from clearing_services.ingest.seen_store import SeenStore, seen_column_values, seen_topic

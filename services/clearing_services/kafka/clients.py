@@ -26,8 +26,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from clearing_core.errors import ClearingError
+from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import header_pairs
-from clearing_core.ingest.stage import RawEvent
 from clearing_services.runtime.failure import deadline
 from clearing_services.settings import ClientSecurity
 

@@ -27,7 +27,8 @@ from clearing_core.cycle.rejections import rejection_window
 from clearing_core.cycle.state import state_record, track_from_state
 from clearing_core.encoding.codec import TYPE_BYTES_MAX, Codec
 from clearing_core.errors import ClearingError
-from clearing_core.ingest.stage import RawEvent, rejected_record
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.records import rejected_record
 from clearing_core.netting import warm_up
 from clearing_core.refdata.versions import VERSIONS_TOPIC, version_record
 from clearing_services.kafka.clients import consumer_config, producer_config, send_offsets

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from clearing_core.encoding.codec import Codec
 from clearing_core.encoding.records import Obligation, SeenEvents
 from clearing_core.ids import source_digest
-from clearing_core.ingest.aggregate import AggregateKey, aggregate_key, exact_of
+from clearing_core.ingest.aggregate import aggregate_key, exact_of
+from clearing_core.ingest.batch import AggregateKey
 from clearing_services.ingest.seen_store import seen_topic
 from clearing_services.kafka.clients import DeliveryError, read_topic
 from clearing_services.kafka.topics import EVENT_TOPICS, OBLIGATIONS_TOPIC

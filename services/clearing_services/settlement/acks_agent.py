@@ -30,8 +30,9 @@ from faust.streams import Stream
 from clearing_core.cycle.acks import AckOutcome, AckProblem, apply_ack
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import InstructionState, InstructionStatus, SettlementAck
+from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import header_pairs
-from clearing_core.ingest.stage import RawEvent, rejected_record
+from clearing_core.ingest.records import rejected_record
 from clearing_services.kafka.clients import producer_config
 from clearing_services.kafka.refdata import RefdataHolder
 from clearing_services.kafka.security import faust_credentials

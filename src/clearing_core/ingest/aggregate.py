@@ -22,89 +22,19 @@ appear in the order their first event appears.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from clearing_core import ids
+from clearing_core.ingest.batch import AggregateKey, Priced, PricedColumns
 from clearing_core.jit import I64, kernel
 from clearing_core.money import INT64_MAX
 from clearing_core.refdata.models import PRICE_SCALE
 
-# What must be equal for two obligations to become one: who pays whom, in what,
-# with which priority, from which stream and contract, and with which carry key
-# (remainders are carried per key, so one aggregate never mixes two keys).
-AggregateKey = tuple[str, str, str, str, int, str | None, str | None]
 Keyed = tuple[bytes, dict[str, Any]]  # (Kafka key, Obligation record)
-
-
-class Priced(NamedTuple):
-    """One accepted event's obligation before aggregation: a tuple, since one is
-    made per event; the record itself is built only for what is sent."""
-
-    event_id: str
-    key: AggregateKey  # (currency, debtor, creditor, source, priority, contract, carry key)
-    exact: int  # quantity x unit price, in millionths of a minor unit
-    event_time_ms: int
-
-
-@dataclass
-class PricedColumns:
-    """Accepted events, in input order, as columns: the ingest stage's form of a
-    list of ``Priced``. Why: an event then costs a few list appends (or none, when
-    the fast lane extends the columns by whole runs), and aggregation reads the
-    key of each event as a small int, never hashing its 7-tuple."""
-
-    event_ids: list[str] = field(default_factory=list)
-    key_ids: list[int] = field(default_factory=list)  # per event: its key in ``keys``
-    exact: list[int] = field(default_factory=list)
-    time_ms: list[int] = field(default_factory=list)
-    keys: list[AggregateKey] = field(default_factory=list)  # distinct, in first use
-    _key_index: dict[AggregateKey, int] = field(default_factory=dict, repr=False)
-
-    def key_id(self, key: AggregateKey) -> int:
-        found = self._key_index.get(key)
-        if found is None:
-            found = self._key_index[key] = len(self.keys)
-            self.keys.append(key)
-        return found
-
-    def append(self, priced: Priced) -> None:
-        self.event_ids.append(priced.event_id)
-        self.key_ids.append(self.key_id(priced.key))
-        self.exact.append(priced.exact)
-        self.time_ms.append(priced.event_time_ms)
-
-    def extend(
-        self, event_ids: list[str], keys: Sequence[AggregateKey], key_ids: I64,
-        exact: list[int], time_ms: list[int],
-    ) -> None:  # fmt: skip
-        """Events whose keys are ``keys[key_ids[i]]`` (one call for a whole run)."""
-        mapped = np.zeros(max(len(keys), 1), np.int64)
-        for k in np.unique(key_ids).tolist():  # only the keys the run uses
-            mapped[k] = self.key_id(keys[k])
-        self.event_ids += event_ids
-        self.key_ids += mapped[key_ids].tolist()
-        self.exact += exact
-        self.time_ms += time_ms
-
-    def __len__(self) -> int:
-        return len(self.event_ids)
-
-    @property
-    def priced(self) -> list[Priced]:
-        keys = self.keys
-        columns = zip(self.event_ids, self.key_ids, self.exact, self.time_ms, strict=True)
-        return [Priced(e, keys[k], x, t) for e, k, x, t in columns]
-
-    @classmethod
-    def of(cls, items: Sequence[Priced]) -> PricedColumns:
-        columns = cls()
-        for item in items:
-            columns.append(item)
-        return columns
 
 
 def aggregate_key(record: Mapping[str, Any]) -> AggregateKey:

@@ -1,6 +1,6 @@
 """Checks of an event's envelope and text that come before its business rules.
 
-Why a separate set of reason codes: ``validation.Reason`` names what is wrong
+Why a separate set of reason codes: ``checks.Reason`` names what is wrong
 with a decoded record against the reference data; the codes here name what is
 wrong with how it arrived (its Kafka key) or with the characters of its ids,
 which no reference-data lookup can explain. Both end in ``clearing.dlq`` the

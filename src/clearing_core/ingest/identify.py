@@ -1,4 +1,9 @@
-"""Who produced an event: Ed25519 signatures carried in two Kafka headers.
+"""The ingest stage's second step: who produced an event (Ed25519 signatures carried
+in two Kafka headers), and whether it came under its key (``envelope``).
+
+The step (``identify_events``, one event at a time) runs on the events the fast
+lane did not take: the lane takes only unsigned events, where the policy lets
+them in, and checks their keys in columns (``fast_lane.identify``).
 
 Why signatures and not the broker's word: Kafka does not tell a consumer which
 principal produced a record, and broker ACLs (where configured) only say who
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -45,7 +50,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from clearing_core.errors import InputError
-from clearing_core.ingest.validate import Rejection
+from clearing_core.ingest.batch import Case, Refused
+from clearing_core.ingest.checks import Rejection
+from clearing_core.ingest.envelope import key_problem
 from clearing_core.refdata.models import ED25519_KEY_BYTES, PaymentKind, decode_key_bytes
 from clearing_core.refdata.snapshot import ReferenceData
 
@@ -59,8 +66,8 @@ Headers = tuple[tuple[str, bytes], ...]
 
 
 class IdentityReason(StrEnum):
-    """Rejection reason codes of the producer check (``validation.Reason`` holds those
-    of the business rules, ``input_checks.InputReason`` those of the envelope)."""
+    """Rejection reason codes of the producer check (``checks.Reason`` holds those
+    of the business rules, ``envelope.InputReason`` those of the envelope)."""
 
     UNSIGNED_EVENT = "UNSIGNED_EVENT"  # the policy requires a signature, none is there
     UNKNOWN_SIGNER = "UNKNOWN_SIGNER"  # clearing-signer names no participant
@@ -70,7 +77,7 @@ class IdentityReason(StrEnum):
 
 
 class SignedInput(Protocol):
-    """What the check needs of a record as the broker gave it (``ingest.RawEvent``)."""
+    """What the check needs of a record as the broker gave it (``batch.RawEvent``)."""
 
     @property
     def topic(self) -> str: ...
@@ -154,7 +161,28 @@ def _verifier(public_key: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(decode_key_bytes(public_key))
 
 
-# The check the ingest stage runs on every decoded event.
+# The step, and the check it runs on every decoded event.
+
+
+def identify_events(cases: Sequence[Case], refdata: ReferenceData, keys_must_match: bool) -> None:
+    """Mark each decoded case identified, or refuse it: its signature first (the
+    producer, where it verified, goes on its dead letters), then its Kafka key, which
+    ``keys_must_match`` also requires to be the record's key field (DESIGN section 4)."""
+    for case in cases:
+        if case.refused is not None:
+            continue
+        event, name, record = case.event, case.name, case.record
+        denied = check_identity(event, name, record, refdata)
+        case.principal = authenticated_principal(event, denied)
+        if denied is not None:
+            why = (denied.reason_code, denied.message)
+            case.refused = Refused(*why, case.event_id, case.hint, case.principal)
+            continue
+        bad_key = key_problem(event.key, name, record, must_match=keys_must_match)
+        if bad_key is not None:
+            case.refused = Refused(*bad_key, case.event_id, case.hint)
+            continue
+        case.identified = True
 
 
 def check_identity(

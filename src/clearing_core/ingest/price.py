@@ -1,5 +1,10 @@
-"""Exact integer pricing: each event's price split into whole minor units and a
-remainder, and the time-of-use tariff an event is priced at.
+"""The ingest stage's fourth step, and the rules of exact integer pricing: each
+event's price split into whole minor units and a remainder, and the time-of-use
+tariff an event is priced at.
+
+The step (``price_events``, one event at a time; the fast lane prices in columns,
+``fast_lane.price``) keeps each event's exact price, ``quantity * unit_price`` in
+millionths of a minor unit; aggregation splits the sum once (``aggregate``).
 
 Why a split and no rounding: an event's value is ``quantity * unit_price /
 1,000,000`` minor units (Wh * minor/MWh, or units * minor/million units),
@@ -25,13 +30,14 @@ start; ``TariffTable`` and ``select_tariffs`` do the same for arrays of events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from clearing_core.errors import InputError
+from clearing_core.ingest.batch import Case, Priced, PricedInput, Refused
 from clearing_core.jit import kernel
 from clearing_core.money import (
     INT64_MAX,
@@ -61,6 +67,28 @@ def split_price(quantity: int, unit_price: int) -> tuple[int, int]:
             raise MoneyOverflowError(f"{name} {value} is above int64")
     amount, remainder = divmod(checked_mul(quantity, unit_price), PRICE_SCALE)
     return amount, remainder
+
+
+def price_events(cases: Sequence[Case]) -> None:
+    """Fill in the exact price of each case with facts to price; one whose
+    ``quantity * unit_price`` leaves int64 is refused (``AMOUNT_OVERFLOW``)."""
+    for case in cases:
+        checked = case.checked
+        if checked is None:
+            continue
+        try:
+            exact = checked_mul(checked.quantity, checked.unit_price)
+        except MoneyOverflowError as exc:
+            case.refused = Refused(exc.reason_code, str(exc), checked.event_id, checked.currency)
+            continue
+        case.priced = priced_of(checked, exact)
+
+
+def priced_of(priced: PricedInput, exact: int) -> Priced:
+    """An event accepted by the per-event path, as the fast lane gives one."""
+    key = (priced.currency, priced.debtor_id, priced.creditor_id, priced.source,
+           priced.priority, priced.contract_id, priced.carry_key or None)  # fmt: skip
+    return Priced(priced.event_id, key, exact, priced.event_time_ms)
 
 
 @kernel

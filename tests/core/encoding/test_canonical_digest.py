@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog, schema_json, version_from_schema
-from clearing_core.ingest.fast_lane import FastLane
-from clearing_core.ingest.stage import SEEN_SEPARATOR, IngestResult, RawEvent, seen_entry
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.fast_lane.lane import FastLane
+from clearing_core.ingest.records import SEEN_SEPARATOR, IngestResult, seen_entry
 from tests.core.encoding.test_schema_evolution import (
     ADDED,
     NAMES,
@@ -144,7 +145,7 @@ def test_a_v2_record_without_its_added_fields_has_the_v1_form(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_the_lane_makes_the_forms_the_codec_makes(data: st.DataObject) -> None:
-    """The fast lane's forms by column (``lane_forms``, for a v2 reader that knows v1)
+    """The fast lane's forms by column (``fast_lane.forms``, for a v2 reader that knows v1)
     are the codec's, for mixed v2 events whose added fields are null or set, also with
     the last byte 0 (an added field's null) written as a longer varint (valid Avro,
     not the shortest form; a set field ends in its text, not in a branch)."""

@@ -16,14 +16,8 @@ from clearing_core.encoding.avro_rows import plan_of
 from clearing_core.encoding.avro_write import encode_columns
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
-from clearing_core.ingest.aggregate import (
-    AggregateKey,
-    Priced,
-    aggregate,
-    aggregate_key,
-    exact_of,
-    obligation_of,
-)
+from clearing_core.ingest.aggregate import aggregate, aggregate_key, exact_of, obligation_of
+from clearing_core.ingest.batch import AggregateKey, Priced
 from clearing_core.money import INT64_MAX
 from clearing_core.refdata.models import PRICE_SCALE
 

@@ -15,9 +15,10 @@ import pytest
 from clearing_core.encoding import codec as codec_module
 from clearing_core.encoding.codec import CodecError, SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.checks import Reason
 from clearing_core.ingest.envelope import InputReason
-from clearing_core.ingest.stage import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent
-from clearing_core.ingest.validate import Reason
+from clearing_core.ingest.records import REJECTED_ORIGINAL_MAX, IngestResult
 from tests.conftest import REPO
 from tests.support import bad_inputs
 from tests.support.bad_inputs import BadInput, Corpus, Sent

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from clearing_core.encoding.avro_rows import decode_rows, pack, plan_for, records_of
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
-from clearing_core.ingest import fast_lane, fast_lane_kernels
-from clearing_core.ingest.fast_lane import FastLane
-from clearing_core.ingest.stage import RawEvent
-from clearing_core.ingest.validate import DEFAULT_LIMITS
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.checks import DEFAULT_LIMITS
+from clearing_core.ingest.fast_lane import spans
+from clearing_core.ingest.fast_lane import validate as lane_rules
+from clearing_core.ingest.fast_lane.lane import FastLane
 from clearing_core.refdata import load_default_refdata
 from clearing_core.workload.generator import EventGenerator
 from tests.support import bad_inputs
@@ -184,13 +185,13 @@ def test_profiles_whose_hashes_collide_are_told_apart_byte_for_byte(
     def one_hash(buffer: Any, begin: Any, end: Any, ok: Any, hashes: Any) -> None:
         hashes[:] = 7
 
-    monkeypatch.setattr(fast_lane_kernels, "_span_hashes", one_hash)
+    monkeypatch.setattr(spans, "_span_hashes", one_hash)
     refdata = load_default_refdata()
     generator = EventGenerator(refdata, seed=3, now_ms=NOW_MS)
     records = [generator.meter().record for _ in range(60)]
     sent = [Sent(TOPIC_OF["MeterReading"], str(r["contract_id"]).encode(),
                  CODEC.encode("MeterReading", r)) for r in records]  # fmt: skip
-    fields = fast_lane.PROFILE_FIELDS["MeterReading"]
+    fields = lane_rules.PROFILE_FIELDS["MeterReading"]
     first = [records[0][f] for f in fields]
     expected = [[r[f] for f in fields] == first for r in records]
     assert lane_takes(sent, refdata) == expected
@@ -274,7 +275,7 @@ def test_tariff_bands_are_priced_per_local_start_minute() -> None:
 def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache per type starts again at its bound, and every event is still taken;
     payments, checked by parts, are not cached at all."""
-    monkeypatch.setitem(fast_lane.PROFILES_MAX, "ComputeUsage", 50)
+    monkeypatch.setitem(lane_rules.PROFILES_MAX, "ComputeUsage", 50)
     refdata = load_default_refdata()
     generator = EventGenerator(refdata, seed=11, now_ms=NOW_MS)
     lane = FastLane(CODEC)
@@ -288,8 +289,8 @@ def test_the_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
         verdicts = lane.accept(events_of(sent), refdata, bad_inputs.EXPECTED_TYPE,
                                DEFAULT_LIMITS, True)  # fmt: skip
         assert verdicts.rows.tolist() == list(range(len(sent)))
-        assert 0 < len(lane._profiles["ComputeUsage"]) <= 50
-        assert "Payment" not in lane._profiles
+        assert 0 < len(lane.profiles.cache["ComputeUsage"]) <= 50
+        assert "Payment" not in lane.profiles.cache
 
 
 def test_usage_profiles_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,13 +298,13 @@ def test_usage_profiles_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     a profile is made once, and a second pass over the same combinations makes none
     (a bound below their number made a quarter of all usage events make one)."""
     made: list[str] = []
-    maker = fast_lane._MAKERS["ComputeUsage"]
+    maker = lane_rules._MAKERS["ComputeUsage"]
 
     def counted(text: Any, refdata: Any) -> Any:
         made.append(text["customer_id"])
         return maker(text, refdata)
 
-    monkeypatch.setitem(fast_lane._MAKERS, "ComputeUsage", counted)
+    monkeypatch.setitem(lane_rules._MAKERS, "ComputeUsage", counted)
     refdata = load_default_refdata()
     generator = EventGenerator(refdata, seed=12, now_ms=NOW_MS)
     lane = FastLane(CODEC)
@@ -319,7 +320,7 @@ def test_usage_profiles_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
         assert verdicts.rows.tolist() == list(range(len(sent)))
         if run == "first":
             distinct = len(made)
-            assert 0 < distinct == len(lane._profiles["ComputeUsage"])
+            assert 0 < distinct == len(lane.profiles.cache["ComputeUsage"])
     assert len(made) == distinct
 
 

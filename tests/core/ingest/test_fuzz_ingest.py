@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from clearing_core.encoding import codec as codec_module
 from clearing_core.encoding.codec import CodecError, SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.checks import Reason
 from clearing_core.ingest.envelope import InputReason
-from clearing_core.ingest.stage import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent
-from clearing_core.ingest.validate import Reason
+from clearing_core.ingest.records import REJECTED_ORIGINAL_MAX, IngestResult
 from clearing_core.money import INT64_MAX
 from clearing_core.refdata.models import PRICE_SCALE
 from tests.support import bad_inputs

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.errors import InputError
+from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import (
     SIGNATURE_HEADER,
     SIGNER_HEADER,
@@ -27,7 +28,7 @@ from clearing_core.ingest.identify import (
     sign_event,
     signed_message,
 )
-from clearing_core.ingest.stage import RawEvent, process_batch
+from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import RefdataError, ReferenceData, load_default_refdata, parse_refdata
 from tests.conftest import REPO
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.ingest.stage import IngestResult, RawEvent
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.records import IngestResult
 from clearing_core.refdata import load_default_refdata
 from tests.support.ingest_paths import ingest_both_ways
 

@@ -22,16 +22,16 @@ from clearing_core.cycle.ledger import CurrencyLedger
 from clearing_core.cycle.settlement import RailSpec
 from clearing_core.errors import InputError
 from clearing_core.ingest.aggregate import obligation_of
+from clearing_core.ingest.batch import PricedInput
 from clearing_core.ingest.price import (
     TariffTable,
     local_minute_of_day,
+    priced_of,
     select_tariffs,
     split_price,
     split_prices,
     tariff_at,
 )
-from clearing_core.ingest.stage import priced_of
-from clearing_core.ingest.validate import PricedInput
 from clearing_core.money import INT64_MAX, MoneyOverflowError
 from clearing_core.refdata import PpaContract
 from tests.core.fixtures import base_refdata, ms

@@ -10,12 +10,10 @@ import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.errors import InputError
+from clearing_core.ingest.batch import PricedInput
+from clearing_core.ingest.checks import Reason, Rejection, ValidationLimits
 from clearing_core.ingest.price import split_price
 from clearing_core.ingest.validate import (
-    PricedInput,
-    Reason,
-    Rejection,
-    ValidationLimits,
     validate_compute_usage,
     validate_event,
     validate_meter_reading,

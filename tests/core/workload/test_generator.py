@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.ingest.stage import RawEvent, process_batch
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import load_default_refdata
 from clearing_core.workload.generator import EventGenerator, GeneratedEvent
 

@@ -17,7 +17,9 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.ingest.stage import REJECTED_ORIGINAL_MAX, IngestResult, RawEvent, process_batch
+from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.records import REJECTED_ORIGINAL_MAX, IngestResult
+from clearing_core.ingest.stage import process_batch
 from clearing_services.kafka.clients import producer_config
 from clearing_services.operations.audit import coverage, value_of
 from tests.support import bad_inputs

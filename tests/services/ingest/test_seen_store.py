@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.ingest.stage import seen_entry
+from clearing_core.ingest.records import seen_entry
 from clearing_services.ingest.seen_store import (
     SEEN_CHUNK_EVENTS,
     SeenStore,

@@ -1,4 +1,5 @@
-"""The fast lane's payment checks, by parts.
+"""The fast lane's payment rules, by parts (``validate`` checks the other types
+by profile).
 
 Why not a cached profile per (reporter, payer, payee, kind, currency), as for
 meter readings and usage events: those combinations are mostly new (60k in
@@ -6,7 +7,7 @@ meter readings and usage events: those combinations are mostly new (60k in
 Python, cost about 5 µs, the largest share of a payment's time in the lane.
 The parts are few: the participants a batch names (a few hundred), the payment
 kinds, the currencies. So each distinct id of the batch is cut from the buffer
-once, the rules of the per-event path (``validation``: the kind is offered, the
+once, the rules of the per-event path (``clearing_core.ingest.validate``: the kind is offered, the
 currency known, payer and payee differ, the reporter is the payer, or the payee
 of an electricity bill, all three are active, both hold an account in the
 currency) run over arrays, and Python builds one aggregate key per distinct
@@ -21,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from clearing_core.encoding.avro_rows import RowPlan, Rows
-from clearing_core.ingest.aggregate import AggregateKey
-from clearing_core.ingest.fast_lane_kernels import span_groups
+from clearing_core.ingest.batch import AggregateKey
+from clearing_core.ingest.fast_lane.decode import Columns
+from clearing_core.ingest.fast_lane.spans import span_groups
 from clearing_core.jit import I64
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.models import PaymentKind
@@ -32,12 +34,12 @@ PaymentProfile = tuple[AggregateKey, tuple[int, ...]]  # key, (largest amount of
 
 
 def payment_profiles(
-    plan: RowPlan, rows: Rows, ok: np.ndarray, buffer: np.ndarray, text: str,
-    refdata: ReferenceData,
-) -> tuple[I64, I64, list[PaymentProfile]]:  # fmt: skip
+    columns: Columns, refdata: ReferenceData
+) -> tuple[I64, I64, list[PaymentProfile]]:
     """Per row the index of its profile (-1: the per-event path decides), the profiles'
-    parameters as an int64 matrix, and the profiles; ``text`` is the batch's buffer
-    decoded as Latin-1 (one character per byte: the lane's strings are ASCII)."""
+    parameters as an int64 matrix, and the profiles."""
+    plan, rows, ok = columns.plan, columns.rows, columns.ok
+    buffer, text = columns.buffer, columns.text
     good = np.flatnonzero(ok)
     profile = np.full(len(ok), -1, np.int64)
     if not len(good):

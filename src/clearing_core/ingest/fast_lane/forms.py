@@ -7,7 +7,8 @@ spends on one. Where the older version is the current one less its last fields (
 every version added so far), the lane's columnar decoder tells which rows leave them
 null: the v2 body less one byte per such field, read as v1 in columns, proves it is
 that row's v1 record, a whole run at once. A row not proved so takes
-``Codec.canonical``, which gives the same form.
+``Codec.canonical``, which gives the same form. The records step digests these
+forms (``records.IngestResult.accept_run``).
 """
 
 from __future__ import annotations

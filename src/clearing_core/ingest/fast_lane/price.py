@@ -1,6 +1,9 @@
-"""The fast lane's numeric checks and pricing, one kernel per event type.
+"""The fast lane's last step: the numeric rules and the price, one kernel per event
+type, and the lane's verdict on the rows as columns (``LaneResult``).
 
-Each kernel answers, per row, "accepted, at this exact price (millionths) and
+What ``validate`` checked once per profile (who, which contract or book, which
+accounts), the kernels here complete per row with what differs per event; then
+each row answers, per row, "accepted, at this exact price (millionths) and
 event time" or "not sure": a row fails here when any rule of
 ``clearing_core.ingest.validate`` would refuse it, or when an intermediate product
 could leave int64. Then the row goes through the per-event path, which gives
@@ -17,9 +20,15 @@ so that nothing is rounded:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import itemgetter
+
 import numpy as np
 
-from clearing_core.encoding.avro_rows import U8
+from clearing_core.ingest.batch import AggregateKey, LaneResult, RawEvent
+from clearing_core.ingest.checks import ValidationLimits
+from clearing_core.ingest.fast_lane.decode import Columns, cut
+from clearing_core.ingest.fast_lane.validate import Profiled
 from clearing_core.jit import I64, Mask, kernel
 from clearing_core.money import INT64_MAX
 from clearing_core.refdata.models import CARRY_MAX, PRICE_SCALE
@@ -30,6 +39,66 @@ MINUTES_PER_DAY = 1_440
 M_CAPACITY, M_VALID_FROM, M_VALID_TO, M_TARIFF_MAX, M_UTC_OFFSET, M_BASE, M_BANDS = range(7)
 C_PRICE, C_QUANTITY_MAX = range(2)
 P_AMOUNT_MAX = 0
+METER, COMPUTE, PAYMENT = range(3)
+_TIMES = {"MeterReading": (METER, ("interval_start", "interval_end")),
+          "ComputeUsage": (COMPUTE, ("usage_start", "usage_end")),
+          "Payment": (PAYMENT, ("reported_at", "reported_at"))}  # fmt: skip
+_QUANTITY = {"MeterReading": "energy_wh", "ComputeUsage": "quantity", "Payment": "amount_minor"}
+_TIMESTAMP = itemgetter(5)  # of a RawEvent
+_NO_KEY: AggregateKey = ("", "", "", "", 0, None, None)  # of a profile no accepted row has
+
+
+def price_rows(
+    columns: Columns, events: Sequence[RawEvent], found: Profiled, limits: ValidationLimits
+) -> LaneResult:
+    """The rows with a profile (``found``) that pass the rest of the rules, priced: the
+    lane's verdict, as columns; any other row is left to the per-event path."""
+    name, count = columns.name, len(columns.ok)
+    if not len(events) == len(found.profile) == count:
+        raise ValueError(f"price_rows: {len(events)} events, {len(found.profile)} profiles, "
+                         f"{count} rows")  # fmt: skip
+    if count and found.profile.max() >= len(found.params):
+        raise ValueError("price_rows: a profile index past the parameters")
+    now_ms = np.fromiter(map(_TIMESTAMP, events), np.int64, count)
+    exact, time_ms = np.zeros(count, np.int64), np.zeros(count, np.int64)
+    which, (start, end) = _TIMES[name]
+    _price(which, columns.ok, found.profile, found.params, columns.number(start),
+           columns.number(end), columns.number("reported_at"), columns.number(_QUANTITY[name]),
+           now_ms, _limits(name, limits), exact, time_ms)  # fmt: skip
+    return _accepted(columns, found, exact, time_ms)
+
+
+def _limits(name: str, limits: ValidationLimits) -> I64:
+    span = {"MeterReading": limits.max_meter_interval_ms,
+            "ComputeUsage": limits.max_usage_window_ms}.get(name, 0)  # fmt: skip
+    return np.array([span, limits.max_age_ms, limits.max_future_skew_ms], np.int64)
+
+
+def _accepted(columns: Columns, found: Profiled, exact: I64, time_ms: I64) -> LaneResult:
+    """The accepted rows as columns: a meter reading's or a usage event's aggregate key
+    is its profile's; a payment's also names its reference."""
+    good = np.flatnonzero(columns.ok)
+    rows, text = columns.rows, columns.text
+    event_ids = cut(text, rows.str_offset[good, 0], rows.str_length[good, 0])
+    profiles = found.profile[good]
+    if columns.name != "Payment":
+        keys = [p.key if p is not None else _NO_KEY for p in found.keyed]
+        return LaneResult(good, event_ids, keys, profiles, exact[good], time_ms[good])
+    reference = columns.plan.index("reference")
+    ref_start = rows.str_offset[good, reference].tolist()
+    ref_length = rows.str_length[good, reference].tolist()
+    local: dict[tuple[int, str | None], int] = {}
+    key_ids = [
+        local.setdefault((p, text[a : a + n] if n >= 0 else None), len(local))
+        for p, a, n in zip(profiles.tolist(), ref_start, ref_length, strict=True)
+    ]
+    keys = []
+    for p, ref in local:
+        profile = found.keyed[p]
+        assert profile is not None
+        keys.append((*profile.key[:5], ref, None))
+    return LaneResult(good, event_ids, keys, np.array(key_ids, np.int64), exact[good],
+                      time_ms[good])  # fmt: skip
 
 
 @kernel
@@ -51,9 +120,6 @@ def _tariff(params: I64, p: int, start_ms: int) -> int:
         if params[p, at] <= minute < params[p, at + 1]:
             return int(params[p, at + 2])
     return int(params[p, M_BASE])
-
-
-METER, COMPUTE, PAYMENT = range(3)
 
 
 @kernel
@@ -119,71 +185,3 @@ def _price(
         if good:
             exact[i] = value
             time_ms[i] = at if which == PAYMENT else end
-
-
-@kernel
-def _keys_match(
-    ok: Mask, keys: U8, key_starts: I64, key_ends: I64, values: U8,
-    field_offset: I64, field_length: I64, must_match: bool,
-) -> None:  # fmt: skip
-    """A row stays ok when its Kafka key is present and, if ``must_match``, holds
-    exactly the bytes of the record's key field."""
-    for i in range(len(ok)):
-        size = key_ends[i] - key_starts[i]
-        if size <= 0:
-            ok[i] = False
-        elif must_match and ok[i]:
-            if size != field_length[i]:
-                ok[i] = False
-                continue
-            for j in range(size):
-                if keys[key_starts[i] + j] != values[field_offset[i] + j]:
-                    ok[i] = False
-                    break
-
-
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
-
-
-@kernel
-def _span_hashes(buffer: U8, begin: I64, end: I64, ok: Mask, hashes: I64) -> None:
-    """FNV-1a (64 bits) of ``buffer[begin[i]:end[i]]`` per ok row: a row's profile
-    bytes as one number, so that only distinct profiles reach Python."""
-    for row in range(len(begin)):
-        if not ok[row]:
-            continue
-        h = np.uint64(_FNV_OFFSET)
-        for i in range(begin[row], end[row]):
-            h = (h ^ np.uint64(buffer[i])) * np.uint64(_FNV_PRIME)
-        hashes[row] = np.int64(h)
-
-
-@kernel
-def _same_spans(buffer: U8, begin: I64, end: I64, rows: I64, firsts: I64, same: Mask) -> None:
-    """Whether each row's span holds exactly the bytes of its representative's (the
-    first row with the same hash): a hash collision never mixes two profiles."""
-    for k in range(len(rows)):
-        row, first = rows[k], firsts[k]
-        size = end[row] - begin[row]
-        equal = size == end[first] - begin[first]
-        i = 0
-        while equal and i < size:
-            equal = buffer[begin[row] + i] == buffer[begin[first] + i]
-            i += 1
-        same[k] = equal
-
-
-def span_groups(buffer: U8, begin: I64, end: I64, ok: Mask) -> tuple[I64, I64, I64, Mask]:
-    """The ok rows grouped by the bytes of their span ``buffer[begin:end]``: the ok
-    rows, the first row of each group, each ok row's group, and whether each ok row's
-    bytes equal its group's first row's (rows are grouped by a hash, so a collision
-    shows as False and never merges two spans). Python then sees each group once."""
-    hashes = np.zeros(len(begin), np.int64)
-    _span_hashes(buffer, begin, end, ok, hashes)
-    good = np.flatnonzero(ok)
-    _, first_at, inverse = np.unique(hashes[good], return_index=True, return_inverse=True)
-    firsts = good[first_at]
-    same = np.zeros(len(good), np.bool_)
-    _same_spans(buffer, begin, end, good, firsts[inverse], same)
-    return good, firsts, np.asarray(inverse, np.int64).reshape(-1), same
