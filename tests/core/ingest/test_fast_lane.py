@@ -158,6 +158,28 @@ def test_duplicates_in_one_batch_and_across_the_seen_state() -> None:
     assert [r["reason_code"] for r in later.rejections] == ["DUPLICATE_EVENT"]
 
 
+def test_a_reused_id_is_a_duplicate_before_any_rule_or_price_refuses_it() -> None:
+    """The per-event steps validate and price every event before the records step
+    tells duplicates, so the order of verdicts is the records step's: a reused id
+    wins over what validation or pricing would say of the new body, and an event
+    refused by them takes no id from a later one."""
+    b = bad_inputs._Builder(CODEC, NOW_MS, "order")
+    first = b.meter("m1")
+    negative = b.meter("m1", energy_wh=-5)  # NEGATIVE_QUANTITY on its own
+    too_old = b.payment("p1", reported_at=AT - timedelta(days=400))  # TIMESTAMP_TOO_OLD
+    later = b.payment("p1")
+    result = both([first, negative, too_old, later])
+    assert [r["reason_code"] for r in result.rejections] == [
+        "DUPLICATE_EVENT_CONFLICT", "TIMESTAMP_TOO_OLD"]  # fmt: skip
+    assert [p.event_id for p in result.priced] == ["order-m1", "order-p1"]
+    again = ingest_both_ways(
+        events_of([negative]), codec=CODEC, refdata=CORPUS_REFDATA,
+        expected_type=bad_inputs.EXPECTED_TYPE, seen=dict(result.seen_updates),
+        keys_must_match=True,
+    )  # fmt: skip
+    assert [r["reason_code"] for r in again.rejections] == ["DUPLICATE_EVENT_CONFLICT"]
+
+
 @SETTINGS
 @given(st.lists(st.sampled_from(["m1", "m2", "c1", "p1", "bad", "dup-m1", "dup-p1"]), max_size=14))
 def test_runs_of_plain_events_split_by_bad_ones_and_repeats_decide_as_one_by_one(
