@@ -46,13 +46,16 @@ if "--impl" in sys.argv:  # another ledger.py as clearing_core.cycle.ledger
 
 from clearing_core.cycle.context import CycleContext, RailInfo
 from clearing_core.cycle.ledger import CurrencyLedger, CycleOutcome
+from clearing_core.cycle.ledger_columns import CountedObligation
+from clearing_core.cycle.markers import marker_record
 from clearing_core.cycle.settlement import RailSpec
+from clearing_core.encoding.records import CycleClose, ObligationSource
 from clearing_core.netting import warm_up
 
 T0 = datetime(2026, 11, 24, 9, tzinfo=UTC)
 PARTICIPANTS = 300
 CHUNK = 100_000
-SOURCES = ("PAYMENT", "METER", "COMPUTE")
+SOURCES: tuple[ObligationSource, ...] = ("PAYMENT", "METER", "COMPUTE")
 
 
 def participant_names() -> list[str]:
@@ -73,7 +76,14 @@ def context(names: list[str]) -> CycleContext:
     )  # fmt: skip
 
 
-def records(n: int, seed: int, start: int = 0, dup_share: float = 0.0) -> Iterator[dict[str, Any]]:
+def marker(marker_id: str) -> CycleClose:
+    """A manual close of CNH (the ledger reads only its id)."""
+    return marker_record(marker_id, "CNH", "MANUAL", "bench", T0)
+
+
+def records(
+    n: int, seed: int, start: int = 0, dup_share: float = 0.0
+) -> Iterator[CountedObligation]:
     """n records in log order; ids fresh str objects (as a decoder would make them)."""
     rng = np.random.default_rng(seed)
     names = participant_names()
@@ -93,7 +103,7 @@ def records(n: int, seed: int, start: int = 0, dup_share: float = 0.0) -> Iterat
             seq = start + base + j
             if dup[j] and seq - int(back[j]) >= 0:
                 seq -= int(back[j])
-            rec: dict[str, Any] = {
+            rec: CountedObligation = {
                 "obligation_id": f"o-{seq:09d}", "debtor_id": "".join(names[int(deb[j])]),
                 "creditor_id": "".join(names[int(cred[j])]), "currency": "CNH",
                 "amount_minor": int(amount[j]), "priority": 0, "source": SOURCES[k % 3],
@@ -146,7 +156,7 @@ def check_run(n: int, seed: int) -> list[dict[str, Any]]:
     for cycle in range(3):
         for r in records(third, seed + cycle, start=cycle * third, dup_share=0.01):
             ledger.add(r)
-        outcome = ledger.close({"marker_id": f"m{cycle}"}, T0 + timedelta(minutes=cycle), ctx)
+        outcome = ledger.close(marker(f"m{cycle}"), T0 + timedelta(minutes=cycle), ctx)
         out.append(snapshot(outcome, ledger))
     return out
 
@@ -180,7 +190,7 @@ def main() -> None:
     warm = CurrencyLedger("CNH")  # a tiny close loads the remaining kernels (sums, instructions)
     for r in records(2_000, args.seed + 99):
         warm.add(r)
-    warm.close({"marker_id": "warm"}, T0, context(participant_names()))
+    warm.close(marker("warm"), T0, context(participant_names()))
     result: dict[str, Any] = {}
     if args.save or args.check:
         got = check_run(args.check_n, args.seed)
@@ -201,7 +211,7 @@ def main() -> None:
         count = ledger.open_count
         gc.collect()
         t = time.perf_counter()
-        outcome = ledger.close({"marker_id": "m"}, T0, context(names))
+        outcome = ledger.close(marker("m"), T0, context(names))
         close_seconds = time.perf_counter() - t
         result.update(
             n=args.n, open_obligations=count, deferred=len(outcome.carried.obligation_id),

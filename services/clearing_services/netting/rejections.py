@@ -9,12 +9,11 @@ knew at close.
 
 from __future__ import annotations
 
-from typing import Any
-
 from confluent_kafka import Consumer, TopicPartition
 
 from clearing_core.cycle.rejections import RejectionWindow
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import Rejected
 from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import Record, consume_batches, consumer_config, watermarks
 from clearing_services.kafka.topics import DLQ_TOPIC
@@ -59,7 +58,7 @@ class UnreadableRejectionError(ClearingError):
     rejection count, is unknown."""
 
 
-def _rejected(codec: Codec, record: Record) -> dict[str, Any]:
+def _rejected(codec: Codec, record: Record) -> Rejected:
     try:
         decoded = codec.decode(record.value)
     except CodecError as exc:
@@ -71,4 +70,4 @@ def _rejected(codec: Codec, record: Record) -> dict[str, Any]:
         raise UnreadableRejectionError(
             f"{DLQ_TOPIC}@{record.partition}:{record.offset}: a {decoded.name} record"
         )
-    return decoded.record
+    return decoded.as_record(Rejected)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Producer
 
 from clearing_core.cycle.markers import scheduled_marker, time_slot
 from clearing_core.encoding.codec import Codec
+from clearing_core.encoding.records import CycleClose
 from clearing_services.kafka.clients import produce_all, producer_config
 from clearing_services.kafka.topics import OBLIGATIONS_TOPIC
 
@@ -23,7 +23,7 @@ TICK_SECONDS = 0.25
 _log = logging.getLogger("clearing.scheduler")
 
 
-def send_markers(bootstrap: str, codec: Codec, markers: list[dict[str, Any]]) -> None:
+def send_markers(bootstrap: str, codec: Codec, markers: Sequence[CycleClose]) -> None:
     """Write markers to the obligations topic, keyed by currency (their partition)."""
     items = [
         (str(m["currency"]).encode(), codec.encode("CycleClose", m, topic=OBLIGATIONS_TOPIC))

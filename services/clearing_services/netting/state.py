@@ -11,13 +11,13 @@ were already counted.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from clearing_core.cycle.ledger import CurrencyLedger
 from clearing_core.cycle.log_fold import CurrencyTrack
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import NettingState
 from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import Record, consume_batches, consumer_config, read_topic
 from clearing_services.kafka.topics import OBLIGATIONS_TOPIC
@@ -30,14 +30,14 @@ class UnreadableStateError(ClearingError):
     start the currency again at cycle 0 (reusing batch ids) or from an older state."""
 
 
-def load_states(bootstrap: str, codec: Codec, group: str) -> dict[str, dict[str, Any]]:
+def load_states(bootstrap: str, codec: Codec, group: str) -> dict[str, NettingState]:
     """The latest committed state record per currency. Only the latest record of each
     currency matters (the topic is compacted by currency); if that one cannot be read,
     the worker stops with a message naming it rather than resume from anything else."""
     latest: dict[bytes, Record] = {}
     for record in read_topic(bootstrap, STATE_TOPIC, group=group):
         latest[record.key or b""] = record
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, NettingState] = {}
     for key, record in sorted(latest.items()):
         where = f"{STATE_TOPIC}@{record.partition}:{record.offset}"
         try:
@@ -49,7 +49,8 @@ def load_states(bootstrap: str, codec: Codec, group: str) -> dict[str, dict[str,
             ) from exc
         if decoded.name != "NettingState":
             raise UnreadableStateError(f"{where}: a {decoded.name} record, not a NettingState")
-        states[decoded.record["currency"]] = decoded.record
+        state = decoded.as_record(NettingState)
+        states[state["currency"]] = state
     return states
 
 

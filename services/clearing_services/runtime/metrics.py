@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from clearing_core.encoding.records import CycleReport
 
 CYCLE_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -93,7 +94,7 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
-    def cycle_closed(self, report: dict[str, Any], seconds: float) -> None:
+    def cycle_closed(self, report: CycleReport, seconds: float) -> None:
         currency = str(report["currency"])
         self.cycles.labels(currency).inc()
         self.cycle_seconds.labels(currency).observe(seconds)

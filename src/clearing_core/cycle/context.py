@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import assert_never
 
+from clearing_core import refdata as rd
 from clearing_core.cycle.settlement import RailSpec
+from clearing_core.encoding.records import ExportFormat
 from clearing_core.ids import cycle_id
 from clearing_core.refdata import ReferenceData
 
@@ -22,7 +25,7 @@ class RailInfo:
     """A rail as the cycle needs it: settlement spec plus export fields."""
 
     spec: RailSpec
-    export_format: str
+    export_format: ExportFormat
     token_symbol: str | None
 
 
@@ -50,7 +53,7 @@ def cycle_context(refdata: ReferenceData, currency: str) -> CycleContext:
         rail.rail_id: RailInfo(
             spec=RailSpec(rail.rail_id, "hub" if rail.model == "HUB" else "direct",
                           ccy.minor_exponent, rail.decimals),
-            export_format=str(rail.export_format), token_symbol=rail.token_symbol,
+            export_format=_export_format(rail.export_format), token_symbol=rail.token_symbol,
         )
         for rail in refdata.rails_for_currency(currency)
     }  # fmt: skip
@@ -68,6 +71,15 @@ def cycle_context(refdata: ReferenceData, currency: str) -> CycleContext:
         rails=rails, rail_of=rail_of, cap_minor=caps, identities=identities,
         refdata_digest=refdata.digest,
     )  # fmt: skip
+
+
+def _export_format(value: rd.ExportFormat) -> ExportFormat:
+    """The reference data's enum member as the batch record's symbol (the same text)."""
+    if value is rd.ExportFormat.ISO20022:
+        return "ISO20022"
+    if value is rd.ExportFormat.TOKEN_BATCH:
+        return "TOKEN_BATCH"
+    assert_never(value)
 
 
 @dataclass

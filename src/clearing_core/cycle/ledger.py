@@ -12,10 +12,9 @@ liquidity limits are carried, first in line, into the next cycle.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,12 +24,20 @@ from clearing_core.cycle.context import CycleContext
 from clearing_core.cycle.ledger_columns import Carried as Carried
 from clearing_core.cycle.ledger_columns import (
     Columns,
+    CountedObligation,
     ObligationBatch,
     OpenColumns,
     carried_of,
     combine,
 )
-from clearing_core.cycle.settlement import batch_record, settle_by_rail
+from clearing_core.cycle.settlement import TreasuryLine, batch_record, settle_by_rail
+from clearing_core.encoding.records import (
+    CycleClose,
+    CycleReport,
+    ObligationSource,
+    Position,
+    SettlementBatch,
+)
 from clearing_core.errors import InputError, InvariantError
 from clearing_core.money import checked_sum_array
 from clearing_core.netting import net_currency
@@ -48,7 +55,7 @@ class Remainder:
 
     debtor_id: str
     creditor_id: str
-    source: str
+    source: ObligationSource
     priority: int
     remainder_ppm: int = 0
 
@@ -58,9 +65,9 @@ class CycleOutcome:
     """Everything a close emits, as records ready to encode."""
 
     cycle_seq: int
-    batches: list[dict[str, Any]]
-    positions: list[dict[str, Any]]
-    report: dict[str, Any]
+    batches: list[SettlementBatch]
+    positions: list[Position]
+    report: CycleReport
     carried: Carried
 
 
@@ -92,7 +99,7 @@ class CurrencyLedger:
                 return True
         return False
 
-    def add(self, record: Mapping[str, Any], log_time: datetime | None = None) -> bool:
+    def add(self, record: CountedObligation, log_time: datetime | None = None) -> bool:
         """Count an ``Obligation`` record once; False when its id was already counted."""
         if record["currency"] != self.currency:
             raise InputError(f"{record['obligation_id']}: currency {record['currency']} "
@@ -113,15 +120,15 @@ class CurrencyLedger:
         if amount == 0:
             return True  # only a remainder: it settles once whole units accumulate
         o.append(oid, record["debtor_id"], record["creditor_id"], amount,
-                 int(record.get("priority", 0)), str(record["source"]))  # fmt: skip
+                 int(record.get("priority", 0)), record["source"])  # fmt: skip
         return True
 
-    def _add_remainder(self, record: Mapping[str, Any]) -> None:
+    def _add_remainder(self, record: CountedObligation) -> None:
         self._carry(record["obligation_id"], record["debtor_id"], record["creditor_id"],
-                    str(record["source"]), int(record.get("priority", 0)),
+                    record["source"], int(record.get("priority", 0)),
                     int(record["remainder_ppm"]), record.get("carry_key"))  # fmt: skip
 
-    def _carry(self, oid: str, debtor: str, creditor: str, source: str, priority: int,
+    def _carry(self, oid: str, debtor: str, creditor: str, source: ObligationSource, priority: int,
                remainder_ppm: int, key: str | None) -> None:  # fmt: skip
         if not 0 <= remainder_ppm < PPM:
             raise InputError(f"{oid}: remainder_ppm out of 0..999999")
@@ -155,7 +162,7 @@ class CurrencyLedger:
         for i, ppm in enumerate(batch.remainder_ppm):
             if ppm:
                 self._carry(batch.obligation_id[i], batch.debtor_id[i], batch.creditor_id[i],
-                            str(batch.source[i]), int(batch.priority[i]), int(ppm),
+                            batch.source[i], int(batch.priority[i]), int(ppm),
                             batch.carry_key[i])  # fmt: skip
         self._seen_open |= fresh
         if self.opened_at is None:
@@ -176,7 +183,7 @@ class CurrencyLedger:
         return len(self._open)
 
     def close(
-        self, marker: Mapping[str, Any], closed_at: datetime, ctx: CycleContext,
+        self, marker: CycleClose, closed_at: datetime, ctx: CycleContext,
         rejected_count: int = 0,
     ) -> CycleOutcome:  # fmt: skip
         """Net the cycle, settle it per rail, check the invariants, and open the next one.
@@ -266,13 +273,13 @@ def _net(
 def _positions(
     participants: list[str], position: I64, amount: I64, deferred: npt.NDArray[np.bool_],
     debtor_idx: I32, creditor_idx: I32, seq: int, closed_at: datetime, ctx: CycleContext,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[Position]:  # fmt: skip
     n = len(participants)
     settled = ~deferred
     payable = _sum_by(debtor_idx[settled], amount[settled], n)
     receivable = _sum_by(creditor_idx[settled], amount[settled], n)
     deferred_minor = _sum_by(debtor_idx[deferred], amount[deferred], n)
-    out = []
+    out: list[Position] = []
     for i, participant in enumerate(participants):
         if receivable[i] - payable[i] != position[i]:
             raise InvariantError(f"{participant}: position does not match its obligations")
@@ -295,11 +302,11 @@ def _sum_by(index: I32, values: I64, n: int) -> I64:
 
 
 def _report(
-    ledger: CurrencyLedger, seq: int, marker: Mapping[str, Any], closed_at: datetime,
+    ledger: CurrencyLedger, seq: int, marker: CycleClose, closed_at: datetime,
     ctx: CycleContext, columns: Columns, amount: I64,
     deferred: npt.NDArray[np.bool_], gross: int, settled_gross: int, net: int,
-    batches: list[dict[str, Any]], treasury: list[Any],
-) -> dict[str, Any]:  # fmt: skip
+    batches: list[SettlementBatch], treasury: list[TreasuryLine],
+) -> CycleReport:  # fmt: skip
     carried_n = len(ledger.carried.obligation_id)
     failed = columns.failed  # a carried failure was counted in the cycle it arrived in
     return {
@@ -346,6 +353,6 @@ def rehearse_close(ctx: CycleContext, at: datetime) -> CycleOutcome | None:
             })  # fmt: skip
     if ledger.open_count == 0:
         return None
-    marker = {"marker_id": "rehearsal", "currency": ctx.currency, "reason": "MANUAL",
+    marker: CycleClose = {"marker_id": "rehearsal", "currency": ctx.currency, "reason": "MANUAL",
               "requested_by": "rehearsal", "requested_at": at}  # fmt: skip
     return ledger.close(marker, at, ctx)

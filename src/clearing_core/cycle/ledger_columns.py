@@ -15,19 +15,35 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final, NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
+from clearing_core.encoding.records import CarriedObligation, ObligationSource
 from clearing_core.errors import InputError
 from clearing_core.money import MoneyOverflowError
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
-FAILED_SETTLEMENT = "FAILED_SETTLEMENT"
+FAILED_SETTLEMENT: Final = "FAILED_SETTLEMENT"
 assert array("i").itemsize == 4  # int32 below
 assert array("q").itemsize == 8  # int64 below
+
+
+class CountedObligation(TypedDict):
+    """The fields of an ``Obligation`` record that the ledger counts: a whole decoded
+    ``Obligation`` is one, and so is a row of an ``ObligationBatch``."""
+
+    obligation_id: str
+    debtor_id: str
+    creditor_id: str
+    currency: str
+    amount_minor: int
+    priority: NotRequired[int]
+    source: ObligationSource
+    remainder_ppm: NotRequired[int]
+    carry_key: NotRequired[str | None]
 
 
 @dataclass(frozen=True)
@@ -39,9 +55,9 @@ class Carried:
     creditor_id: tuple[str, ...] = ()
     amount_minor: tuple[int, ...] = ()
     priority: tuple[int, ...] = ()
-    source: tuple[str, ...] = ()
+    source: tuple[ObligationSource, ...] = ()
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[CarriedObligation]:
         columns = zip(
             self.obligation_id, self.debtor_id, self.creditor_id, self.amount_minor,
             self.priority, self.source, strict=True,
@@ -65,15 +81,16 @@ class OpenColumns:
     priority: array[int] = field(default_factory=lambda: array("q"))
     source: array[int] = field(default_factory=lambda: array("i"))
     participants: dict[str, int] = field(default_factory=dict)
-    sources: dict[str, int] = field(default_factory=dict)
+    sources: dict[ObligationSource, int] = field(default_factory=dict)
     duplicates: int = 0
 
     def __len__(self) -> int:
         return len(self.obligation_id)
 
     def append(
-        self, oid: str, debtor: str, creditor: str, amount: int, priority: int, source: str
-    ) -> None:
+        self, oid: str, debtor: str, creditor: str, amount: int, priority: int,
+        source: ObligationSource,
+    ) -> None:  # fmt: skip
         """One obligation; an amount or priority outside int64 raises and leaves
         the columns as they were (an unused table entry is never a participant)."""
         table, codes = self.participants, self.sources
@@ -127,7 +144,7 @@ class ObligationBatch:
     creditor_id: Sequence[str]
     amount_minor: Sequence[int]
     priority: Sequence[int]
-    source: Sequence[str]
+    source: Sequence[ObligationSource]
     remainder_ppm: Sequence[int]
     carry_key: Sequence[str | None]
     log_ms: Sequence[int]
@@ -141,7 +158,7 @@ class ObligationBatch:
     def __len__(self) -> int:
         return len(self.obligation_id)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[CountedObligation]:
         """Each row as the record ``CurrencyLedger.add`` takes."""
         columns = zip(
             self.obligation_id, self.debtor_id, self.creditor_id, self.amount_minor,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from clearing_core.cycle.ledger import SEEN_CYCLES, CurrencyLedger, CycleOutcome
 from clearing_core.cycle.ledger_columns import ObligationBatch, rows_of
 from clearing_core.encoding.avro_rows import columns_of, plan_of
 from clearing_core.encoding.codec import Codec, CodecError, SingleObjectCodec
+from clearing_core.encoding.records import CycleClose, Obligation
 from clearing_core.errors import InputError
 
 # the Obligation fields the ledger counts, in ObligationBatch's order after its currency
@@ -76,7 +77,7 @@ class Closing:
     """A marker that closes a cycle, as the sink sees it before the close."""
 
     track: CurrencyTrack
-    marker: dict[str, Any]
+    marker: CycleClose
     partition: int
     offset: int
     log_time: datetime
@@ -172,11 +173,12 @@ class LogFold:
         partition, log_time = int(records.partitions[i]), log_time_of(records.log_ms[i])
         if decoded.name == "Obligation":
             track = self.track(str(record["currency"]), partition)
-            duplicate = not track.ledger.add(record, log_time)
+            duplicate = not track.ledger.add(cast(Obligation, record), log_time)
             self.sink.counted(track.ledger.currency, 1, int(duplicate), track.ledger.open_count)
         elif decoded.name == "CycleClose":
             track = self.track(str(record["currency"]), partition)
-            self._close(Closing(track, record, partition, int(records.offsets[i]), log_time))
+            marker = cast(CycleClose, record)
+            self._close(Closing(track, marker, partition, int(records.offsets[i]), log_time))
         else:
             self.sink.rejected(i, "WRONG_SCHEMA", f"{decoded.name} on clearing.obligations")
 

@@ -10,14 +10,14 @@ restarted scheduler never closes a slot twice.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
+from clearing_core.encoding.records import CloseReason, CycleClose
 from clearing_core.errors import InputError
 
 
 def marker_record(
-    marker_id: str, currency: str, reason: str, by: str, at: datetime
-) -> dict[str, Any]:
+    marker_id: str, currency: str, reason: CloseReason, by: str, at: datetime
+) -> CycleClose:
     """A ``CycleClose`` record."""
     return {"marker_id": marker_id, "currency": currency, "reason": reason,
             "requested_by": by, "requested_at": at}  # fmt: skip
@@ -35,9 +35,7 @@ def scheduled_marker_id(currency: str, cycle_seconds: int, slot: int) -> str:
     return f"sched-{currency}-{cycle_seconds}s-{slot}"
 
 
-def scheduled_marker(
-    currency: str, cycle_seconds: int, now_seconds: float, by: str
-) -> dict[str, Any]:
+def scheduled_marker(currency: str, cycle_seconds: int, now_seconds: float, by: str) -> CycleClose:
     """The marker of the slot that holds ``now_seconds``, stamped with the slot's start."""
     slot = time_slot(now_seconds, cycle_seconds)
     at = datetime.fromtimestamp(slot * cycle_seconds, tz=UTC)

@@ -10,12 +10,11 @@ the report says what the clearing house knew at close.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from clearing_core.cycle.ledger import CurrencyLedger
+from clearing_core.encoding.records import Rejected
 
 FIRST_CYCLE_LOOKBACK = timedelta(days=1)
 
@@ -28,7 +27,7 @@ class RejectionWindow:
     since: datetime
     until: datetime
 
-    def covers(self, rejected: Mapping[str, Any]) -> bool:
+    def covers(self, rejected: Rejected) -> bool:
         """Whether a ``Rejected`` record counts in this cycle."""
         return (
             rejected.get("currency") == self.currency

@@ -14,18 +14,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from clearing_core import ids
+from clearing_core.encoding.records import (
+    ExportFormat,
+    SettlementBatch,
+    SettlementInstruction,
+    SettlementModel,
+)
 from clearing_core.errors import InputError, InvariantError
 from clearing_core.money import to_rail_units_array
 from clearing_core.netting.instructions import settlement_instructions
 
 CLEARING_HOUSE = "CLEARING_HOUSE"
 RailModel = Literal["hub", "direct"]
+SETTLEMENT_MODEL: dict[RailModel, SettlementModel] = {"hub": "HUB", "direct": "DIRECT"}
 I64 = npt.NDArray[np.int64]
 
 
@@ -209,17 +216,17 @@ def batch_record(
     iso_currency: str,
     cycle_seq: int,
     model: RailModel,
-    export_format: str,
+    export_format: ExportFormat,
     currency_exponent: int,
     rail_decimals: int,
     token_symbol: str | None,
     created_at: datetime,
     identities: Mapping[str, tuple[str | None, str | None]],
-) -> dict[str, Any]:
+) -> SettlementBatch:
     """The ``SettlementBatch`` record of one rail; ``identities`` maps a participant
     to its (BIC, LEI)."""
     batch = ids.batch_id(rail.rail_id, currency, cycle_seq)
-    instructions = []
+    instructions: list[SettlementInstruction] = []
     amounts = zip(rail.amount_minor.tolist(), rail.amount_rail_units.tolist(), strict=True)
     for seq, (payer, payee, (minor, units)) in enumerate(
         zip(rail.payer_ids, rail.payee_ids, amounts, strict=True), start=1
@@ -237,7 +244,7 @@ def batch_record(
     return {
         "batch_id": batch, "rail_id": rail.rail_id, "currency": currency,
         "iso_currency": iso_currency, "cycle_seq": cycle_seq,
-        "cycle_id": ids.cycle_id(currency, cycle_seq), "model": model.upper(),
+        "cycle_id": ids.cycle_id(currency, cycle_seq), "model": SETTLEMENT_MODEL[model],
         "export_format": export_format, "currency_exponent": currency_exponent,
         "rail_decimals": rail_decimals, "token_symbol": token_symbol,
         "created_at": created_at, "instructions": instructions,

@@ -10,18 +10,17 @@ re-read the ids already counted). The reading and writing is the worker's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from clearing_core.cycle.ledger import Carried, CurrencyLedger, Remainder
 from clearing_core.cycle.log_fold import CurrencyTrack
+from clearing_core.encoding.records import NettingState
 
 # opened_at of a ledger that has not opened a cycle yet (the record's field is required)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def state_record(track: CurrencyTrack) -> dict[str, Any]:
+def state_record(track: CurrencyTrack) -> NettingState:
     """The ``NettingState`` record of a currency after its last close."""
     ledger = track.ledger
     return {
@@ -42,7 +41,7 @@ def state_record(track: CurrencyTrack) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def track_from_state(record: Mapping[str, Any]) -> CurrencyTrack:
+def track_from_state(record: NettingState) -> CurrencyTrack:
     """The currency's track as a ``NettingState`` record left it (``state_record``)."""
     carried = record["carried"]
     ledger = CurrencyLedger(
@@ -54,13 +53,13 @@ def track_from_state(record: Mapping[str, Any]) -> CurrencyTrack:
             creditor_id=tuple(c["creditor_id"] for c in carried),
             amount_minor=tuple(int(c["amount_minor"]) for c in carried),
             priority=tuple(int(c["priority"]) for c in carried),
-            source=tuple(str(c["source"]) for c in carried),
+            source=tuple(c["source"] for c in carried),
         ),
         opened_at=record["opened_at"],
     )
     for entry in record.get("remainders", []):
         ledger.remainders[entry["carry_key"]] = Remainder(
-            entry["debtor_id"], entry["creditor_id"], str(entry["source"]),
+            entry["debtor_id"], entry["creditor_id"], entry["source"],
             int(entry["priority"]), int(entry["remainder_ppm"]),
         )  # fmt: skip
     return CurrencyTrack(
