@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import cast
 
 from clearing_core.cycle.context import VersionedContexts
 from clearing_core.cycle.ledger import CycleOutcome
 from clearing_core.cycle.log_fold import Closing, LogFold, LogSlice
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import CycleReport, SettlementBatch
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import ReferenceData
 from clearing_services.kafka.clients import Record, read_topic
@@ -173,8 +174,8 @@ def _cycle_of_batch(codec: Codec, record: Record) -> tuple[str, int]:
     """(currency, cycle seq) of an emitted batch; an unreadable one is an error, not a
     batch to leave out of the comparison."""
     try:
-        batch = codec.decode(record.value).record
-        return str(batch["currency"]), int(batch["cycle_seq"])
+        batch = codec.decode(record.value).as_record(SettlementBatch)
+        return batch["currency"], batch["cycle_seq"]
     except (CodecError, KeyError) as exc:
         raise ClearingError(
             f"{record.topic}@{record.partition}:{record.offset}: not a readable "
@@ -187,10 +188,10 @@ def _report_digests(bootstrap: str, codec: Codec) -> dict[tuple[str, int], str |
     out: dict[tuple[str, int], str | None] = {}
     for record in read_topic(bootstrap, CYCLES_TOPIC, GROUP):
         try:
-            report: dict[str, Any] = codec.decode(record.value).record
+            report = cast(CycleReport, codec.decode(record.value).record)  # the topic's type
         except CodecError as exc:
             raise ClearingError(
                 f"{CYCLES_TOPIC}@{record.partition}:{record.offset}: unreadable ({exc})"
             ) from exc
-        out[(str(report["currency"]), int(report["cycle_seq"]))] = report.get("refdata_digest")
+        out[(report["currency"], report["cycle_seq"])] = report.get("refdata_digest")
     return out
