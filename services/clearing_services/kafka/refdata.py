@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from clearing_core.encoding.codec import TYPE_BYTES_MAX, Codec, CodecError
+from clearing_core.encoding.records import RefdataVersion
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import RefdataError, ReferenceData
 from clearing_core.refdata.snapshot import REFDATA_TOPICS
@@ -187,8 +188,9 @@ def load_versions(bootstrap: str, codec: Codec, group: str) -> dict[str, Referen
             decoded = codec.decode(record.value)
             if decoded.name != "RefdataVersion":
                 raise NoReferenceDataError(f"{where}: a {decoded.name} record")
-            if decoded.record["digest"] not in versions:
-                versions[decoded.record["digest"]] = refdata_of_version(codec, decoded.record)
+            version = decoded.as_record(RefdataVersion)
+            if version["digest"] not in versions:
+                versions[version["digest"]] = refdata_of_version(codec, version)
         except (CodecError, RefdataError) as exc:
             raise NoReferenceDataError(f"{where}: unreadable ({exc})") from exc
     return versions

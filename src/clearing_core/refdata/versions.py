@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import RefdataVersion
 from clearing_core.refdata.checks import RefdataError
 from clearing_core.refdata.models import POLICY_KEY, SECTIONS, RefdataPolicy
 from clearing_core.refdata.snapshot import ReferenceData
@@ -22,13 +23,13 @@ from clearing_core.refdata.snapshot import ReferenceData
 VERSIONS_TOPIC = "clearing.refdata.versions"
 
 
-def version_record(codec: Codec, refdata: ReferenceData, by: str, at: datetime) -> dict[str, Any]:
+def version_record(codec: Codec, refdata: ReferenceData, by: str, at: datetime) -> RefdataVersion:
     """The ``RefdataVersion`` record of ``refdata``."""
     records = [codec.encode(r.record_type, r.value, topic=r.topic) for r in refdata.to_records()]
     return {"digest": refdata.digest, "recorded_by": by, "recorded_at": at, "records": records}
 
 
-def refdata_of_version(codec: Codec, record: dict[str, Any]) -> ReferenceData:
+def refdata_of_version(codec: Codec, record: RefdataVersion) -> ReferenceData:
     """The reference data a ``RefdataVersion`` record carries, checked against its digest.
     An unreadable or inconsistent version is a ``RefdataError`` naming the digest."""
     digest = str(record["digest"])
