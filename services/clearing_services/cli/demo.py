@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
+from clearing_core.encoding.records import CycleReport
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.refdata import load_default_refdata
 from clearing_services.broker.select import ensure_broker, local_broker
@@ -43,7 +45,7 @@ HEADER = (
 )
 
 
-def _line(report: dict[str, Any], lag: int) -> str:
+def _line(report: CycleReport, lag: int) -> str:
     """One line per closed cycle: amounts in major units of the currency."""
     batches = " ".join(b.split(f"-{report['currency']}-")[0] for b in report["batch_ids"]) or "-"
     return (
@@ -96,7 +98,7 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
 
         err_console.print(HEADER, style="bold")
 
-        def on_report(report: dict[str, Any]) -> None:
+        def on_report(report: CycleReport) -> None:
             lag = group_lag(info.bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES)
             err_console.print(_line(report, sum(lag.values())))
 
@@ -121,9 +123,14 @@ def _summary(result: DemoResult, seconds: float) -> dict[str, Any]:
     """The ``--json`` answer: the run's time and events, each cycle's figures, the replay."""
     return {
         "seconds": seconds, "events_produced": result.produced,
-        "cycles": [{k: r[k] for k in CYCLE_FIELDS} for r in result.cycles],
+        "cycles": [_figures(r) for r in result.cycles],
         "replay": result.replay.as_dict(),
     }  # fmt: skip
+
+
+def _figures(report: Mapping[str, object]) -> dict[str, object]:
+    """The ``CYCLE_FIELDS`` of a cycle report."""
+    return {k: report[k] for k in CYCLE_FIELDS}
 
 
 def _report_replay(replay: ReplayReport, seconds: float) -> None:

@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from confluent_kafka import Consumer, TopicPartition
 
 from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import Codec, CodecError
+from clearing_core.encoding.records import CycleReport
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
@@ -60,7 +61,7 @@ class DemoPlan:
 
 @dataclass
 class DemoResult:
-    cycles: list[dict[str, Any]] = field(default_factory=list)
+    cycles: list[CycleReport] = field(default_factory=list)
     produced: int = 0
     replay: ReplayReport = field(default_factory=ReplayReport)
 
@@ -82,22 +83,22 @@ class CycleWatcher:
                 for p in sorted(partitions)
             ]
         )
-        self.seen: dict[str, dict[str, Any]] = {}
+        self.seen: dict[str, CycleReport] = {}
 
-    def poll(self) -> list[dict[str, Any]]:
-        fresh = []
+    def poll(self) -> list[CycleReport]:
+        fresh: list[CycleReport] = []
         for message in self.consumer.consume(1000, timeout=0.2):
             if message.error() is not None:
                 continue
             try:
-                report = self.codec.decode(message.value() or b"").record
+                report = cast(CycleReport, self.codec.decode(message.value() or b"").record)
             except CodecError:
                 continue
             self.seen[report["marker_id"]] = report
             fresh.append(report)
         return fresh
 
-    def wait(self, marker_ids: Iterable[str], on_report: Callable[[dict[str, Any]], None]) -> None:
+    def wait(self, marker_ids: Iterable[str], on_report: Callable[[CycleReport], None]) -> None:
         wanted = set(marker_ids)
         deadline = time.monotonic() + CYCLE_WAIT_SECONDS_MAX
         while not wanted <= set(self.seen):
@@ -175,7 +176,7 @@ def run_rounds(
     codec: Codec,
     refdata: ReferenceData,
     plan: DemoPlan,
-    on_report: Callable[[dict[str, Any]], None],
+    on_report: Callable[[CycleReport], None],
     on_round: Callable[[int, int], None],
 ) -> DemoResult:
     """Produce each round's events, close every currency, wait for its reports."""
@@ -183,7 +184,7 @@ def run_rounds(
     result = DemoResult()
     watcher = CycleWatcher(bootstrap, codec)
 
-    def collect(report: dict[str, Any]) -> None:
+    def collect(report: CycleReport) -> None:
         result.cycles.append(report)
         on_report(report)
 
