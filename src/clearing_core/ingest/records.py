@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
 
 import numpy as np
 
 from clearing_core.encoding.codec import Codec
+from clearing_core.encoding.records import Rejected
 from clearing_core.ingest.aggregate import Keyed, obligation_of
 from clearing_core.ingest.batch import Case, LaneResult, Priced, PricedColumns, RawEvent
 from clearing_core.ingest.checks import EVENT_ID_LENGTH_MAX
@@ -51,7 +51,7 @@ class IngestResult:
     digests: list[str] = field(default_factory=list)  # per accepted event: its body digest
     offsets: list[int] = field(default_factory=list)  # per accepted event: its source offset
     redelivered: list[RawEvent] = field(default_factory=list)  # accepted before: nothing again
-    rejections: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[Rejected] = field(default_factory=list)
     seen_updates: dict[str, str] = field(default_factory=dict)
 
     def accept(self, priced: Priced, digest: str, event: RawEvent) -> None:
@@ -255,7 +255,7 @@ def _redelivered(entry: str, event: RawEvent) -> bool:
 def rejected_record(
     event: RawEvent, reason_code: str, message: str, event_id: str | None = None,
     currency: str | None = None, stage: str = "ingest", principal: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> Rejected:  # fmt: skip
     """The ``Rejected`` record of an input any stage refuses: the original bytes and
     where they came from, so the record can be inspected and re-driven. A key or value
     too big to fit a record under the size limits is cut, and the message says so (else
