@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
+DOCKER_PING_SECONDS = 3  # a Docker engine that answers does so at once
 
 
 def docker_available() -> bool:
@@ -17,7 +18,7 @@ def docker_available() -> bool:
     try:
         import docker  # testcontainers depends on it
 
-        client = docker.from_env(timeout=3)
+        client = docker.from_env(timeout=DOCKER_PING_SECONDS)
         client.ping()
         return True
     except Exception:  # no socket, no permission, no engine

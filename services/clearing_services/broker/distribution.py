@@ -20,6 +20,7 @@ from clearing_core.errors import ClearingError
 KAFKA_VERSION = "4.3.1"
 JAVA_MAJOR_MIN = 17
 FETCH_SECONDS_MAX = 900
+JAVA_VERSION_SECONDS_MAX = 30
 _STAMP = ".complete"
 
 
@@ -44,7 +45,11 @@ def java_major(java: str = "java") -> int:
     if exe is None:
         raise BrokerUnavailableError(f"java not found: {HOW_TO_GET_JAVA}")
     out = subprocess.run(
-        [exe, "-version"], capture_output=True, text=True, timeout=30, check=False
+        [exe, "-version"],
+        capture_output=True,
+        text=True,
+        timeout=JAVA_VERSION_SECONDS_MAX,
+        check=False,
     ).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:

@@ -35,6 +35,11 @@ from clearing_services.broker.tls import ensure_tls, write_private
 
 START_SECONDS_MAX = 90.0
 STOP_SECONDS_MAX = 30.0
+FORMAT_SECONDS_MAX = 120  # kafka-storage format: a JVM start and one write
+# How often stop() looks whether the broker has exited: after SIGTERM (a controlled
+# shutdown takes seconds) and after SIGKILL (gone at once).
+STOP_POLL_SECONDS = 0.1
+KILL_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,9 @@ class LocalBroker:
         ]  # fmt: skip
         if scram is not None:
             command += ["--add-scram", scram]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=FORMAT_SECONDS_MAX, check=False
+        )
         if done.returncode != 0:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise BrokerUnavailableError(f"formatting the KRaft storage failed: {last[0]}")
@@ -335,11 +342,11 @@ class LocalBroker:
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_seconds
         while self._running(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(STOP_POLL_SECONDS)
         if self._running(pid):
             _signal_group(pid, signal.SIGKILL)
             while self._running(pid):
-                time.sleep(0.05)
+                time.sleep(KILL_POLL_SECONDS)
         self.pid_file.unlink(missing_ok=True)
         self._child = None
         return True

@@ -25,6 +25,7 @@ from clearing_services.cli.common import (
 )
 from clearing_services.kafka.clients import admin_client
 from clearing_services.kafka.topics import create_topics, load_topic_plan
+from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 
 EXIT_STOPPED = 3  # as LSB init scripts: "program is not running"
 EXIT_UNHEALTHY = 1
@@ -208,7 +209,7 @@ def topics_list(bootstrap: str | None, as_json: bool) -> None:
     Example: clearing topics list --json
     """
     admin = admin_client(bootstrap or settings().bootstrap())
-    metadata = admin.list_topics(timeout=10)
+    metadata = admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS)
     found = {
         name: len(t.partitions)
         for name, t in sorted(metadata.topics.items())

@@ -6,14 +6,14 @@ import click
 
 from clearing_services.cli.common import bootstrap_option, err_console, needs_broker
 from clearing_services.cli.common import settings as current_settings
-from clearing_services.operations.dashboard import DEFAULT_PORT, SAMPLE_INTERVAL_S, serve
+from clearing_services.operations.dashboard import DEFAULT_PORT, SAMPLE_INTERVAL_SECONDS, serve
 
 
 @click.command("dashboard")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on.")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--interval", type=click.FloatRange(0.2), default=SAMPLE_INTERVAL_S,
+@click.option("--interval", type=click.FloatRange(0.2), default=SAMPLE_INTERVAL_SECONDS,
               show_default=True, help="Seconds between lag and offset samples.")  # fmt: skip
 @bootstrap_option
 @needs_broker

@@ -27,7 +27,7 @@ from clearing_services.cli.common import settings as current_settings
 from clearing_services.operations.lag import LagMonitor, sample_window
 
 SAMPLES_MAX = 20
-INTERVAL_MIN_S, INTERVAL_MAX_S = 0.1, 60.0
+INTERVAL_SECONDS_MIN, INTERVAL_SECONDS_MAX = 0.1, 60.0
 WINDOW_MAX = 1000
 _STYLE = {OK: "green", WARN: "yellow"}
 
@@ -90,7 +90,7 @@ def _footer(groups: list[GroupReport]) -> Text:
     help="One-shot mode: look at the committed offsets this many times to judge statuses.",
 )  # fmt: skip
 @click.option(
-    "--interval", type=click.FloatRange(INTERVAL_MIN_S, INTERVAL_MAX_S), default=1.0,
+    "--interval", type=click.FloatRange(INTERVAL_SECONDS_MIN, INTERVAL_SECONDS_MAX), default=1.0,
     show_default=True, help="Seconds between samples (and refreshes with --watch).",
 )  # fmt: skip
 @click.option(

@@ -37,6 +37,7 @@ from clearing_services.kafka.topics import event_topic
 from clearing_services.sources.event_files import EncodedEvent, encode_event_file
 
 GENERATE_MAX = 50_000_000
+DRAIN_SECONDS = 0.1  # a full local queue: how long to serve deliveries before retrying
 
 
 def encode_generated(codec: Codec, event: GeneratedEvent) -> EncodedEvent:
@@ -90,7 +91,7 @@ def publish_signed(bootstrap: str, events: list[EncodedEvent], signing: Signing)
                                  on_delivery=on_delivery)  # fmt: skip
                 break
             except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
+                producer.poll(DRAIN_SECONDS)
         counts[e.topic] += 1
         producer.poll(0)
     remaining = producer.flush(FLUSH_SECONDS_MAX)

@@ -36,7 +36,7 @@ from clearing_services.kafka.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
 SEEN_CHUNK_EVENTS = 2_000  # events per SeenEvents record: well under the 1 MiB record limit
-TTL_MARGIN_S = 86_400  # on disk, ids live this long beyond the maximum event age
+TTL_MARGIN_SECONDS = 86_400  # on disk, ids live this long beyond the maximum event age
 WRITE_BUFFER_BYTES = 4 << 20  # per partition database, at most two of them
 BLOCK_CACHE_BYTES = 32 << 20  # shared by the worker's partition databases
 TopicPartitionKey = tuple[str, int]
@@ -149,7 +149,7 @@ class SeenStore:
     def __init__(self, disk_dir: Path | None = None, max_age_ms: int = 0) -> None:
         self._partitions: dict[TopicPartitionKey, _Partition | _DiskEntries] = {}
         self.disk_dir = disk_dir
-        self.ttl_seconds = max_age_ms // 1000 + TTL_MARGIN_S
+        self.ttl_seconds = max_age_ms // 1000 + TTL_MARGIN_SECONDS
         self.cache = Cache(BLOCK_CACHE_BYTES) if disk_dir is not None else None
 
     def assign(self, tp: TopicPartitionKey, records: Iterable[Mapping[str, Any]]) -> int:

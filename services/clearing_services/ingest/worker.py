@@ -71,7 +71,7 @@ from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX
 
 GROUP = "clearing-ingest"
 CONSUME_BATCH_MAX = DEFAULT_INGEST_BATCH_MAX
-CONSUME_WAIT_S = 0.25
+CONSUME_WAIT_SECONDS = 0.25
 TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = READ_SECONDS_MAX  # waits out a transaction a dead owner left open
 SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
@@ -169,7 +169,7 @@ class IngestWorker:
         try:
             while not stop.is_set():
                 t0 = time.perf_counter()
-                messages = self.consumer.consume(self.batch_max, timeout=CONSUME_WAIT_S)
+                messages = self.consumer.consume(self.batch_max, timeout=CONSUME_WAIT_SECONDS)
                 self.timing.add("consume", time.perf_counter() - t0, len(messages))
                 if messages:
                     self.handle(messages)

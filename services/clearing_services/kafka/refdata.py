@@ -32,6 +32,7 @@ from clearing_services.kafka.clients import (
     watermarks,
 )
 from clearing_services.kafka.topics import batch_topic_spec, create_topics, load_topic_plan
+from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS
 
 PUBLISH_SECONDS_MAX = 60.0
 VERSION_BYTES_MAX = TYPE_BYTES_MAX["RefdataVersion"]
@@ -156,7 +157,7 @@ class RefdataFollower:
                 assignment.append(TopicPartition(topic, 0, high))
             consumer.assign(assignment)
             while not stop.is_set():
-                if consumer.consume(1000, timeout=0.5):
+                if consumer.consume(1000, timeout=CONSUME_WAIT_SECONDS):
                     self._reload()
         finally:
             consumer.close()

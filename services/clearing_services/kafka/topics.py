@@ -55,6 +55,7 @@ def event_topic(alias_or_type: str) -> EventTopic:
 RAIL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 BATCH_TOPIC_PREFIX = "clearing.settlement.batches."
 CREATE_SECONDS_MAX = 30.0
+LEADER_POLL_SECONDS = 0.1  # how often new topics are asked whether they have leaders
 
 
 @dataclass(frozen=True)
@@ -194,4 +195,4 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_seconds: flo
             return
         if time.monotonic() > deadline:
             raise ClearingError(f"new topics have no leader after {timeout_seconds:.0f} s: {names}")
-        time.sleep(0.1)
+        time.sleep(LEADER_POLL_SECONDS)

@@ -17,18 +17,20 @@ from clearing_core.encoding.records import Rejected
 from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import Record, consume_batches, consumer_config, watermarks
 from clearing_services.kafka.topics import DLQ_TOPIC
+from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 
 
 def count_rejections(bootstrap: str, codec: Codec, window: RejectionWindow) -> int:
     """The dead letters on the DLQ now that ``window`` covers."""
     consumer = Consumer(consumer_config(bootstrap, "clearing-rejection-count"))
     try:
-        metadata = consumer.list_topics(DLQ_TOPIC, timeout=10).topics.get(DLQ_TOPIC)
+        topics = consumer.list_topics(DLQ_TOPIC, timeout=METADATA_TIMEOUT_SECONDS).topics
+        metadata = topics.get(DLQ_TOPIC)
         if metadata is None or not metadata.partitions:
             return 0
         wanted = [TopicPartition(DLQ_TOPIC, p, int(window.since.timestamp() * 1000))
                   for p in sorted(metadata.partitions)]  # fmt: skip
-        starts = consumer.offsets_for_times(wanted, timeout=10)
+        starts = consumer.offsets_for_times(wanted, timeout=METADATA_TIMEOUT_SECONDS)
         ends = {tp.partition: watermarks(consumer, tp)[1] for tp in wanted}
         todo = [tp for tp in starts if 0 <= tp.offset < ends[tp.partition]]
         if not todo:

@@ -39,6 +39,7 @@ from clearing_services.kafka.topics import (
     POSITIONS_TOPIC,
     batch_topic,
 )
+from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS
 from clearing_services.netting.rejections import count_rejections
 from clearing_services.netting.state import STATE_TOPIC, load_states, remember_counted_ids
 from clearing_services.runtime.failure import deadline
@@ -48,6 +49,7 @@ GROUP = "clearing-netting"
 STATE_BYTES_MAX = TYPE_BYTES_MAX["NettingState"]
 CONSUME_BATCH_MAX = 20_000
 TRANSACTION_SECONDS_MAX = 60.0
+COMMITTED_SECONDS_MAX = 30.0  # the group's committed offsets, asked once per assignment
 _log = logging.getLogger("clearing.netting")
 
 
@@ -105,7 +107,7 @@ class NettingWorker:
         mine = {tp.partition for tp in partitions}
         states = load_states(self.bootstrap, self.codec, group=f"{GROUP}-state")
         restored = [track_from_state(s) for s in states.values() if s["source_partition"] in mine]
-        committed = consumer.committed(partitions, timeout=30)
+        committed = consumer.committed(partitions, timeout=COMMITTED_SECONDS_MAX)
         up_to = {tp.partition: max(tp.offset, 0) for tp in committed}
         remember_counted_ids(self.bootstrap, self.codec, restored, up_to)
         for track in restored:
@@ -127,7 +129,9 @@ class NettingWorker:
         )
         try:
             while not stop.is_set():
-                self._handle_batch(self.consumer.consume(CONSUME_BATCH_MAX, timeout=0.5))
+                self._handle_batch(
+                    self.consumer.consume(CONSUME_BATCH_MAX, timeout=CONSUME_WAIT_SECONDS)
+                )
         finally:
             self.consumer.close()
 

@@ -47,6 +47,7 @@ class Coverage:
 
 
 SETTLE_SECONDS_MAX = 60.0
+RECHECK_SECONDS = 1.0  # between two reads of the log while events are still unlogged
 
 
 def coverage(bootstrap: str, codec: Codec, settle_seconds: float = SETTLE_SECONDS_MAX) -> Coverage:
@@ -66,7 +67,7 @@ def coverage(bootstrap: str, codec: Codec, settle_seconds: float = SETTLE_SECOND
             continue
         if not found.unlogged or time.monotonic() > deadline:
             return found
-        time.sleep(1.0)
+        time.sleep(RECHECK_SECONDS)
 
 
 def _read_coverage(bootstrap: str, codec: Codec) -> Coverage:

@@ -37,13 +37,15 @@ from clearing_services.kafka.topics import (
     DLQ_TOPIC,
     EVENT_TOPIC_NAMES,
 )
+from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
 from clearing_services.operations.lag import LagMonitor, log_offsets
 from clearing_services.settings import Settings, load_settings
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_PORT = 8050
-SAMPLE_INTERVAL_S = 2.0
-TOPIC_REFRESH_S = 5.0
+SAMPLE_INTERVAL_SECONDS = 2.0
+TOPIC_REFRESH_SECONDS = 5.0
+THREAD_STOP_SECONDS_MAX = 15.0
 _log = logging.getLogger("clearing.dashboard")
 
 
@@ -60,7 +62,7 @@ class Dashboard:
     """The state and the two threads that keep it."""
 
     def __init__(
-        self, bootstrap: str, codec: Codec, *, interval_seconds: float = SAMPLE_INTERVAL_S
+        self, bootstrap: str, codec: Codec, *, interval_seconds: float = SAMPLE_INTERVAL_SECONDS
     ):
         self.bootstrap = bootstrap
         self.codec = codec
@@ -82,7 +84,7 @@ class Dashboard:
     def stop(self) -> None:
         self.stop_event.set()
         for thread in self.threads:
-            thread.join(timeout=15)
+            thread.join(timeout=THREAD_STOP_SECONDS_MAX)
 
     def _guard(self, target: Any) -> Any:
         def run() -> None:
@@ -109,7 +111,7 @@ class Dashboard:
     # -- the tailer ---------------------------------------------------------------------
 
     def _wanted(self, consumer: Consumer) -> list[TopicPartition]:
-        topics = consumer.list_topics(timeout=10).topics
+        topics = consumer.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
         out: list[TopicPartition] = []
         for name, meta in topics.items():
             if name in {CYCLES_TOPIC, DLQ_TOPIC} or name.startswith(BATCH_TOPIC_PREFIX):
@@ -140,8 +142,8 @@ class Dashboard:
                             for t, _p in assigned
                             if t.startswith(BATCH_TOPIC_PREFIX)
                         )
-                    next_refresh = time.monotonic() + TOPIC_REFRESH_S
-                for message in consumer.consume(num_messages=1000, timeout=0.5):
+                    next_refresh = time.monotonic() + TOPIC_REFRESH_SECONDS
+                for message in consumer.consume(num_messages=1000, timeout=CONSUME_WAIT_SECONDS):
                     error = message.error()
                     if error is not None:
                         if error.code() != KafkaError._PARTITION_EOF:
@@ -249,7 +251,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     bootstrap: str | None = None,
-    interval_seconds: float = SAMPLE_INTERVAL_S,
+    interval_seconds: float = SAMPLE_INTERVAL_SECONDS,
 ) -> None:
     """Run the dashboard until interrupted."""
     dashboard = Dashboard(bootstrap or settings.bootstrap(), codec_for(settings),
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--bootstrap", default=None)
-    parser.add_argument("--interval", type=float, default=SAMPLE_INTERVAL_S)
+    parser.add_argument("--interval", type=float, default=SAMPLE_INTERVAL_SECONDS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     serve(load_settings(), host=args.host, port=args.port, bootstrap=args.bootstrap,

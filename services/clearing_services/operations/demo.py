@@ -37,12 +37,17 @@ from clearing_services.kafka.topics import (
     create_topics,
     load_topic_plan,
 )
+from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 from clearing_services.netting.scheduler import send_markers
 from clearing_services.operations.replay import ReplayReport, replay
 from clearing_services.settings import Settings
 
 WORKER_START_SECONDS_MAX = 120.0
 CYCLE_WAIT_SECONDS_MAX = 120.0
+WORKER_STOP_SECONDS_MAX = 60.0  # after SIGTERM, before SIGKILL
+POLL_SECONDS = 0.5  # between two looks at the worker's groups or the ingest lag
+WATCH_WAIT_SECONDS = 0.2  # one consume() of the cycle reports
+COMMIT_GRACE_SECONDS = 1.0  # the last batch is committed a moment after its outputs
 
 
 class DemoError(ClearingError):
@@ -73,7 +78,9 @@ class CycleWatcher:
         self.codec = codec
         self.consumer = Consumer(consumer_config(bootstrap, "clearing-demo-watch"))
         partitions = (
-            self.consumer.list_topics(CYCLES_TOPIC, timeout=10).topics[CYCLES_TOPIC].partitions
+            self.consumer.list_topics(CYCLES_TOPIC, timeout=METADATA_TIMEOUT_SECONDS)
+            .topics[CYCLES_TOPIC]
+            .partitions
         )
         self.consumer.assign(
             [
@@ -87,7 +94,7 @@ class CycleWatcher:
 
     def poll(self) -> list[CycleReport]:
         fresh: list[CycleReport] = []
-        for message in self.consumer.consume(1000, timeout=0.2):
+        for message in self.consumer.consume(1000, timeout=WATCH_WAIT_SECONDS):
             if message.error() is not None:
                 continue
             try:
@@ -120,8 +127,8 @@ def wait_until_ingested(bootstrap: str, timeout_seconds: float = 60.0) -> None:
         sum(group_lag(bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES).values()) > 0
         and time.monotonic() < deadline
     ):
-        time.sleep(0.5)
-    time.sleep(1.0)  # the last batch is committed a moment after its outputs are written
+        time.sleep(POLL_SECONDS)
+    time.sleep(COMMIT_GRACE_SECONDS)
 
 
 def start_demo_worker(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
@@ -144,7 +151,7 @@ def start_demo_worker(settings: Settings, log_file: Path) -> subprocess.Popen[by
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=60)
+        process.wait(timeout=WORKER_STOP_SECONDS_MAX)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -165,9 +172,11 @@ def wait_for_worker(bootstrap: str, process: subprocess.Popen[bytes], log_file: 
         if process.poll() is not None:
             raise DemoError(f"the worker exited with {process.returncode}; see {log_file}")
         described = admin.describe_consumer_groups([INGEST_GROUP, "clearing-netting"])
-        if all(len(f.result(timeout=10).members) > 0 for f in described.values()):
+        if all(
+            len(f.result(timeout=METADATA_TIMEOUT_SECONDS).members) > 0 for f in described.values()
+        ):
             return
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
     raise DemoError(f"the worker did not start in {WORKER_START_SECONDS_MAX:.0f} s; see {log_file}")
 
 

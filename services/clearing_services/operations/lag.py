@@ -38,8 +38,9 @@ from clearing_services.kafka.clients import (
     partitions_in,
 )
 
-REQUEST_TIMEOUT_S = 15.0
-PROBE_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_SECONDS = 15.0
+PROBE_TIMEOUT_SECONDS = 5.0
+READ_WAIT_SECONDS = 0.2  # one consume() while reading the records at the given offsets
 TIMESTAMP_NOT_AVAILABLE = 0
 _ACTIVE_STATES = {"STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING", "RECONCILING"}
 
@@ -97,7 +98,7 @@ def list_groups(admin: AdminClient) -> list[str]:
     """Every consumer group the cluster knows, sorted. A broker that did not answer is
     an error, not fewer groups: no answer at all once read as "no consumer groups"."""
     try:
-        result = admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S).result()
+        result = admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_SECONDS).result()
     except KafkaException as exc:
         raise _raise("listing consumer groups", exc) from exc
     if result.errors:
@@ -113,7 +114,9 @@ def sample_groups(
     if not groups:
         return []
     try:
-        described = admin.describe_consumer_groups(list(groups), request_timeout=REQUEST_TIMEOUT_S)
+        described = admin.describe_consumer_groups(
+            list(groups), request_timeout=REQUEST_TIMEOUT_SECONDS
+        )
     except KafkaException as exc:
         raise _raise("describing consumer groups", exc) from exc
     out, partitions = [], None
@@ -132,7 +135,7 @@ def sample_groups(
                 committed[(tp.topic, tp.partition)] = None
         try:  # not the admin client's list_consumer_group_offsets: committed_offsets says why
             partitions = partitions if partitions is not None else partitions_in(admin)
-            offsets = committed_offsets(bootstrap, group, partitions, REQUEST_TIMEOUT_S)
+            offsets = committed_offsets(bootstrap, group, partitions, REQUEST_TIMEOUT_SECONDS)
         except KafkaException as exc:
             raise _raise(f"committed offsets of group {group!r}", exc) from exc
         committed.update((tp, offset) for tp, offset in offsets.items() if offset >= 0)
@@ -160,7 +163,7 @@ def log_offsets(admin: AdminClient, partitions: Iterable[TP]) -> dict[TP, tuple[
     found: dict[TP, list[int]] = {tp: [0, 0] for tp in wanted}
     for index, spec in ((0, _spec("earliest")), (1, _spec("latest"))):
         futures = admin.list_offsets(
-            {TopicPartition(t, p): spec for t, p in wanted}, request_timeout=REQUEST_TIMEOUT_S
+            {TopicPartition(t, p): spec for t, p in wanted}, request_timeout=REQUEST_TIMEOUT_SECONDS
         )
         for tp, future in futures.items():
             key = (tp.topic, tp.partition)
@@ -179,7 +182,7 @@ def log_offsets(admin: AdminClient, partitions: Iterable[TP]) -> dict[TP, tuple[
 
 
 def probe_record_times(
-    bootstrap: str, positions: dict[TP, int], timeout_seconds: float = PROBE_TIMEOUT_S
+    bootstrap: str, positions: dict[TP, int], timeout_seconds: float = PROBE_TIMEOUT_SECONDS
 ) -> dict[TP, int | None]:
     """Timestamp (ms) of the first record at or after each position, read by a
     short-lived consumer that joins no group and commits nothing. None: no data record
@@ -199,7 +202,7 @@ def probe_record_times(
         consumer.assign([TopicPartition(t, p, max(0, o)) for (t, p), o in positions.items()])
         deadline = time.monotonic() + timeout_seconds
         while len(found) < len(positions) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.2):
+            for message in consumer.consume(num_messages=500, timeout=READ_WAIT_SECONDS):
                 key = (str(message.topic()), int(message.partition() or 0))
                 if key in found or key not in positions:
                     continue

@@ -51,6 +51,7 @@ from clearing_services.settlement.batch_index import BatchIndex
 
 ROLES = ("ingest", "netting", "acks", "all")
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython: 700)
+SIGNAL_WAIT_SECONDS = 0.5  # the main thread waits for SIGINT or SIGTERM in steps this long
 _log = logging.getLogger("clearing.worker")
 
 
@@ -88,7 +89,7 @@ class WorkerProcess:
         self.threads.append(thread)
 
 
-LAG_EVERY_S = 10.0
+LAG_EVERY_SECONDS = 10.0
 # the pipeline's groups, with the topics each consumes
 LAG_GROUPS = {
     INGEST_GROUP: EVENT_TOPIC_NAMES,
@@ -103,7 +104,7 @@ def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
     The gauge only observes: while the broker is away (a restart, a network split) a
     failed probe is logged and tried again next time, never a reason to end the worker.
     """
-    while not stop.wait(LAG_EVERY_S):
+    while not stop.wait(LAG_EVERY_SECONDS):
         for group, topics in LAG_GROUPS.items():
             try:
                 lags = group_lag(bootstrap, group, topics)
@@ -267,5 +268,5 @@ def _watch_stalls(
 def _wait_for_signal(stop: threading.Event) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(0.5):
+    while not stop.wait(SIGNAL_WAIT_SECONDS):
         pass

@@ -43,9 +43,13 @@ from clearing_services.settings import Settings
 from clearing_services.settlement.batch_index import AckView, BatchIndex
 
 BATCH_MAX = 2_000
-BATCH_WITHIN_S = 0.25
-BATCH_WAIT_S = 5.0
+BATCH_WITHIN_SECONDS = 0.25
+BATCH_WAIT_SECONDS = 5.0
 TRANSACTION_SECONDS_MAX = 60.0
+# The Faust app's group membership: the broker drops it after SESSION_TIMEOUT_SECONDS
+# without a heartbeat, sent every HEARTBEAT_SECONDS.
+SESSION_TIMEOUT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 3.0
 _log = logging.getLogger("clearing.agents")
 Send = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -92,8 +96,8 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
         table_standby_replicas=0,  # no tables
         # A worker killed without leaving its group holds its partitions until the
         # session times out: keep that short so a restart takes over within seconds.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
+        broker_heartbeat_interval=HEARTBEAT_SECONDS,
         **faust_credentials(settings.kafka_security),  # SASL/SCRAM over TLS: docs/security.md
     )
     if "acks" in roles:
@@ -133,7 +137,7 @@ def _acks_agent(app: faust.App, runtime: Runtime, sender: Sender) -> None:
 
     async def acks(stream: faust.StreamT[Any]) -> None:
         assert isinstance(stream, Stream)
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
             try:
                 await _apply_acks([_raw(e) for e in events], runtime, sender)
             except Exception as exc:
@@ -204,5 +208,5 @@ async def _batch(runtime: Runtime, batch_id: str) -> AckView | None:
     """The batch from the index, giving the follower a moment to catch up."""
     assert runtime.batches is not None
     return await asyncio.get_running_loop().run_in_executor(
-        None, runtime.batches.get, batch_id, BATCH_WAIT_S
+        None, runtime.batches.get, batch_id, BATCH_WAIT_SECONDS
     )

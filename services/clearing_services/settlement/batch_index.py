@@ -29,6 +29,7 @@ from clearing_core.encoding.records import InstructionState, InstructionStatus, 
 from clearing_core.errors import ClearingError
 from clearing_services.kafka.clients import consumer_config, log_ends, watermarks
 from clearing_services.kafka.topics import STATUS_TOPIC, batch_topic
+from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
 
 BATCHES_KEPT = 20_000
 INSTRUCTIONS_KEPT = 1_000_000  # about 250 MB at most, whatever the batches' sizes
@@ -136,7 +137,7 @@ class BatchIndex:
                     added = sorted(set(self.rails()) - set(rails))
                     rails = sorted(set(self.rails()))
                     consumer.incremental_assign(self._batch_assignment(consumer, added))
-                self._take(consumer.consume(1000, timeout=0.5))
+                self._take(consumer.consume(1000, timeout=CONSUME_WAIT_SECONDS))
                 self._note_positions(consumer)
         finally:
             consumer.close()
@@ -159,13 +160,14 @@ class BatchIndex:
                   for (t, p), end in ends.items() if end > 0):  # fmt: skip
             if time.monotonic() > deadline:
                 raise ClearingError(f"the batch topics were not read in {SYNC_SECONDS_MAX:.0f} s")
-            self._take(consumer.consume(1000, timeout=0.5))
+            self._take(consumer.consume(1000, timeout=CONSUME_WAIT_SECONDS))
 
     def _status_assignment(self, consumer: Consumer) -> list[TopicPartition]:
-        metadata = consumer.list_topics(STATUS_TOPIC, timeout=10).topics[STATUS_TOPIC]
+        topics = consumer.list_topics(STATUS_TOPIC, timeout=METADATA_TIMEOUT_SECONDS).topics
+        metadata = topics[STATUS_TOPIC]
         since = int(time.time() * 1000) if self._oldest_ms is None else self._oldest_ms
         wanted = [TopicPartition(STATUS_TOPIC, p, since) for p in sorted(metadata.partitions)]
-        starts = consumer.offsets_for_times(wanted, timeout=10)
+        starts = consumer.offsets_for_times(wanted, timeout=METADATA_TIMEOUT_SECONDS)
         out = []
         for tp in starts:
             low, high = watermarks(consumer, tp)

@@ -117,7 +117,7 @@ def test_command_without_broker_is_one_line_and_exit_69(
 
 def test_lag_without_broker_is_an_error_not_no_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     """Also past the check (a broker gone since): no answer is not an empty list."""
-    monkeypatch.setattr(lag_service, "REQUEST_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(lag_service, "REQUEST_TIMEOUT_SECONDS", 1.0)
     with pytest.raises(LagError, match="listing consumer groups: Local: Timed out"):
         LagMonitor(closed_address()).sample()
 
