@@ -48,7 +48,7 @@ from clearing_services.kafka.clients import producer_config, read_topic
 from clearing_services.kafka.topics import CYCLES_TOPIC, EVENT_TOPIC_NAMES, event_topic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import start_worker
+from e2e_pipeline import start_worker
 from e2e_support import stop
 
 
