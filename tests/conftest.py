@@ -1,16 +1,21 @@
-"""Session fixtures: one real Kafka broker for the whole run.
+"""Session fixtures: one real Kafka broker for the whole run, and the broker marks.
 
 Order of choice (DESIGN section 8): ``KAFKA_BOOTSTRAP`` if set; else the local
 jar-based KRaft node on free ports with its data in a temporary folder; else a
 testcontainers Kafka where a Docker engine answers. A missing broker fails
 the run (it is never skipped).
+
+A module marked ``own_broker`` gets a broker of its own instead (its docstring says
+why: most write the contract's fixed topic names and consumer groups). A test that
+asks for a broker through a fixture is marked ``broker`` here, so
+``make test-fast`` (``-m "not broker and not slow"``) leaves it out; a test without
+that mark that starts a broker all the same fails at once.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +27,14 @@ from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.broker.distribution import BrokerUnavailableError
 from clearing_services.broker.health import wait_until_healthy
-from clearing_services.broker.select import local_broker
-from clearing_services.settings import load_settings, tune_process_environment
+from clearing_services.broker.local import LocalBroker
+from clearing_services.settings import tune_process_environment
+from tests.support.brokers import start_local_broker
+from tests.support.pipeline import REFDATA_FILE, clearing
 
 REPO = Path(__file__).resolve().parents[1]
+# The fixtures that give a test a broker; a test whose fixtures include one is a broker test.
+BROKER_FIXTURES = frozenset({"kafka_bootstrap", "own_broker_node", "bootstrap"})
 tune_process_environment(os.environ)
 # authlib (pulled in by confluent_kafka.schema_registry) installs an "always" filter for its
 # deprecation warnings when first imported; importing it here, outside pytest's per-test
@@ -38,10 +47,34 @@ settings.register_profile("clearing", deadline=None)
 settings.load_profile("clearing")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "own_broker: the module's tests share a broker of the module's own, "
+        "not the session's (the module's docstring says why)",
+    )  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the marks must be there by then
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_unless_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test without the broker mark fails where it would start a broker in this
+    process, rather than make the fast run slow and in need of Java."""
+    if request.node.get_closest_marker("broker") is not None:
+        return
+    nodeid = request.node.nodeid
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        pytest.fail(f"{nodeid} starts a broker but is not marked broker", pytrace=False)
+
+    monkeypatch.setattr(LocalBroker, "start", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -55,20 +88,9 @@ def codec(catalog: SchemaCatalog) -> SingleObjectCodec:
 
 
 def _local_or_container(tmp: Path) -> Iterator[str]:
-    node, local_error = None, None
-    for attempt in range(3):  # a free port can be taken between choosing and binding it
-        candidate = local_broker(
-            load_settings(), home=tmp / f"kafka-{attempt}", port=free_port(),
-            controller_port=free_port(), heap_mb=512,
-        )  # fmt: skip
-        try:
-            status, _ = candidate.start()
-        except BrokerUnavailableError as exc:
-            local_error = exc
-            continue
-        node = candidate
-        break
-    if node is None:
+    try:
+        node = start_local_broker(tmp)
+    except BrokerUnavailableError as local_error:
         from clearing_services.broker.containers import docker_available, kafka_container
 
         if not docker_available():
@@ -77,7 +99,7 @@ def _local_or_container(tmp: Path) -> Iterator[str]:
             yield str(container.get_bootstrap_server())
         return
     try:
-        yield status.bootstrap
+        yield node.config.bootstrap
     finally:
         node.stop()
 
@@ -92,6 +114,50 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield env
         return
     yield from _local_or_container(tmp_path_factory.mktemp("broker"))
+
+
+def _module_name(request: pytest.FixtureRequest) -> str:
+    return str(request.module.__name__).rsplit(".", 1)[-1]
+
+
+@pytest.fixture(scope="module")
+def own_broker_node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalBroker]:
+    """The local node of a module marked ``own_broker``, stopped after its last test."""
+    node = start_local_broker(tmp_path_factory.mktemp(f"{_module_name(request)}-broker"))
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def bootstrap(request: pytest.FixtureRequest) -> str:
+    """The broker of the module's tests: its own where it is marked ``own_broker``,
+    else the session's."""
+    if request.node.get_closest_marker("own_broker") is not None:
+        node: LocalBroker = request.getfixturevalue("own_broker_node")
+        return node.config.bootstrap
+    return str(request.getfixturevalue("kafka_bootstrap"))
+
+
+@pytest.fixture(scope="module")
+def refdata_file() -> Path:
+    """What ``state`` publishes; a module with reference data of its own overrides it."""
+    return REFDATA_FILE
+
+
+@pytest.fixture(scope="module")
+def state(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bootstrap: str,
+    refdata_file: Path,
+) -> Path:  # fmt: skip
+    """The state folder of the module's workers and commands, ``refdata_file`` published."""
+    folder = tmp_path_factory.mktemp(f"{_module_name(request)}-state")
+    done = clearing(bootstrap, folder, "refdata", "publish", str(refdata_file))
+    assert done.returncode == 0, done.stderr
+    return folder
 
 
 @pytest.fixture

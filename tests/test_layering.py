@@ -252,3 +252,58 @@ def test_core_reads_no_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
                 offenders.append(f"{path.relative_to(CORE)}:{node.lineno}")
     assert offenders == []
+
+
+def cli_importers(root: Path) -> list[str]:
+    """Every import of ``clearing_services.cli`` by a file under ``root`` outside the
+    CLI's own folder (running the CLI, as tests and bench do in a subprocess, is fine)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "clearing_services/cli/" in path.as_posix():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            if any(f"{name}.".startswith("clearing_services.cli.") for name in names):
+                found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_the_cli_is_a_leaf() -> None:
+    """What a command and another module both need lives below the CLI (the demo
+    imported ``cli.produce`` for publishing events: now ``sources.publish``)."""
+    assert [line for root in ("src", "services", "bench")
+            for line in cli_importers(REPO / root)] == []  # fmt: skip
+
+
+def test_a_cli_import_is_found(tmp_path: Path) -> None:
+    files = {
+        "clearing_services/operations/demo.py": "from clearing_services.cli.produce import x\n",
+        "clearing_services/operations/lag.py": "from clearing_services import cli\n",
+        "clearing_services/cli/main.py": "from clearing_services.cli.common import settings\n",
+        "clearing_services/client.py": "import clearing_services.client_tools\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cli_importers(tmp_path) == [
+        "clearing_services/operations/demo.py:1", "clearing_services/operations/lag.py:1",
+    ]  # fmt: skip
+
+
+def test_no_module_keeps_state_in_globals() -> None:
+    """A module variable that functions rebind (``global``) is state every caller of the
+    module shares unseen, set in an order nothing checks: the Kafka clients' connection
+    profile and librdkafka log level were (now the settings' and the logger's)."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{node.lineno}"
+        for root in ("src", "services", "bench")
+        for path in sorted((REPO / root).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Global)
+    ]
+    assert offenders == []

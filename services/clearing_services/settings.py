@@ -125,6 +125,17 @@ def load_client_security(env: Mapping[str, str]) -> ClientSecurity:
     return ClientSecurity(protocol, mechanism, username, password, Path(ca) if ca else None)
 
 
+def process_client_security() -> ClientSecurity:
+    """This process's connection profile: its environment's ``CLEARING_KAFKA_*``
+    (``load_client_security``), the profile its ``Settings`` hold as ``kafka_security``.
+
+    Why the Kafka clients ask for it where each is built, rather than an entry point
+    setting it into the clients' module at start: no client can be built before the
+    profile is known (and go out PLAINTEXT), and nothing but the environment the
+    process was started with decides it."""
+    return load_client_security(os.environ)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a command or worker needs to know about its surroundings."""

@@ -26,6 +26,7 @@ from clearing_core.encoding.avro_write import varint as zigzag
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import HEADER_BYTES, SchemaCatalog
 from clearing_core.refdata import ReferenceData, parse_refdata
+from tests.support import events
 
 REPO = Path(__file__).resolve().parents[2]
 METER, COMPUTE, PAYMENT = (f"clearing.events.{k}" for k in ("meter", "compute", "payment"))
@@ -129,31 +130,19 @@ def _at(now_ms: int) -> datetime:
 
 
 def meter(now_ms: int, event_id: str, **changes: Any) -> dict[str, Any]:
-    t = _at(now_ms) - timedelta(minutes=1)
-    record = {"event_id": event_id, "reporter_id": "SOLAR-QINGHAI-07",
-              "contract_id": "PPA-QH07-SZ01", "meter_id": "MTR-QH07-01",
-              "interval_start": t - timedelta(minutes=15), "interval_end": t,
-              "energy_wh": 1_000_000, "reading_quality": "ACTUAL", "reported_at": t}  # fmt: skip
-    return record | changes
+    return events.meter_reading(event_id, at=_at(now_ms) - timedelta(minutes=1), **changes)
 
 
 def compute(now_ms: int, event_id: str, **changes: Any) -> dict[str, Any]:
     t = _at(now_ms) - timedelta(minutes=1)
-    record = {"event_id": event_id, "reporter_id": "GPUCLOUD-SG-02",
-              "provider_id": "GPUCLOUD-SG-02", "customer_id": "DC-SHENZHEN-01",
-              "price_book_id": "PB-GPUCLOUD-SG-02", "sku": "output_token",
-              "quantity": 1_000_000, "model": "llm-70b", "usage_start": t - timedelta(minutes=5),
-              "usage_end": t, "reported_at": t}  # fmt: skip
-    return record | changes
+    return events.compute_usage(
+        event_id, at=t, **{"usage_start": t - timedelta(minutes=5), **changes}
+    )
 
 
 def payment(now_ms: int, event_id: str, **changes: Any) -> dict[str, Any]:
     t = _at(now_ms) - timedelta(minutes=1)
-    record = {"event_id": event_id, "reporter_id": "DC-SHENZHEN-01",
-              "payer_id": "DC-SHENZHEN-01", "payee_id": "LEASECO-HK-01",
-              "kind": "FINANCE_LEASE_RENT", "currency": "CNH", "amount_minor": 120_000,
-              "reference": "LEASE-1", "value_date": t.date(), "reported_at": t}  # fmt: skip
-    return record | changes
+    return events.payment(event_id, at=t, **{"reference": "LEASE-1", **changes})
 
 
 _KEY_FIELD = {METER: "contract_id", COMPUTE: "provider_id", PAYMENT: "payer_id"}

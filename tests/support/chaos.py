@@ -313,13 +313,9 @@ def run_on_own_broker(
     plan: ChaosPlan, root: Path, log: Callable[[str], None] = print
 ) -> ChaosResult:
     """Start a broker of the run's own, publish the test reference data, run the plan."""
-    from clearing_services.broker.select import local_broker
-    from clearing_services.settings import load_settings
-    from tests.conftest import free_port
+    from tests.support.brokers import start_local_broker
 
-    node = local_broker(load_settings(), home=root / "broker", port=free_port(),
-                        controller_port=free_port(), heap_mb=512)  # fmt: skip
-    status, _ = node.start()
+    node = start_local_broker(root / "broker")
 
     def restart() -> None:
         node.stop()
@@ -327,11 +323,11 @@ def run_on_own_broker(
         node.start()
 
     try:
-        env = {**os.environ, "KAFKA_BOOTSTRAP": status.bootstrap,
+        env = {**os.environ, "KAFKA_BOOTSTRAP": node.config.bootstrap,
                "CLEARING_STATE_DIR": str(root / "publisher")}  # fmt: skip
         subprocess.run([*CLEARING, "refdata", "publish", str(REFDATA_FILE)], env=env, cwd=REPO,
                        check=True, capture_output=True, timeout=180)  # fmt: skip
-        run = ChaosRun(plan, status.bootstrap, restart, root / "workers", log)
+        run = ChaosRun(plan, node.config.bootstrap, restart, root / "workers", log)
         try:
             return run.run()
         except AssertionError as exc:

@@ -6,67 +6,25 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Producer
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_services.kafka.clients import produce_all, producer_config, read_topic
+from clearing_core.refdata import load_refdata
+from clearing_core.workload.generator import EventGenerator, GeneratedEvent
+from clearing_services.kafka.clients import admin_client, produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import batch_topic, event_topic
-from tests.conftest import free_port
+from tests.support.brokers import free_port
 from tests.support.installed import CLEARING as INSTALLED
 
 REPO = Path(__file__).resolve().parents[2]
 REFDATA_FILE = REPO / "tests/data/pipeline-refdata.yaml"
 CLEARING = [str(INSTALLED)]  # the installed entry point: exit codes as a supervisor sees them
-
-
-@contextmanager
-def own_broker(home: Path) -> Iterator[str]:
-    """A broker of a test module's own: the contract's fixed topic names and consumer
-    groups stay clear of every other test."""
-    from clearing_services.broker.select import local_broker
-    from clearing_services.settings import load_settings
-
-    node = local_broker(load_settings(), home=home, port=free_port(),
-                        controller_port=free_port(), heap_mb=512)  # fmt: skip
-    status, _ = node.start()
-    try:
-        yield status.bootstrap
-    finally:
-        node.stop()
-
-
-def publish_test_refdata(bootstrap: str, state: Path) -> Path:
-    """Publish tests/data/pipeline-refdata.yaml; returns ``state`` for the fixtures."""
-    done = clearing(bootstrap, state, "refdata", "publish", str(REFDATA_FILE))
-    assert done.returncode == 0, done.stderr
-    return state
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def meter(event_id: str, energy_wh: int, contract: str = "PPA-QH07-SZ01") -> dict[str, Any]:
-    """A reading of the test reference data's PPA (35,000 fen per MWh)."""
-    t = now()
-    return {"event_id": event_id, "reporter_id": "SOLAR-QINGHAI-07", "contract_id": contract,
-            "meter_id": "MTR-QH07-01", "interval_start": t - timedelta(minutes=15),
-            "interval_end": t, "energy_wh": energy_wh, "reading_quality": "ACTUAL",
-            "reported_at": t}  # fmt: skip
-
-
-def payment(
-    event_id: str, payer: str, payee: str, kind: str, amount: int, ccy: str = "CNH"
-) -> dict[str, Any]:
-    return {"event_id": event_id, "reporter_id": payer, "payer_id": payer, "payee_id": payee,
-            "kind": kind, "currency": ccy, "amount_minor": amount, "reference": None,
-            "value_date": now().date(), "reported_at": now()}  # fmt: skip
+T = TypeVar("T")
 
 
 def stop_process(process: subprocess.Popen[Any]) -> None:
@@ -190,18 +148,65 @@ def flows(batch: dict[str, Any]) -> list[tuple[str, str, int, int]]:
     ]
 
 
-def wait_for_dlq(bootstrap: str, codec: SingleObjectCodec, count: int) -> None:
-    deadline = time.monotonic() + 120
-    while len(decoded(bootstrap, codec, "clearing.dlq", f"d-{time.time_ns()}")) < count:
-        assert time.monotonic() < deadline, "rejections did not reach the DLQ"
+def wait_until(what: str, probe: Callable[[], T], timeout_seconds: float = 120.0) -> T:
+    """What ``probe`` returns once it is truthy (asked every half second); fails naming
+    ``what`` when it is not by the deadline."""
+    deadline = time.monotonic() + timeout_seconds
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_seconds:.0f} s"
         time.sleep(0.5)
+    return found
+
+
+def wait_for_records(
+    bootstrap: str, codec: SingleObjectCodec, topic: str, count: int
+) -> list[dict[str, Any]]:
+    """The decoded records of ``topic`` once there are at least ``count``."""
+
+    def enough() -> list[dict[str, Any]]:
+        records = decoded(bootstrap, codec, topic, f"r-{time.time_ns()}")
+        return records if len(records) >= count else []
+
+    return wait_until(f"{count} records on {topic}", enough)
+
+
+def wait_for_dlq(bootstrap: str, codec: SingleObjectCodec, count: int) -> None:
+    wait_for_records(bootstrap, codec, "clearing.dlq", count)
 
 
 def wait_for_obligation(bootstrap: str, codec: SingleObjectCodec, obligation_id: str) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        found = decoded(bootstrap, codec, "clearing.obligations", f"o-{time.time_ns()}")
-        if any(r.get("obligation_id") == obligation_id for r in found):
-            return
-        assert time.monotonic() < deadline, f"{obligation_id} never reached clearing.obligations"
-        time.sleep(0.5)
+    def found() -> bool:
+        records = decoded(bootstrap, codec, "clearing.obligations", f"o-{time.time_ns()}")
+        return any(r.get("obligation_id") == obligation_id for r in records)
+
+    wait_until(f"{obligation_id} on clearing.obligations", found)
+
+
+def close_cycle(bootstrap: str, state: Path, currency: str) -> None:
+    """Ask for a close of the currency's cycle, as an operator would."""
+    done = clearing(bootstrap, state, "cycle", "close", "--currency", currency)
+    assert done.returncode == 0, done.stderr
+
+
+def generated(seed: int, count: int) -> list[GeneratedEvent]:
+    """Events of the workload generator under the test reference data, 2% bad and 2%
+    duplicates, their ids starting ``s<seed>``."""
+    refdata = load_refdata(REFDATA_FILE)
+    now_ms = int(time.time() * 1000)
+    return EventGenerator(refdata, seed=seed, now_ms=now_ms, prefix=f"s{seed}").events(
+        count, bad_ratio=0.02, duplicate_ratio=0.02
+    )
+
+
+def send_generated(bootstrap: str, codec: SingleObjectCodec, events: list[GeneratedEvent]) -> None:
+    """The events that encode (not the corrupt ones), by kind."""
+    for kind in ("meter", "compute", "payment"):
+        records = [e.record for e in events if e.kind == kind and not e.corrupt]
+        if records:
+            send_events(bootstrap, codec, kind, records)
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    admin = admin_client(bootstrap)  # held: a dropped client never answers its futures
+    (future,) = admin.describe_consumer_groups([group]).values()
+    return len(future.result(timeout=10).members)

@@ -14,8 +14,8 @@ from clearing_core.refdata import load_default_refdata
 from clearing_services.broker.select import ensure_broker, local_broker
 from clearing_services.cli.common import emit_json, err_console, json_option, settings
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
-from clearing_services.kafka.clients import group_lag
 from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.groups import group_lag
 from clearing_services.kafka.reachability import require_broker
 from clearing_services.kafka.topics import EVENT_TOPIC_NAMES
 from clearing_services.operations.demo import (

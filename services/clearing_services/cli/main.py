@@ -28,7 +28,6 @@ from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
 from clearing_services.cli.security import security
 from clearing_services.cli.worker import refdata, replay, worker
-from clearing_services.kafka.clients import use_security
 from clearing_services.settings import tune_process_environment
 
 
@@ -38,7 +37,7 @@ from clearing_services.settings import tune_process_environment
 def cli(log_level: str) -> None:
     """Event-streaming clearing house for energy and AI compute."""
     configure_logging(log_level)
-    use_security(settings().kafka_security)  # the connection profile of this process
+    settings()  # the settings of this invocation: a bad environment is one line, at once
 
 
 cli.add_command(broker)

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from confluent_kafka import KafkaError, Message, Producer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from clearing_core.encoding.codec import Codec
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import InputError
-from clearing_core.ingest.identify import load_private_key, sign_event
+from clearing_core.ingest.identify import load_private_key
 from clearing_core.refdata.codes import ID_PATTERN
-from clearing_core.workload.generator import EventGenerator, GeneratedEvent
+from clearing_core.workload.generator import EventGenerator
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -25,36 +20,12 @@ from clearing_services.cli.common import (
     needs_broker,
     settings,
 )
-from clearing_services.kafka.clients import (
-    FLUSH_SECONDS_MAX,
-    DeliveryError,
-    produce_all,
-    producer_config,
-)
 from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.refdata import load_refdata_from_topics
-from clearing_services.kafka.topics import event_topic
-from clearing_services.sources.event_files import EncodedEvent, encode_event_file
+from clearing_services.sources.event_files import encode_event_file
+from clearing_services.sources.publish import Signing, encode_generated, publish, publish_signed
 
 GENERATE_MAX = 50_000_000
-DRAIN_SECONDS = 0.1  # a full local queue: how long to serve deliveries before retrying
-
-
-def encode_generated(codec: Codec, event: GeneratedEvent) -> EncodedEvent:
-    """A generated event as bytes on its topic; a corrupt one is cut in half."""
-    spec = event_topic(event.kind)
-    value = codec.encode(spec.record_type, event.record, topic=spec.topic)
-    if event.corrupt:
-        value = value[: len(value) // 2]
-    return EncodedEvent(spec.topic, str(event.record[spec.key_field]).encode(), value)
-
-
-@dataclass(frozen=True)
-class Signing:
-    """Who signs the events sent, and with what key (docs/identity.md)."""
-
-    key: Ed25519PrivateKey
-    signer: str
 
 
 def load_signing(key_file: Path | None, signer: str | None) -> Signing | None:
@@ -70,45 +41,6 @@ def load_signing(key_file: Path | None, signer: str | None) -> Signing | None:
     except OSError as exc:
         raise InputError(f"cannot read {key_file}: {exc.strerror}") from None
     return Signing(load_private_key(data), signer)
-
-
-def publish_signed(bootstrap: str, events: list[EncodedEvent], signing: Signing) -> Counter[str]:
-    """Like ``publish``, each event with the signer's ``clearing-signer`` and
-    ``clearing-signature`` headers."""
-    producer = Producer(producer_config(bootstrap))
-    failures: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    counts: Counter[str] = Counter()
-    for e in events:
-        headers = sign_event(signing.key, signing.signer, e.topic, e.key, e.value)
-        while True:
-            try:
-                producer.produce(e.topic, value=e.value, key=e.key, headers=list(headers),
-                                 on_delivery=on_delivery)  # fmt: skip
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(DRAIN_SECONDS)
-        counts[e.topic] += 1
-        producer.poll(0)
-    remaining = producer.flush(FLUSH_SECONDS_MAX)
-    if remaining or failures:
-        why = failures[0] if failures else f"not delivered in {FLUSH_SECONDS_MAX} s"
-        raise DeliveryError(f"{remaining or len(failures)} signed records failed: {why}")
-    return counts
-
-
-def publish(bootstrap: str, events: list[EncodedEvent]) -> Counter[str]:
-    producer = Producer(producer_config(bootstrap))
-    counts: Counter[str] = Counter()
-    for topic in sorted({e.topic for e in events}):
-        counts[topic] = produce_all(
-            producer, topic, [(e.key, e.value) for e in events if e.topic == topic]
-        )
-    return counts
 
 
 @click.command()

@@ -18,7 +18,7 @@ from clearing_services.cli.common import (
     out_console,
     settings,
 )
-from clearing_services.kafka.clients import admin_client, client_security
+from clearing_services.kafka.clients import admin_client
 from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.kafka.security import plan, provision
@@ -57,7 +57,7 @@ def provision_command(
     Example: set -a; . .run/kafka/admin.env; set +a; clearing security provision --json
     """
     cfg = settings()
-    if not client_security().secure:
+    if not cfg.kafka_security.secure:
         err_console.print("warning: not connected with SASL_SSL (CLEARING_KAFKA_*)", style="yellow")
     where = bootstrap or cfg.bootstrap()
     data = _refdata(refdata_file, where)

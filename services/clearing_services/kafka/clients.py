@@ -29,7 +29,7 @@ from clearing_core.errors import ClearingError
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import header_pairs
 from clearing_services.runtime.failure import deadline
-from clearing_services.settings import ClientSecurity
+from clearing_services.settings import process_client_security
 
 FLUSH_SECONDS_MAX = 60.0
 # How long the broker lets a transaction stay open (the transactional producers set
@@ -52,46 +52,31 @@ class DeliveryError(ClearingError):
     reason_code = "DELIVERY_FAILED"
 
 
-# The process's connection profile: how every client built here authenticates.
-# Set once at process start from the settings (the CLI's group callback calls
-# ``use_security``); PLAINTEXT until then, which adds nothing to a configuration.
-_security = ClientSecurity()
-
-
-def use_security(security: ClientSecurity) -> None:
-    """Make ``security`` the connection profile of this process's clients."""
-    global _security
-    _security = security
-
-
-def client_security() -> ClientSecurity:
-    """The process's connection profile (see ``use_security``)."""
-    return _security
-
-
 # librdkafka writes its own log lines straight to stderr unless a client is given a
 # logger: with no broker at the address, hundreds of them in a minute. Every client
 # built here hands them to this logger instead, which the entry point routes (the CLI:
 # only at --log-level debug, the workers' errors always); the clients' failures reach
 # the caller anyway, as exceptions and delivery errors.
 RDKAFKA_LOGGER = logging.getLogger("clearing.rdkafka")
-_rdkafka_log_level = 3  # librdkafka's syslog level: errors only
+RDKAFKA_ERRORS, RDKAFKA_DEBUG = 3, 7  # librdkafka's syslog levels
 
 
 def show_rdkafka_logs(level: int | None) -> None:
     """Which of librdkafka's own log lines reach this process's log handlers: those at
-    ``level`` (a ``logging`` level) and above, or none. librdkafka makes lines below
-    its errors only for ``logging.DEBUG``. For clients built after the call."""
-    global _rdkafka_log_level
-    _rdkafka_log_level = 7 if level is not None and level <= logging.DEBUG else 3
+    ``level`` (a ``logging`` level) and above, or none. For clients built after the call
+    (``_client_config`` asks librdkafka for the lines the logger takes)."""
     RDKAFKA_LOGGER.setLevel(logging.CRITICAL + 1 if level is None else level)
 
 
 def _client_config(bootstrap: str) -> dict[str, object]:
     """What every client built here shares: the address, librdkafka's log lines handed
-    to ``RDKAFKA_LOGGER``, and the process's connection profile."""
+    to ``RDKAFKA_LOGGER`` (below its errors only where the logger takes debug lines),
+    and the process's connection profile (its settings' ``kafka_security``, from the
+    same ``CLEARING_KAFKA_*`` variables: ``settings.process_client_security``)."""
+    debug = RDKAFKA_LOGGER.isEnabledFor(logging.DEBUG)
     return {"bootstrap.servers": bootstrap, "logger": RDKAFKA_LOGGER,
-            "log_level": _rdkafka_log_level, **_security.librdkafka()}  # fmt: skip
+            "log_level": RDKAFKA_DEBUG if debug else RDKAFKA_ERRORS,
+            **process_client_security().librdkafka()}  # fmt: skip
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
@@ -362,85 +347,6 @@ def _poll(consumer: Consumer) -> list[Record]:
             raise KafkaException(error)
         out.append(record_of(message))
     return out
-
-
-def committed_offsets(
-    bootstrap: str, group: str, partitions: Iterable[tuple[str, int]], timeout_seconds: float = 10.0
-) -> dict[tuple[str, int], int]:
-    """A consumer group's committed offset of each partition (-1 where it has none).
-
-    Asked by a consumer of the group that never joins it, read_uncommitted (the last
-    commit, not waiting for one a transaction holds pending). Why not the admin
-    client's ``list_consumer_group_offsets``: librdkafka then follows a
-    ``NOT_COORDINATOR`` answer, which a broker gives while a group's coordinator
-    moves or loads (every broker restart), into the admin client's missing group
-    handle, and the whole worker dies of SIGSEGV without a word (librdkafka issue
-    #5040; three times in one chaos run of four broker restarts)."""
-    wanted = [TopicPartition(topic, partition) for topic, partition in partitions]
-    if not wanted:
-        return {}
-    config = consumer_config(bootstrap, group, **{"isolation.level": "read_uncommitted"})
-    probe = Consumer(config)
-    try:
-        answer = probe.committed(wanted, timeout=timeout_seconds)
-    finally:
-        probe.close()
-    out = {}
-    for tp in answer:
-        if tp.error is not None:
-            raise KafkaException(tp.error)
-        out[(tp.topic, tp.partition)] = int(tp.offset) if tp.offset >= 0 else -1
-    return out
-
-
-def partitions_in(
-    client: Consumer | AdminClient,
-    topics: Iterable[str] | None = None,
-    timeout_seconds: float = 10.0,
-) -> list[tuple[str, int]]:
-    """Every (topic, partition) of ``topics`` that exists now; without ``topics``, of
-    every topic but Kafka's own (``__consumer_offsets``, ...)."""
-    metadata = client.list_topics(timeout=timeout_seconds).topics
-    if topics is None:
-        names = sorted(name for name in metadata if not name.startswith("__"))
-    else:
-        names = [name for name in topics if name in metadata]
-    return [(name, p) for name in names if metadata[name].error is None
-            for p in sorted(metadata[name].partitions)]  # fmt: skip
-
-
-def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
-    """Per topic of ``topics``, the records a consumer group has not committed yet
-    (never negative); partitions the group has never committed are left out."""
-    probe = Consumer(consumer_config(bootstrap, f"{group}-lag-probe"))
-    lag: dict[str, int] = {}
-    try:
-        committed = committed_offsets(bootstrap, group, partitions_in(probe, topics))
-        for (topic, partition), offset in committed.items():
-            if offset >= 0:
-                end = watermarks(probe, TopicPartition(topic, partition))[1]
-                lag[topic] = lag.get(topic, 0) + max(0, end - offset)
-        return lag
-    finally:
-        probe.close()
-
-
-def group_offsets(
-    bootstrap: str, group: str, owned: list[tuple[str, int]]
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """(committed, log end) of the given partitions for a consumer group; a partition
-    with no commit yet counts from its log start."""
-    committed = committed_offsets(bootstrap, group, owned)
-    probe = Consumer(consumer_config(bootstrap, f"{group}-offsets-probe"))
-    try:
-        out = {}
-        for topic, partition in owned:
-            low, high = watermarks(probe, TopicPartition(topic, partition))
-            start = committed.get((topic, partition), -1)
-            out[(topic, partition)] = (start if start >= 0 else low, high)
-        return out
-    finally:
-        probe.close()
 
 
 def read_partition(

@@ -29,8 +29,9 @@ from clearing_core.encoding.codec import Codec
 from clearing_core.encoding.records import CycleReport, Rejected, SettlementBatch
 from clearing_core.operations.dashboard import DashboardState, OffsetsSample
 from clearing_core.operations.lag import report_json
-from clearing_services.kafka.clients import admin_client, consumer_config, partitions_in
+from clearing_services.kafka.clients import admin_client, consumer_config
 from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.groups import partitions_in
 from clearing_services.kafka.topics import (
     BATCH_TOPIC_PREFIX,
     CYCLES_TOPIC,

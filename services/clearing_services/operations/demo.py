@@ -27,9 +27,9 @@ from clearing_core.encoding.records import CycleReport
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
-from clearing_services.cli.produce import encode_generated, publish
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
-from clearing_services.kafka.clients import admin_client, consumer_config, group_lag, watermarks
+from clearing_services.kafka.clients import admin_client, consumer_config, watermarks
+from clearing_services.kafka.groups import group_lag
 from clearing_services.kafka.refdata import publish_refdata
 from clearing_services.kafka.topics import (
     CYCLES_TOPIC,
@@ -41,6 +41,7 @@ from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 from clearing_services.netting.scheduler import send_markers
 from clearing_services.operations.replay import ReplayReport, replay
 from clearing_services.settings import Settings
+from clearing_services.sources.publish import encode_generated, publish
 
 WORKER_START_SECONDS_MAX = 120.0
 CYCLE_WAIT_SECONDS_MAX = 120.0

@@ -31,12 +31,8 @@ from clearing_core.operations.lag import (
     PartitionWindow,
     evaluate_partition,
 )
-from clearing_services.kafka.clients import (
-    admin_client,
-    committed_offsets,
-    consumer_config,
-    partitions_in,
-)
+from clearing_services.kafka.clients import admin_client, consumer_config
+from clearing_services.kafka.groups import committed_offsets, partitions_in
 
 REQUEST_TIMEOUT_SECONDS = 15.0
 PROBE_TIMEOUT_SECONDS = 5.0

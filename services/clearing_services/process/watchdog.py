@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
 
-from clearing_services.kafka.clients import group_offsets
+from clearing_services.kafka.groups import group_offsets
 
 TopicPart = tuple[str, int]
 _log = logging.getLogger("clearing.watchdog")

@@ -26,7 +26,8 @@ from clearing_core.encoding.codec import Codec
 from clearing_core.errors import ClearingError
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
 from clearing_services.ingest.worker import IngestWorker
-from clearing_services.kafka.clients import admin_client, group_lag
+from clearing_services.kafka.clients import admin_client
+from clearing_services.kafka.groups import group_lag
 from clearing_services.kafka.refdata import (
     RefdataFollower,
     RefdataHolder,

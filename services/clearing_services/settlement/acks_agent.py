@@ -2,7 +2,7 @@
 decide in the core (``acks.apply_ack``: the state machine per instruction), write
 what comes out in one Kafka transaction, and only then let Faust acknowledge the
 input. (The event topics are ingested by the transactional batch loop in
-``ingest_worker.py``; the obligations are netted by ``netting_worker.py``.)
+``ingest/worker.py``; the obligations are netted by ``netting/worker.py``.)
 
 Why one transaction: an instruction's new state (``clearing.settlement.status``)
 and the obligation that carries a failure must land together. Re-processed after a

@@ -1,7 +1,8 @@
 """What a settlement bank or token rail receives: pacs.009 XML and token-batch JSON.
 
 Pure document building (a decoded ``SettlementBatch`` in, XML bytes or a JSON
-dict out; the pacs.009 bindings are used in ``pacs009``); reading the batch from
+dict out; the pacs.009 document itself is built in ``pacs009``, which imports this
+module, never the other way); reading the batch from
 Kafka is the CLI's job. Amounts are converted from integer minor units with
 integer arithmetic only, so an export never gains or loses a unit.
 
@@ -17,13 +18,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 from clearing_core.encoding.records import SettlementBatch
 from clearing_core.errors import InputError
-
-if TYPE_CHECKING:
-    from pyiso20022.pacs.pacs_009_001_08 import Document
 
 PACS009_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.009.001.08"
 ISO_TEXT_MAX = 35  # Max35Text: MsgId, InstrId, EndToEndId, Prtry
@@ -94,33 +92,6 @@ def rail_of_batch_id(batch_id: str) -> str:
     if len(parts) != 3 or not parts[0] or not (parts[2].isdigit() and len(parts[2]) == 8):
         raise ExportError(f"{batch_id!r} is not a batch id (<rail>-<CUR>-<8-digit sequence>)")
     return parts[0]
-
-
-def pacs009_xml(
-    batch: SettlementBatch,
-    *,
-    clearing_house: Identity | None = None,
-    clearing_house_account: str = CLEARING_HOUSE,
-    clearing_system: str | None = None,
-) -> bytes:
-    """The pacs.009.001.08 document of a batch as UTF-8 XML bytes.
-
-    ``clearing_house`` names the institution that holds ``clearing_house_account``
-    on the batch's rail (the rail operator); ``clearing_system`` is a proprietary
-    clearing-system name for ``SttlmInf/ClrSys/Prtry`` (default: the rail id)."""
-    from clearing_core.exports import pacs009  # the bindings: imported when first needed
-
-    return pacs009.xml(
-        batch, clearing_house=clearing_house, clearing_house_account=clearing_house_account,
-        clearing_system=clearing_system,
-    )  # fmt: skip
-
-
-def parse_pacs009(xml: bytes) -> Document:
-    """Parse pacs.009.001.08 XML strictly (unknown elements or attributes fail)."""
-    from clearing_core.exports import pacs009
-
-    return pacs009.parse(xml)
 
 
 # "from" is a keyword, hence the functional form.

@@ -4,7 +4,7 @@ Why its own module: the bindings are xsdata dataclasses with full annotations, s
 mypy checks every element a bank receives (pyproject follows the package's
 annotations, which it ships without a py.typed marker); importing them takes about
 80 ms, which only the commands that write or read a document should pay, so
-``documents`` imports this module when one is built or parsed, not at start.
+the commands import this module when they build or parse one, not at start.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def document(
     clearing_house_account: str = CLEARING_HOUSE,
     clearing_system: str | None = None,
 ) -> Document:
-    """The ``Document`` of a SettlementBatch (see ``documents.pacs009_xml``)."""
+    """The ``Document`` of a SettlementBatch (see ``xml``)."""
     if batch.get("export_format") != "ISO20022":
         raise ExportError(
             f"batch {batch.get('batch_id')} is for a {batch.get('export_format')} rail, "
@@ -188,7 +188,11 @@ def xml(
     clearing_house_account: str = CLEARING_HOUSE,
     clearing_system: str | None = None,
 ) -> bytes:
-    """The document of a batch as UTF-8 XML bytes."""
+    """The pacs.009.001.08 document of a batch as UTF-8 XML bytes.
+
+    ``clearing_house`` names the institution that holds ``clearing_house_account``
+    on the batch's rail (the rail operator); ``clearing_system`` is a proprietary
+    clearing-system name for ``SttlmInf/ClrSys/Prtry`` (default: the rail id)."""
     built = document(
         batch, clearing_house=clearing_house, clearing_house_account=clearing_house_account,
         clearing_system=clearing_system,

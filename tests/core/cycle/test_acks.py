@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from clearing_core.cycle.acks import AckOutcome, AckProblem, Transition, apply_ack, transition
 from clearing_core.cycle.ledger import rehearse_close
 from tests.core.cycle.test_cycle import T0, context
+from tests.support.events import settlement_ack
 
 STATES = ("PENDING", "SETTLED", "FAILED")
 
@@ -22,10 +23,9 @@ def batch() -> dict[str, Any]:
     return dict(outcome.batches[0])
 
 
-def ack(b: dict[str, Any], status: str, n: int = 0) -> dict[str, Any]:
-    return {"batch_id": b["batch_id"], "rail_id": b["rail_id"], "status": status,
-            "instruction_id": b["instructions"][n]["instruction_id"], "reason_code": "AM04",
-            "bank_id": "BANK", "bank_reference": None, "acked_at": T0}  # fmt: skip
+def ack(b: dict[str, Any], status: str) -> dict[str, Any]:
+    """The bank's word on the batch's first instruction."""
+    return settlement_ack(b, b["instructions"][0], status, at=T0)
 
 
 @pytest.mark.parametrize(("current", "status", "expected"), [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
@@ -25,6 +26,7 @@ from clearing_core.encoding.codec import (
 from clearing_core.encoding.schemas import SchemaCatalog, load_directory
 from tests.conftest import REPO
 from tests.support.avro_strategies import records
+from tests.support.events import meter_reading
 
 V2_DIR = REPO / "tests" / "data" / "schemas_v2"
 CATALOG = SchemaCatalog.load()
@@ -122,15 +124,8 @@ def test_every_truncation_is_a_typed_error(name: str, data: st.DataObject) -> No
             codec.decode(encoded[:cut])
 
 
-def _meter(**overrides: object) -> dict[str, object]:
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    record: dict[str, object] = {
-        "event_id": "m-1", "reporter_id": "SOLAR-QINGHAI-07", "contract_id": "PPA-1",
-        "meter_id": "M-1", "interval_start": t0, "interval_end": t0, "energy_wh": 1_234_567,
-        "reading_quality": "ACTUAL", "reported_at": t0,
-    }  # fmt: skip
-    record.update(overrides)
-    return record
+_meter = partial(meter_reading, event_id="m-1", energy_wh=1_234_567,
+                 at=datetime(2026, 11, 1, tzinfo=UTC))  # fmt: skip
 
 
 def test_bad_inputs_raise_typed_errors_with_reason_codes() -> None:

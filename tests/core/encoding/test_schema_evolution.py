@@ -8,7 +8,8 @@ the pair is backward and forward compatible under the Avro resolution rules (the
 ``avro`` package's checker, and fastavro over generated records); and real worker
 processes told about the v2 writers (``CLEARING_WRITER_SCHEMAS``, docs/schemas.md)
 price v2 events into the same obligations as their v1 twins and accept a v2
-acknowledgement.
+acknowledgement (on a broker of the module's own: the workers use the contract's
+topics and consumer groups, which must stay clear of the other tests).
 
 The v2 files: ``tests/data/schemas_v2/clearing.MeterReading.avsc`` (also used by
 tests/core/encoding/test_codec.py, which reads that directory as "the v2 MeterReading") and
@@ -20,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from clearing_services.kafka.codecs import codec_for
 from clearing_services.settings import load_settings
 from tests.conftest import REPO
 from tests.support.avro_strategies import records
+from tests.support.events import compute_usage, meter_reading, payment, settlement_ack
 
 V2_DIRS = (REPO / "tests/data/schemas_v2", REPO / "tests/data/schemas_v2/events")
 WRITER_SCHEMAS_ENV = os.pathsep.join(str(d) for d in V2_DIRS)
@@ -57,6 +59,8 @@ ADDED: dict[str, dict[str, Any]] = {
     },
 }
 NAMES = sorted(ADDED)
+INVOICE = "INV-2026-11-0042"
+pytestmark = pytest.mark.own_broker  # for the tests of (d) only, which ask for a broker
 
 V1_VERSIONS = load_directory(REPO / "schemas")
 V2_VERSIONS = {v.short_name: v for d in V2_DIRS for v in load_directory(d)}
@@ -99,31 +103,15 @@ def sample(name: str) -> dict[str, Any]:
     """A realistic v1 record of each type."""
     t = datetime(2026, 11, 24, 8, 15, tzinfo=UTC)
     samples: dict[str, dict[str, Any]] = {
-        "MeterReading": {
-            "event_id": "m-1", "reporter_id": "SOLAR-QINGHAI-07", "contract_id": "PPA-QH07-SZ01",
-            "meter_id": "MTR-QH07-01", "interval_start": t - timedelta(minutes=15),
-            "interval_end": t, "energy_wh": 10_000_000, "reading_quality": "ACTUAL",
-            "reported_at": t,
-        },
-        "ComputeUsage": {
-            "event_id": "c-1", "reporter_id": "GPUCLOUD-SG-02", "provider_id": "GPUCLOUD-SG-02",
-            "customer_id": "DC-SHENZHEN-01", "price_book_id": "PB-GPUCLOUD-SG-02",
-            "sku": "output_token", "quantity": 1_000_000, "model": "llm-70b",
-            "usage_start": t - timedelta(minutes=1), "usage_end": t, "reported_at": t,
-        },
-        "Payment": {
-            "event_id": "p-1", "reporter_id": "DC-SHENZHEN-01", "payer_id": "DC-SHENZHEN-01",
-            "payee_id": "LEASECO-HK-01", "kind": "FINANCE_LEASE_RENT", "currency": "CNH",
-            "amount_minor": 120_000, "reference": "INV-2026-11-0042",
-            "value_date": date(2026, 11, 30), "reported_at": t,
-        },
-        "SettlementAck": {
-            "batch_id": "usd-swift-USD-00000001", "instruction_id": "i-1", "rail_id": "usd-swift",
-            "status": "FAILED", "reason_code": "AM04", "reason": "insufficient funds",
-            "bank_id": "BANK-1", "bank_reference": None, "acked_at": t,
-        },
+        "MeterReading": meter_reading("m-1", 10_000_000, at=t),
+        "ComputeUsage": compute_usage("c-1", at=t),
+        "Payment": payment("p-1", at=t, reference=INVOICE, value_date=date(2026, 11, 30)),
+        "SettlementAck": settlement_ack(
+            {"batch_id": "usd-swift-USD-00000001", "rail_id": "usd-swift"},
+            {"instruction_id": "i-1"}, "FAILED", at=t, reason="insufficient funds",
+        ),
     }  # fmt: skip
-    return dict(samples[name])
+    return samples[name]
 
 
 # (a) a v2-written record is read by a current (v1) reader into the v1 shape
@@ -235,33 +223,11 @@ def test_a_bad_writer_schema_setting_fails_at_start_in_one_line(tmp_path: Path) 
 # (d) end to end through a real worker process on a real broker
 
 
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.support.pipeline import own_broker
-
-    with own_broker(tmp_path_factory.mktemp("evolution-broker")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    from tests.support.pipeline import publish_test_refdata
-
-    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("evolution-state"))
-
-
 def _events(prefix: str) -> dict[str, list[dict[str, Any]]]:
     """The same three events as pipeline test's scenario, under ids of their own."""
-    from tests.support.pipeline import now
-
-    t = now()
-    meter, usage, pay = sample("MeterReading"), sample("ComputeUsage"), sample("Payment")
-    meter.update(event_id=f"{prefix}-m-1", interval_start=t - timedelta(minutes=15),
-                 interval_end=t, reported_at=t)  # fmt: skip
-    usage.update(event_id=f"{prefix}-c-1", usage_start=t - timedelta(minutes=1), usage_end=t,
-                 reported_at=t)  # fmt: skip
-    pay.update(event_id=f"{prefix}-p-1", value_date=t.date(), reported_at=t)
-    return {"meter": [meter], "compute": [usage], "payment": [pay]}
+    return {"meter": [meter_reading(f"{prefix}-m-1", 10_000_000)],
+            "compute": [compute_usage(f"{prefix}-c-1")],
+            "payment": [payment(f"{prefix}-p-1", reference=INVOICE)]}  # fmt: skip
 
 
 def _wait_for(
@@ -286,13 +252,12 @@ def _wait_for_obligations(bootstrap: str, ids: set[str]) -> dict[str, dict[str, 
     return {r["obligation_id"]: r for r in found}
 
 
-@pytest.mark.broker
 def test_a_worker_prices_v2_events_like_their_v1_twins_and_accepts_a_v2_ack(
     bootstrap: str, state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.support.pipeline import (
         batches,
-        clearing,
+        close_cycle,
         decoded,
         send_events,
         wait_for_reports,
@@ -312,8 +277,7 @@ def test_a_worker_prices_v2_events_like_their_v1_twins_and_accepts_a_v2_ack(
         for kind, name in added.items():
             send_events(bootstrap, V2_READER, kind, [{**r, **ADDED[name]} for r in new[kind]])
         found |= _wait_for_obligations(bootstrap, set(pairs.values()))
-        done = clearing(bootstrap, state, "cycle", "close", "--currency", "USD")
-        assert done.returncode == 0, done.stderr
+        close_cycle(bootstrap, state, "USD")
         (usd,) = wait_for_reports(bootstrap, V1_ONLY, "USD", 1)
         (batch,) = batches(bootstrap, V1_ONLY, "usd-swift").values()
         (owed,) = [i for i in batch["instructions"] if i["payer_id"] == "DC-SHENZHEN-01"]
@@ -338,7 +302,6 @@ def test_a_worker_prices_v2_events_like_their_v1_twins_and_accepts_a_v2_ack(
     assert [(r["reason_code"], r["message"]) for r in dlq] == []
 
 
-@pytest.mark.broker
 def test_a_v2_resend_of_a_v1_event_is_a_duplicate_after_a_restart(
     bootstrap: str, state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

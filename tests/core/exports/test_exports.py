@@ -20,13 +20,12 @@ import pytest
 from clearing_core import ids
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
+from clearing_core.exports import pacs009
 from clearing_core.exports.documents import (
     ExportError,
     Identity,
     format_units,
     minor_to_decimal,
-    pacs009_xml,
-    parse_pacs009,
     rail_of_batch_id,
     token_batch,
 )
@@ -115,7 +114,7 @@ def check_decimal_facets(value: Decimal, meta: Mapping[str, Any], where: str) ->
 
 
 def parsed(xml: bytes) -> Any:
-    document = parse_pacs009(xml)
+    document = pacs009.parse(xml)
     check_facets(document)
     return document.ficdt_trf
 
@@ -128,7 +127,7 @@ def test_cnh_hub_batch_round_trips_with_cny_and_exact_amounts() -> None:
          ("CLEARING_HOUSE", "SOLAR-QINGHAI-07", 400_000_06, None, None)],
         payee_ids={"SOLAR-QINGHAI-07": ("ABCDCNBJXXX", None)},
     )  # fmt: skip
-    xml = pacs009_xml(batch, clearing_house=Identity(bic=OPERATOR_BIC))
+    xml = pacs009.xml(batch, clearing_house=Identity(bic=OPERATOR_BIC))
     assert xml.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     assert b'xmlns="urn:iso:std:iso:20022:tech:xsd:pacs.009.001.08"' in xml
     doc = parsed(xml)
@@ -167,7 +166,7 @@ def test_exponent_zero_currency_has_no_decimal_point() -> None:
          ("CLEARING_HOUSE", "B", 12_345, None, None)],
         payee_ids={"B": (None, LEI_ONLY)},
     )  # fmt: skip
-    xml = pacs009_xml(batch, clearing_house=Identity(lei="529900T8BM49AURSDO55"))
+    xml = pacs009.xml(batch, clearing_house=Identity(lei="529900T8BM49AURSDO55"))
     assert b'<IntrBkSttlmAmt Ccy="JPY">12345</IntrBkSttlmAmt>' in xml
     assert b"<CtrlSum>24690</CtrlSum>" in xml
     doc = parsed(xml)
@@ -183,7 +182,7 @@ def test_usd_keeps_trailing_zeros_and_large_amounts_exact() -> None:
         [("A", "B", 100, "ABCDUS33", None), ("C", "D", big, "ABCDUS33", None)],
         payee_ids={"B": ("ABCDSGSG", None), "D": ("ABCDSGSG", None)},
     )  # fmt: skip
-    doc = parsed(pacs009_xml(batch))
+    doc = parsed(pacs009.xml(batch))
     assert [str(t.intr_bk_sttlm_amt.value) for t in doc.cdt_trf_tx_inf] == [
         "1.00", "999999999999999.99",
     ]  # fmt: skip
@@ -196,20 +195,20 @@ def test_house_account_without_identity_is_an_error() -> None:
         "usd-swift", "USD", "USD", 2, 2, [("A", "CLEARING_HOUSE", 5, "ABCDUS33", None)]
     )
     with pytest.raises(ExportError, match="clearing-house-bic"):
-        pacs009_xml(batch)
+        pacs009.xml(batch)
 
 
 def test_participant_without_bic_or_lei_is_an_error() -> None:
     batch = make_batch("usd-swift", "USD", "USD", 2, 2, [("A", "B", 5, None, None)])
     with pytest.raises(ExportError, match="neither a BIC nor an LEI"):
-        pacs009_xml(batch, clearing_house=Identity(bic="ABCDUS33"))
+        pacs009.xml(batch, clearing_house=Identity(bic="ABCDUS33"))
 
 
 def test_token_batch_is_refused_as_iso20022_and_vice_versa() -> None:
     token = make_batch("cnh-stable", "CNH", "CNY", 2, 6, [("A", "B", 5, None, None)],
                        fmt="TOKEN_BATCH", token="CNHT")  # fmt: skip
     with pytest.raises(ExportError, match="not ISO 20022"):
-        pacs009_xml(token)
+        pacs009.xml(token)
     bank = make_batch("usd-swift", "USD", "USD", 2, 2, [("A", "B", 5, "ABCDUS33", None)])
     with pytest.raises(ExportError, match="not a token rail"):
         token_batch(bank)
@@ -265,6 +264,6 @@ def test_bad_identities_are_refused_before_writing() -> None:
         "usd-swift", "USD", "USD", 2, 2, [("A", "CLEARING_HOUSE", 5, "ABCDUS33", None)]
     )
     with pytest.raises(ExportError, match="is not a BIC"):
-        pacs009_xml(batch, clearing_house=Identity(bic="abc"))
+        pacs009.xml(batch, clearing_house=Identity(bic="abc"))
     with pytest.raises(ExportError, match="is not an LEI"):
-        pacs009_xml(batch, clearing_house=Identity(lei="TOO-SHORT"))
+        pacs009.xml(batch, clearing_house=Identity(lei="TOO-SHORT"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -31,6 +32,13 @@ from clearing_core.ingest.identify import (
 from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import RefdataError, ReferenceData, load_default_refdata, parse_refdata
 from tests.conftest import REPO
+from tests.support import events
+from tests.support.events import (
+    DEFAULT_DATA_METER,
+    DEFAULT_DATA_USAGE,
+    compute_usage,
+    meter_reading,
+)
 
 SEED = bytes(range(32))
 KEYS = {  # deterministic keys: hypothesis replays need the same signatures
@@ -61,28 +69,11 @@ OPEN = refdata_with_keys(require_signed=False)
 STRICT = refdata_with_keys(require_signed=True)
 
 
-def meter(reporter: str = "SOLAR-QINGHAI-01") -> dict[str, Any]:
-    return {
-        "event_id": "m1", "reporter_id": reporter, "contract_id": "PPA-CN-0001",
-        "meter_id": "MTR-SOLAR-QINGHAI-01-01", "interval_start": T0,
-        "interval_end": T0 + timedelta(minutes=15), "energy_wh": 1_000_000,
-        "reading_quality": "ACTUAL", "reported_at": T0 + timedelta(minutes=16),
-    }  # fmt: skip
-
-
-def payment(reporter: str, payer: str, payee: str, kind: str = "TRANSFER") -> dict[str, Any]:
-    return {
-        "event_id": "p1", "reporter_id": reporter, "payer_id": payer, "payee_id": payee,
-        "kind": kind, "currency": "CNH", "amount_minor": 1_000, "reference": None,
-        "value_date": T0.date(), "reported_at": T0,
-    }  # fmt: skip
-
-
-def usage(reporter: str, provider: str) -> dict[str, Any]:
-    return {"event_id": "c1", "reporter_id": reporter, "provider_id": provider,
-            "customer_id": "DC-GUIAN-04", "price_book_id": "PB-AIAPI-BJ-01-CNH",
-            "sku": "api_call", "quantity": 10, "model": None, "usage_start": T0,
-            "usage_end": T0 + timedelta(minutes=1), "reported_at": T0}  # fmt: skip
+meter = partial(meter_reading, "m1", at=T0 + timedelta(minutes=15),
+                reported_at=T0 + timedelta(minutes=16), **DEFAULT_DATA_METER)  # fmt: skip
+payment = partial(events.payment, "p1", kind="TRANSFER", amount_minor=1_000, at=T0)
+usage = partial(compute_usage, "c1", at=T0 + timedelta(minutes=1), reported_at=T0,
+                **DEFAULT_DATA_USAGE)  # fmt: skip
 
 
 def event(
@@ -194,15 +185,15 @@ def test_incomplete_or_ambiguous_headers_are_bad_signatures(
 def test_a_forged_meter_reading_is_refused_and_names_both_parties() -> None:
     # DC-GUIAN-04 signs (validly) a reading that claims to be SOLAR-QINGHAI-01's
     raw = event(METER_TOPIC, b"PPA-CN-0001", b"v", "DC-GUIAN-04")
-    verdict = check_identity(raw, "MeterReading", meter("SOLAR-QINGHAI-01"), STRICT)
+    verdict = check_identity(raw, "MeterReading", meter(reporter_id="SOLAR-QINGHAI-01"), STRICT)
     assert verdict is not None
     assert verdict.reason_code == "SIGNER_NOT_PARTY"
     assert verdict.message == "signed by 'DC-GUIAN-04', but claims reporter 'SOLAR-QINGHAI-01'"
     # the buyer may report its own reading of the contract
-    assert reason(raw, "MeterReading", meter("DC-GUIAN-04"), STRICT) is None
+    assert reason(raw, "MeterReading", meter(reporter_id="DC-GUIAN-04"), STRICT) is None
     # a participant that is no party, reporting as itself
     outsider = event(METER_TOPIC, b"PPA-CN-0001", b"v", "AIAPI-BJ-01")
-    verdict = check_identity(outsider, "MeterReading", meter("AIAPI-BJ-01"), STRICT)
+    verdict = check_identity(outsider, "MeterReading", meter(reporter_id="AIAPI-BJ-01"), STRICT)
     assert verdict is not None
     assert verdict.reason_code == "SIGNER_NOT_PARTY"
     assert "'AIAPI-BJ-01'" in verdict.message
@@ -212,15 +203,16 @@ def test_a_forged_meter_reading_is_refused_and_names_both_parties() -> None:
 def test_a_payment_must_be_signed_by_its_payer() -> None:
     raw = event(PAYMENT_TOPIC, b"DC-GUIAN-04", b"v", "SOLAR-QINGHAI-01")
     # the payee claims the payer owes it, reporting as itself or as the payer
-    as_itself = payment("SOLAR-QINGHAI-01", "DC-GUIAN-04", "SOLAR-QINGHAI-01")
+    as_itself = payment("DC-GUIAN-04", "SOLAR-QINGHAI-01", reporter_id="SOLAR-QINGHAI-01")
     verdict = check_identity(raw, "Payment", as_itself, STRICT)
     assert verdict is not None
     assert verdict.reason_code == "SIGNER_NOT_PARTY"
     assert verdict.message == "signed by 'SOLAR-QINGHAI-01', not payer 'DC-GUIAN-04' of a TRANSFER"
-    as_payer = payment("DC-GUIAN-04", "DC-GUIAN-04", "SOLAR-QINGHAI-01")
+    as_payer = payment("DC-GUIAN-04", "SOLAR-QINGHAI-01")
     assert reason(raw, "Payment", as_payer, STRICT) == "SIGNER_NOT_PARTY"
     # an electricity bill may come from the payee (utilities bill their customers)
-    bill = payment("SOLAR-QINGHAI-01", "DC-GUIAN-04", "SOLAR-QINGHAI-01", "ELECTRICITY_BILL")
+    bill = payment("DC-GUIAN-04", "SOLAR-QINGHAI-01", kind="ELECTRICITY_BILL",
+                   reporter_id="SOLAR-QINGHAI-01")  # fmt: skip
     assert reason(raw, "Payment", bill, STRICT) is None
     paid = event(PAYMENT_TOPIC, b"DC-GUIAN-04", b"v", "DC-GUIAN-04")
     assert reason(paid, "Payment", as_payer, STRICT) is None
@@ -228,11 +220,10 @@ def test_a_payment_must_be_signed_by_its_payer() -> None:
 
 def test_compute_usage_must_be_signed_by_its_provider() -> None:
     raw = event(COMPUTE_TOPIC, b"AIAPI-BJ-01", b"v", "DC-GUIAN-04")
-    assert reason(raw, "ComputeUsage", usage("DC-GUIAN-04", "AIAPI-BJ-01"), STRICT) == (
-        "SIGNER_NOT_PARTY"
-    )
+    by_customer = usage(reporter_id="DC-GUIAN-04")  # of provider AIAPI-BJ-01
+    assert reason(raw, "ComputeUsage", by_customer, STRICT) == "SIGNER_NOT_PARTY"
     good = event(COMPUTE_TOPIC, b"AIAPI-BJ-01", b"v", "AIAPI-BJ-01")
-    assert reason(good, "ComputeUsage", usage("AIAPI-BJ-01", "AIAPI-BJ-01"), STRICT) is None
+    assert reason(good, "ComputeUsage", usage(), STRICT) is None
 
 
 # Any change to what was signed breaks the signature.

@@ -4,6 +4,7 @@ pricing split into minor units and a remainder, duplicates, and a reason for eve
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.records import IngestResult
 from clearing_core.refdata import load_default_refdata
+from tests.support import events
+from tests.support.events import DEFAULT_DATA_METER, meter_reading
 from tests.support.ingest_paths import ingest_both_ways
 
 REFDATA = load_default_refdata()
@@ -21,24 +24,10 @@ TOPICS = {"clearing.events.meter": "MeterReading", "clearing.events.payment": "P
           "clearing.events.compute": "ComputeUsage"}  # fmt: skip
 
 
-def meter(event_id: str, energy_wh: int, **overrides: Any) -> dict[str, Any]:
-    record = {
-        "event_id": event_id, "reporter_id": "SOLAR-QINGHAI-01", "contract_id": "PPA-CN-0001",
-        "meter_id": "MTR-SOLAR-QINGHAI-01-01", "interval_start": T0,
-        "interval_end": T0 + timedelta(minutes=15), "energy_wh": energy_wh,
-        "reading_quality": "ACTUAL", "reported_at": T0 + timedelta(minutes=16),
-    }  # fmt: skip
-    record.update(overrides)
-    return record
-
-
-def payment(event_id: str, amount_minor: int) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "reporter_id": "DC-GUIAN-04", "payer_id": "DC-GUIAN-04",
-        "payee_id": "SOLAR-QINGHAI-01", "kind": "TRANSFER", "currency": "CNH",
-        "amount_minor": amount_minor, "reference": None, "value_date": T0.date(),
-        "reported_at": T0,
-    }  # fmt: skip
+meter = partial(meter_reading, at=T0 + timedelta(minutes=15),
+                reported_at=T0 + timedelta(minutes=16), **DEFAULT_DATA_METER)  # fmt: skip
+payment = partial(events.payment, payer="DC-GUIAN-04", payee="SOLAR-QINGHAI-01", kind="TRANSFER",
+                  at=T0)  # fmt: skip
 
 
 def raw(codec: SingleObjectCodec, topic: str, value: bytes, offset: int) -> RawEvent:
@@ -87,7 +76,7 @@ def test_duplicates_and_bad_events_get_reasons(codec: SingleObjectCodec) -> None
         (conflict, "DUPLICATE_EVENT_CONFLICT"),
         (good[:25], "TRUNCATED_AVRO"),
         (b"\xc3\x01" + b"\x00" * 8 + good[10:], "UNKNOWN_SCHEMA"),
-        (codec.encode("Payment", payment("p1", 100)), "WRONG_SCHEMA"),
+        (codec.encode("Payment", payment("p1", amount_minor=100)), "WRONG_SCHEMA"),
         (codec.encode("MeterReading", meter("m5", 1, contract_id="PPA-NOPE")), "UNKNOWN_CONTRACT"),
         (codec.encode("MeterReading", meter("m6", 1, reporter_id="DC-SHANGHAI-01")),
          "REPORTER_NOT_PARTY"),
@@ -113,8 +102,8 @@ def test_duplicates_and_bad_events_get_reasons(codec: SingleObjectCodec) -> None
 
 @pytest.mark.parametrize("amount", [1, 999_999_999])
 def test_payment_obligation_is_the_amount(codec: SingleObjectCodec, amount: int) -> None:
-    result = run([raw(codec, "clearing.events.payment",
-                      codec.encode("Payment", payment("p1", amount)), 0)], codec)  # fmt: skip
+    value = codec.encode("Payment", payment("p1", amount_minor=amount))
+    result = run([raw(codec, "clearing.events.payment", value, 0)], codec)
     assert result.rejections == []
     ((_, obligation),) = result.obligations
     assert obligation["amount_minor"] == amount

@@ -4,6 +4,7 @@ accepted events, the reporter rules, and a record that went through the codec.""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,6 +22,8 @@ from clearing_core.ingest.validate import (
 )
 from clearing_core.refdata import ReferenceData, parse_refdata
 from tests.core.fixtures import base_document, base_refdata, find, ms
+from tests.support import events
+from tests.support.events import compute_usage, meter_reading
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 NOW_MS = ms("2025-06-01T00:00:00+00:00")
@@ -28,37 +31,13 @@ MIN = timedelta(minutes=1)
 REF = base_refdata()
 
 
-def meter(**changes: Any) -> dict[str, Any]:
-    record = {
-        "event_id": "E-1", "reporter_id": "SOLAR-QINGHAI-07", "contract_id": "PPA-0001",
-        "meter_id": "MTR-QH07-01", "interval_start": NOW - 30 * MIN,
-        "interval_end": NOW - 15 * MIN, "energy_wh": 1_000_000, "reading_quality": "ACTUAL",
-        "reported_at": NOW - 14 * MIN,
-    }  # fmt: skip
-    record.update(changes)
-    return record
-
-
-def compute(**changes: Any) -> dict[str, Any]:
-    record = {
-        "event_id": "C-1", "reporter_id": "GPUCLOUD-SG-02", "provider_id": "GPUCLOUD-SG-02",
-        "customer_id": "AILAB-HK-03", "price_book_id": "PB-GPUCLOUD-SG-02-USD",
-        "sku": "gpu_second", "quantity": 28_800, "model": "H100-80G",
-        "usage_start": NOW - 60 * MIN, "usage_end": NOW - MIN, "reported_at": NOW - MIN,
-    }  # fmt: skip
-    record.update(changes)
-    return record
-
-
-def payment(**changes: Any) -> dict[str, Any]:
-    record = {
-        "event_id": "P-1", "reporter_id": "DC-SHENZHEN-01", "payer_id": "DC-SHENZHEN-01",
-        "payee_id": "LESSOR-HK-01", "kind": "FINANCE_LEASE_RENT", "currency": "CNH",
-        "amount_minor": 1_250_000, "reference": "LEASE-2025-06", "value_date": date(2025, 6, 1),
-        "reported_at": NOW - MIN,
-    }  # fmt: skip
-    record.update(changes)
-    return record
+meter = partial(meter_reading, event_id="E-1", at=NOW - 15 * MIN, reported_at=NOW - 14 * MIN,
+                contract_id="PPA-0001")  # fmt: skip
+compute = partial(compute_usage, event_id="C-1", quantity=28_800, at=NOW - MIN,
+                  usage_start=NOW - 60 * MIN, customer_id="AILAB-HK-03", model="H100-80G",
+                  price_book_id="PB-GPUCLOUD-SG-02-USD", sku="gpu_second")  # fmt: skip
+payment = partial(events.payment, event_id="P-1", payee="LESSOR-HK-01", amount_minor=1_250_000,
+                  at=NOW - MIN, reference="LEASE-2025-06", value_date=date(2025, 6, 1))  # fmt: skip
 
 
 def check(record_type: str, record: dict[str, Any], ref: ReferenceData = REF,

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 
 from clearing_services.broker.health import probe
 from clearing_services.kafka.topics import create_topics, load_topic_plan
-from tests.conftest import free_port
+from tests.support.brokers import free_port
 from tests.support.installed import CLEARING as INSTALLED
 
 pytestmark = pytest.mark.broker

@@ -16,15 +16,13 @@ from confluent_kafka import Producer
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.jsonrecord import to_json
-from clearing_core.exports.documents import parse_pacs009
+from clearing_core.exports import pacs009
 from clearing_services.cli.ack import ack
 from clearing_services.cli.bank import batches
 from clearing_services.cli.export import export
 from clearing_services.kafka.clients import admin_client, produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import ACKS_TOPIC, batch_topic, create_topics, load_topic_plan
 from tests.core.exports.test_exports import make_batch
-
-pytestmark = pytest.mark.broker
 
 HOUSE_BIC = "ABCDUS33"
 
@@ -87,7 +85,7 @@ def test_export_writes_xml_and_token_json(
     result = invoke(kafka_bootstrap, export, "iso20022", bank_batch["batch_id"], "--out", str(out),
                     "--clearing-house-bic", HOUSE_BIC)  # fmt: skip
     assert result.exit_code == 0, result.output
-    doc = parse_pacs009(out.read_bytes()).ficdt_trf
+    doc = pacs009.parse(out.read_bytes()).ficdt_trf
     assert doc.grp_hdr.msg_id == bank_batch["batch_id"]
     assert str(doc.grp_hdr.ctrl_sum) == "49.36"
     assert [t.cdtr.fin_instn_id.bicfi for t in doc.cdt_trf_tx_inf] == [HOUSE_BIC, "ABCDSGSG"]

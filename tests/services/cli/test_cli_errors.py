@@ -17,7 +17,7 @@ from clearing_services.cli.main import cli
 from clearing_services.kafka.reachability import EX_UNAVAILABLE
 from clearing_services.operations import lag as lag_service
 from clearing_services.operations.lag import LagError, LagMonitor
-from tests.conftest import free_port
+from tests.support.brokers import free_port
 from tests.support.installed import CLEARING, Run, clearing
 
 TIMEOUT_S = 2  # CLEARING_BROKER_TIMEOUT_SECONDS of these runs

@@ -64,7 +64,6 @@ def test_from_json_converts_by_schema_and_names_bad_fields(catalog: SchemaCatalo
             from_json(catalog.current("Payment").parsed, obj)
 
 
-@pytest.mark.broker
 def test_produce_file_then_read_back(
     kafka_bootstrap: str, tmp_path: Path, unique: str, codec: SingleObjectCodec
 ) -> None:
@@ -90,7 +89,6 @@ def test_produce_file_then_read_back(
         assert ours[0].key == key.encode()
 
 
-@pytest.mark.broker
 def test_a_bad_line_stops_the_whole_file(kafka_bootstrap: str, tmp_path: Path, unique: str) -> None:
     events = _events(unique)
     events[2]["amount_minor"] = "lots"
@@ -106,7 +104,6 @@ def test_a_bad_line_stops_the_whole_file(kafka_bootstrap: str, tmp_path: Path, u
     assert not [r for r in meter if unique.encode() in r.value]
 
 
-@pytest.mark.broker
 def test_produce_csv_needs_and_uses_type(kafka_bootstrap: str, tmp_path: Path, unique: str) -> None:
     source = tmp_path / "payments.csv"
     source.write_text(
@@ -124,7 +121,6 @@ def test_produce_csv_needs_and_uses_type(kafka_bootstrap: str, tmp_path: Path, u
     assert json.loads(done.stdout)["produced"] == {"clearing.events.payment": 2}
 
 
-@pytest.mark.broker
 def test_cycle_close_writes_a_marker(
     kafka_bootstrap: str, codec: SingleObjectCodec, unique: str
 ) -> None:

@@ -9,7 +9,6 @@ consumer groups clear of the other tests."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,15 @@ from clearing_services.kafka.clients import producer_config
 from clearing_services.operations.audit import coverage, value_of
 from tests.support import bad_inputs
 from tests.support.bad_inputs import BadInput, Sent
-from tests.support.pipeline import clearing, decoded, own_broker, worker
+from tests.support.pipeline import decoded, worker
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.own_broker
 WAIT_S = 60.0
 
 
 @pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("bad-inputs-broker")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    state = tmp_path_factory.mktemp("bad-inputs-state")
-    refdata = bad_inputs.write_refdata(state / "corpus-refdata.yaml")
-    done = clearing(bootstrap, state, "refdata", "publish", str(refdata))
-    assert done.returncode == 0, done.stderr
-    return state
+def refdata_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bad_inputs.write_refdata(tmp_path_factory.mktemp("corpus") / "corpus-refdata.yaml")
 
 
 def send(bootstrap: str, items: list[Sent | BadInput]) -> None:

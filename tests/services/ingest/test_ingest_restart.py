@@ -6,7 +6,6 @@ and records read again after the group's offsets are moved back yield nothing.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,37 +29,17 @@ from clearing_services.ingest.worker import (
 from clearing_services.kafka.clients import admin_client
 from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.operations.audit import coverage
+from tests.support.events import meter_reading
 from tests.support.pipeline import (
     decoded,
-    meter,
-    own_broker,
-    publish_test_refdata,
     scrape,
     send_events,
+    wait_until,
     worker,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.own_broker
 METER_TOPIC, METER_PARTITIONS = "clearing.events.meter", 6
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("restart-broker")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("restart-state"))
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout_seconds: float = 120) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while not (found := probe()):
-        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_seconds:.0f} s"
-        time.sleep(0.5)
-    return found
 
 
 def duplicates_of(bootstrap: str, codec: SingleObjectCodec, event_id: str) -> list[str]:
@@ -89,7 +68,7 @@ def rewind(bootstrap: str) -> None:
 def test_accepted_ids_outlive_the_worker_and_rewound_records_yield_nothing(
     bootstrap: str, state: Path, codec: SingleObjectCodec
 ) -> None:
-    first = [meter("rs-m1", 1_000_000), meter("rs-m2", 2_000_000)]
+    first = [meter_reading("rs-m1", 1_000_000), meter_reading("rs-m2", 2_000_000)]
     with worker(bootstrap, state, worker_id="r1", store="rocksdb://"):
         send_events(bootstrap, codec, "meter", first)
         wait_until("ingest", lambda: coverage(bootstrap, codec).events("rs-") == {"rs-m1", "rs-m2"})
@@ -127,7 +106,7 @@ def test_an_abortable_transaction_error_reads_the_batch_again(
     assert not _abortable(KafkaException(KafkaError(KafkaError._FENCED, fatal=True)))
     assert not _abortable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
     ids = [f"ab-{time.time_ns()}-{i}" for i in range(3)]
-    send_events(bootstrap, codec, "meter", [meter(i, 1_000_000) for i in ids])
+    send_events(bootstrap, codec, "meter", [meter_reading(i, 1_000_000) for i in ids])
     refdata = load_refdata_from_topics(bootstrap, codec, f"ab-refdata-{time.time_ns()}")
     loop = IngestWorker(bootstrap, codec, lambda: refdata, f"ab-{time.time_ns()}")
     loop.consumer.subscribe([METER_TOPIC], on_assign=loop._on_assign, on_revoke=loop._on_revoke)

@@ -3,7 +3,10 @@
 forged, unsigned or altered one lands in clearing.dlq with its reason and the
 original bytes (docs/identity.md). Events go in through the real
 ``clearing produce --sign-key`` where the CLI can make them, and through a plain
-producer with hand-made headers where a forger would."""
+producer with hand-made headers where a forger would.
+
+A broker of its own: the signed reference data it publishes requires signatures of
+every event on the contract's topics, which must stay clear of the other tests."""
 
 from __future__ import annotations
 
@@ -11,8 +14,6 @@ import base64
 import hashlib
 import json
 import stat
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +35,22 @@ from clearing_core.refdata import load_refdata
 from clearing_services.cli.keys import keys
 from clearing_services.kafka.clients import producer_config
 from clearing_services.kafka.topics import event_topic
+from tests.support.events import meter_reading, payment
 from tests.support.pipeline import (
     REPO,
     clearing,
-    decoded,
-    meter,
-    own_broker,
-    payment,
     send_events,
+    wait_for_records,
     worker,
 )
 
 SIGNED_REFDATA = REPO / "tests/data/signed-refdata.yaml"
+pytestmark = pytest.mark.own_broker
+
+
+@pytest.fixture(scope="module")
+def refdata_file() -> Path:
+    return SIGNED_REFDATA
 
 
 def participant_key(participant: str) -> Ed25519PrivateKey:
@@ -76,21 +81,6 @@ def produce_raw(
     assert producer.flush(30) == 0
 
 
-def wait_for(bootstrap: str, codec: SingleObjectCodec, topic: str, count: int) -> list[Any]:
-    deadline = time.monotonic() + 90
-    while True:
-        records = decoded(bootstrap, codec, topic, f"s-{time.time_ns()}")
-        if len(records) >= count or time.monotonic() > deadline:
-            return records
-        time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("signed-broker")) as address:
-        yield address
-
-
 def test_the_test_keys_match_the_reference_data() -> None:
     refdata = load_refdata(SIGNED_REFDATA)
     assert refdata.policy.require_signed_events
@@ -118,14 +108,9 @@ def test_keys_generate_writes_a_private_file_and_prints_the_public_key(tmp_path:
     assert "never overwritten" in str(refused.exception)
 
 
-@pytest.mark.broker
 def test_signed_events_are_accepted_and_forgeries_refused(
-    bootstrap: str, tmp_path: Path, codec: SingleObjectCodec
+    bootstrap: str, state: Path, tmp_path: Path, codec: SingleObjectCodec
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    published = clearing(bootstrap, state, "refdata", "publish", str(SIGNED_REFDATA))
-    assert published.returncode == 0, published.stderr
     solar, dc = key_file(tmp_path, "SOLAR-QINGHAI-07"), key_file(tmp_path, "DC-SHENZHEN-01")
 
     def produce(path: Path, key: Path, signer: str) -> None:
@@ -135,12 +120,12 @@ def test_signed_events_are_accepted_and_forgeries_refused(
 
     with worker(bootstrap, state):
         # genuine: the seller signs its own reading, the payer its own payment
-        produce(jsonl(tmp_path, "good.jsonl", "meter", [meter("ok-m1", 1_000_000)]),
+        produce(jsonl(tmp_path, "good.jsonl", "meter", [meter_reading("ok-m1", 1_000_000)]),
                 solar, "SOLAR-QINGHAI-07")  # fmt: skip
         good_payment = payment("ok-p1", "DC-SHENZHEN-01", "SOLAR-QINGHAI-07", "TRANSFER", 500)
         produce(jsonl(tmp_path, "pay.jsonl", "payment", [good_payment]), dc, "DC-SHENZHEN-01")
         # forged: the data centre (validly) signs a reading that claims to be the seller's
-        produce(jsonl(tmp_path, "forged.jsonl", "meter", [meter("bad-m1", 9_000_000)]),
+        produce(jsonl(tmp_path, "forged.jsonl", "meter", [meter_reading("bad-m1", 9_000_000)]),
                 dc, "DC-SHENZHEN-01")  # fmt: skip
         # forged: the seller signs a payment "from" the leasing company to itself
         forged_payment = payment("bad-p1", "LEASECO-HK-01", "SOLAR-QINGHAI-07", "OM_FEE", 900)
@@ -149,16 +134,16 @@ def test_signed_events_are_accepted_and_forgeries_refused(
                              "clearing.events.payment", b"LEASECO-HK-01", value)  # fmt: skip
         produce_raw(bootstrap, "payment", b"LEASECO-HK-01", value, list(headers))
         # unsigned, under the policy
-        send_events(bootstrap, codec, "meter", [meter("bad-m2", 1_000)])
+        send_events(bootstrap, codec, "meter", [meter_reading("bad-m2", 1_000)])
         # altered after signing: the energy changed on the way
-        original = codec.encode("MeterReading", meter("bad-m3", 1_000))
+        original = codec.encode("MeterReading", meter_reading("bad-m3", 1_000))
         headers = sign_event(participant_key("SOLAR-QINGHAI-07"), "SOLAR-QINGHAI-07",
                              "clearing.events.meter", b"PPA-QH07-SZ01", original)  # fmt: skip
-        altered = codec.encode("MeterReading", meter("bad-m3", 9_999_999))
+        altered = codec.encode("MeterReading", meter_reading("bad-m3", 9_999_999))
         produce_raw(bootstrap, "meter", b"PPA-QH07-SZ01", altered, list(headers))
 
-        dlq = wait_for(bootstrap, codec, "clearing.dlq", 4)
-        obligations = [o for o in wait_for(bootstrap, codec, "clearing.obligations", 2)
+        dlq = wait_for_records(bootstrap, codec, "clearing.dlq", 4)
+        obligations = [o for o in wait_for_records(bootstrap, codec, "clearing.obligations", 2)
                        if "obligation_id" in o]  # not the cycle markers  # fmt: skip
 
     assert sorted(o["obligation_id"].split(":", 1)[1] for o in obligations) == ["ok-m1", "ok-p1"]

@@ -19,20 +19,17 @@ from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_services.kafka.clients import Record, produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import TopicSpec, create_topics
 from tests.conftest import REPO
-
-pytestmark = pytest.mark.broker
+from tests.support.events import meter_reading
 
 
 def _readings(count: int) -> list[dict[str, Any]]:
+    """Readings of consecutive quarter hours, each a little different (meter, energy,
+    quality), so that no two encode alike."""
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     return [
-        {
-            "event_id": f"m-{i}", "reporter_id": "WIND-GANSU-02", "contract_id": "PPA-GS02",
-            "meter_id": f"GS02-M{i % 3}", "interval_start": t0 + timedelta(minutes=15 * i),
-            "interval_end": t0 + timedelta(minutes=15 * (i + 1)), "energy_wh": 900_000 + i,
-            "reading_quality": "ESTIMATED" if i % 7 == 0 else "ACTUAL",
-            "reported_at": t0 + timedelta(minutes=15 * (i + 1), seconds=30),
-        }
+        meter_reading(f"m-{i}", 900_000 + i, at=t0 + timedelta(minutes=15 * (i + 1)),
+                      meter_id=f"GS02-M{i % 3}",
+                      reading_quality="ESTIMATED" if i % 7 == 0 else "ACTUAL")
         for i in range(count)
     ]  # fmt: skip
 

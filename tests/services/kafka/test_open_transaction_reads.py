@@ -17,16 +17,15 @@ from clearing_services.kafka.clients import (
     DeliveryError,
     Record,
     admin_client,
-    committed_offsets,
     consumer_config,
     log_ends,
     producer_config,
     read_partition,
     read_topic,
 )
+from clearing_services.kafka.groups import committed_offsets
 from clearing_services.kafka.topics import TopicSpec, create_topics
 
-pytestmark = pytest.mark.broker
 TXN_SECONDS_MAX = 30.0
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata import load_refdata
 from clearing_services.kafka.clients import admin_client
@@ -20,7 +18,6 @@ from clearing_services.kafka.refdata import (
 from clearing_services.kafka.topics import create_topics, load_topic_plan
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.broker
 SOURCE = (REPO / "tests/data/pipeline-refdata.yaml").read_text()
 
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -22,18 +23,14 @@ from clearing_services.kafka.registry_codec import ConfluentCodec
 from clearing_services.kafka.topics import TopicSpec, create_topics
 from clearing_services.settings import load_settings
 from tests.conftest import REPO
+from tests.support.events import meter_reading, payment
 
 V2_DIR = REPO / "tests" / "data" / "schemas_v2"
 
 
-def _payment(i: int) -> dict[str, object]:
-    return {
-        "event_id": f"p-{i}", "reporter_id": "DC-SHENZHEN-01", "payer_id": "DC-SHENZHEN-01",
-        "payee_id": "LEASECO-HK-01", "kind": "FINANCE_LEASE_RENT", "currency": "CNH",
-        "amount_minor": 950_000 + i, "reference": None,
-        "value_date": datetime(2026, 11, 30).date(),
-        "reported_at": datetime(2026, 11, 24, 8, 0, i % 60, tzinfo=UTC),
-    }  # fmt: skip
+def _payment(i: int) -> dict[str, Any]:
+    return payment(f"p-{i}", amount_minor=950_000 + i, value_date=date(2026, 11, 30),
+                   at=datetime(2026, 11, 24, 8, 0, i % 60, tzinfo=UTC))  # fmt: skip
 
 
 def _client(unique: str) -> SchemaRegistryClient:
@@ -64,13 +61,8 @@ def test_wire_format_and_subject(catalog: SchemaCatalog, unique: str) -> None:
         codec.decode(data + b"\x01")
 
 
-def _reading() -> dict[str, object]:
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    return {
-        "event_id": "m", "reporter_id": "r", "contract_id": "c", "meter_id": "m",
-        "interval_start": t0, "interval_end": t0, "energy_wh": 5, "reading_quality": "ACTUAL",
-        "reported_at": t0,
-    }  # fmt: skip
+def _reading() -> dict[str, Any]:
+    return meter_reading("m", 5, at=datetime(2026, 11, 1, tzinfo=UTC))
 
 
 def _v1_and_v2(catalog: SchemaCatalog, unique: str) -> tuple[ConfluentCodec, ConfluentCodec]:
@@ -112,7 +104,6 @@ def test_one_event_under_two_registry_ids_has_one_canonical_form(
         assert codec.canonical(noded) == with_node
 
 
-@pytest.mark.broker
 def test_confluent_format_through_the_broker(
     kafka_bootstrap: str, catalog: SchemaCatalog, unique: str
 ) -> None:

@@ -25,11 +25,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from clearing_core.errors import InputError
 from clearing_services.broker.secure import read_env_file
-from clearing_services.kafka import clients as kafka_io
 from clearing_services.kafka.clients import consumer_config, producer_config
 from clearing_services.kafka.security import faust_credentials
 from clearing_services.settings import ClientSecurity, load_client_security, load_settings
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.support.brokers import free_port
 
 CLEARING = [sys.executable, "-m", "clearing_services.cli"]
 REFDATA = REPO / "tests" / "data" / "security-refdata.yaml"
@@ -299,7 +299,7 @@ def test_faust_credentials_connect_aiokafka(
     asyncio.run(send())
 
 
-def test_client_security_from_the_environment() -> None:
+def test_client_security_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_client_security({}) == ClientSecurity()
     assert load_settings({}).kafka_security.librdkafka() == {}
     with pytest.raises(InputError, match=r"CLEARING_KAFKA_SECURITY_PROTOCOL='SSL' is not"):
@@ -317,11 +317,9 @@ def test_client_security_from_the_environment() -> None:
         "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "SOLAR-01", "sasl.password": "secret",
     }  # fmt: skip
-    previous = kafka_io.client_security()
-    kafka_io.use_security(security)
-    try:
-        assert producer_config("b:1")["sasl.username"] == "SOLAR-01"
-        assert consumer_config("b:1", "g")["security.protocol"] == "SASL_SSL"
-    finally:
-        kafka_io.use_security(previous)
+    assert "sasl.username" not in producer_config("b:1")
+    for name, value in env.items():  # the clients take the profile of the environment
+        monkeypatch.setenv(name, value)
+    assert producer_config("b:1")["sasl.username"] == "SOLAR-01"
+    assert consumer_config("b:1", "g")["security.protocol"] == "SASL_SSL"
     assert faust_credentials(ClientSecurity()) == {}

@@ -46,7 +46,6 @@ def test_other_types_keep_the_one_mebibyte_limit(codec: SingleObjectCodec) -> No
         codec.encode("Rejected", rejected)
 
 
-@pytest.mark.broker
 def test_the_state_topic_and_the_netting_producer_take_it(
     kafka_bootstrap: str, codec: SingleObjectCodec, unique: str
 ) -> None:

@@ -19,46 +19,23 @@ from typing import Any
 import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from tests.conftest import free_port
+from tests.support.brokers import free_port
+from tests.support.events import meter_reading, payment
 from tests.support.pipeline import (
     REPO,
     batches,
-    clearing,
+    close_cycle,
     decoded,
     env,
-    meter,
-    own_broker,
-    payment,
-    publish_test_refdata,
     send_events,
     stop_process,
     wait_for_reports,
+    wait_until,
     worker,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.own_broker
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("dashboard-broker")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("dashboard-state"))
-
-
-def wait_until(what: str, check: Any, timeout_seconds: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 class Figures(HTMLParser):
@@ -129,8 +106,8 @@ def test_the_page_shows_what_the_topics_hold(
     assert Path(CHROMIUM).exists(), "headless Chromium is needed: apt-get install -y chromium"
     with worker(bootstrap, state):
         send_events(bootstrap, codec, "meter", [
-            meter("m-1", 10_000_000),
-            meter("m-2", 7, contract="PPA-UNKNOWN"),  # bad: unknown contract
+            meter_reading("m-1", 10_000_000),
+            meter_reading("m-2", 7, contract_id="PPA-UNKNOWN"),  # bad: unknown contract
         ])  # fmt: skip
         send_events(bootstrap, codec, "payment", [
             payment("p-1", "DC-SHENZHEN-01", "LEASECO-HK-01", "FINANCE_LEASE_RENT", 120_000),
@@ -138,8 +115,7 @@ def test_the_page_shows_what_the_topics_hold(
         ])  # fmt: skip
         wait_until("the rejection", lambda: decoded(bootstrap, codec, "clearing.dlq",
                                                     f"d-{time.time_ns()}"))  # fmt: skip
-        done = clearing(bootstrap, state, "cycle", "close", "--currency", "CNH")
-        assert done.returncode == 0, done.stderr
+        close_cycle(bootstrap, state, "CNH")
         (report,) = wait_for_reports(bootstrap, codec, "CNH", 1)
         assert report["batch_ids"]
 

@@ -5,20 +5,13 @@ bad events are counted, and the replay reproduces every batch."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.pipeline import clearing, own_broker
+from tests.support.pipeline import clearing
 
-pytestmark = pytest.mark.broker
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("demo-broker")) as address:
-        yield address
+pytestmark = pytest.mark.own_broker
 
 
 def test_demo_runs_end_to_end_and_replays(bootstrap: str, tmp_path: Path) -> None:

@@ -21,8 +21,6 @@ from clearing_services.kafka.clients import consumer_config
 from clearing_services.operations.lag import GroupNotFoundError, LagMonitor, sample_window
 from clearing_services.settings import infra_dir, load_settings
 
-pytestmark = pytest.mark.broker
-
 COMMAND_CLASS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 
 

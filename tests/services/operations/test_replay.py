@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,32 +26,20 @@ from clearing_services.kafka.topics import DLQ_TOPIC
 from clearing_services.netting.rejections import UnreadableRejectionError, count_rejections
 from clearing_services.netting.state import STATE_TOPIC, load_states
 from clearing_services.operations.replay import renet, replay
+from tests.support.events import payment
 from tests.support.pipeline import (
     REFDATA_FILE,
     batches,
     clearing,
-    own_broker,
-    payment,
-    publish_test_refdata,
+    close_cycle,
     send_events,
     wait_for_obligation,
     wait_for_reports,
     worker,
 )
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.own_broker
 DC, LEASE = "DC-SHENZHEN-01", "LEASECO-HK-01"
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("replay-broker")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("replay-state"))
 
 
 def refdata_file(tmp: Path, name: str, dc_cap: int | None = None, cycle_seconds: int | None = None
@@ -78,8 +65,7 @@ def pay_and_close(bootstrap: str, state: Path, codec: SingleObjectCodec, event_i
     send_events(bootstrap, codec, "payment",
                 [payment(event_id, DC, LEASE, "FINANCE_LEASE_RENT", amount)])  # fmt: skip
     wait_for_obligation(bootstrap, codec, f"p:{event_id}")
-    done = clearing(bootstrap, state, "cycle", "close", "--currency", "CNH")
-    assert done.returncode == 0, done.stderr
+    close_cycle(bootstrap, state, "CNH")
     return wait_for_reports(bootstrap, codec, "CNH", before + 1)[-1]
 
 

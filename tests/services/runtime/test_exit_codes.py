@@ -30,6 +30,7 @@ from clearing_core.cycle.ledger import CurrencyLedger
 from clearing_core.cycle.settlement import RailSpec
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_services.broker.health import port_open
+from clearing_services.broker.local import LocalBroker
 from clearing_services.kafka.clients import (
     admin_client,
     consumer_config,
@@ -37,29 +38,22 @@ from clearing_services.kafka.clients import (
     producer_config,
 )
 from clearing_services.kafka.topics import TopicSpec, batch_topic, create_topics
-from tests.conftest import free_port
+from tests.support.brokers import free_port
 from tests.support.installed import CLEARING, Run, clearing
-from tests.support.pipeline import REFDATA_FILE, env, own_broker
+from tests.support.pipeline import REFDATA_FILE, env
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.own_broker
 FORGED_RAIL = "cnh-cips"
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """(bootstrap, home) of a local broker started for this module."""
-    home = tmp_path_factory.mktemp("exit-codes") / "kafka"
-    with own_broker(home) as bootstrap:
-        yield bootstrap, home
 
 
 def run(bootstrap: str, state: Path, *args: str) -> Run:
     return clearing(*args, env=env(bootstrap, state))
 
 
-def test_broker_status_running_unhealthy_stopped(node: tuple[str, Path], tmp_path: Path) -> None:
-    bootstrap, home = node
-    where = ["--home", str(home), "--port", bootstrap.rsplit(":", 1)[1]]
+def test_broker_status_running_unhealthy_stopped(
+    own_broker_node: LocalBroker, bootstrap: str, tmp_path: Path
+) -> None:
+    where = ["--home", str(own_broker_node.config.home), "--port", str(own_broker_node.config.port)]
     running = run(bootstrap, tmp_path, "broker", "status", "--json", *where)
     assert running.returncode == 0, running.stderr
     status = json.loads(running.stdout)
@@ -100,9 +94,8 @@ def forged_batch(codec: SingleObjectCodec) -> tuple[str, bytes]:
 
 
 def test_replay_exits_1_when_a_batch_is_not_reproduced(
-    node: tuple[str, Path], tmp_path: Path, codec: SingleObjectCodec
+    bootstrap: str, tmp_path: Path, codec: SingleObjectCodec
 ) -> None:
-    bootstrap, _ = node
     published = run(bootstrap, tmp_path, "refdata", "publish", str(REFDATA_FILE))
     assert published.returncode == 0, published.stderr
     closed = run(bootstrap, tmp_path, "cycle", "close", "--currency", "CNH")
@@ -125,9 +118,8 @@ def test_replay_exits_1_when_a_batch_is_not_reproduced(
 
 
 def test_lag_exits_0_whatever_the_status_and_2_for_an_unknown_group(
-    node: tuple[str, Path], tmp_path: Path, unique: str
+    bootstrap: str, tmp_path: Path, unique: str
 ) -> None:
-    bootstrap, _ = node
     topic, group = f"exit-lag-{unique}", f"exit-lag-group-{unique}"
     create_topics(admin_client(bootstrap), [TopicSpec(topic, 1, 1)])
     produce_all(Producer(producer_config(bootstrap)), topic, [(None, b"%d" % i) for i in range(4)])
@@ -213,9 +205,8 @@ def _spawned(folder: Path, *args: str, env: dict[str, str]) -> Iterator[subproce
 
 
 def test_ctrl_c_stops_the_commands_that_run_until_stopped_with_0(
-    node: tuple[str, Path], tmp_path: Path, unique: str
+    bootstrap: str, tmp_path: Path, unique: str
 ) -> None:
-    bootstrap, _ = node
     rail = f"sigint-{unique}"
     create_topics(admin_client(bootstrap), [TopicSpec(batch_topic(rail), 1, 1)])
     port = free_port()

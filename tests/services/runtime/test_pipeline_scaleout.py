@@ -4,7 +4,6 @@ start empty and no other test's cycles shift the numbering."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +11,19 @@ import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_services.operations.audit import coverage
-from tests.services.runtime.test_pipeline import close, generated, group_members, send_generated
 from tests.support.chaos import Fleet
 from tests.support.pipeline import (
     clearing,
-    own_broker,
-    publish_test_refdata,
+    close_cycle,
+    generated,
+    group_members,
+    send_generated,
     wait_for_reports,
+    wait_until,
 )
 
-pytestmark = pytest.mark.broker
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with own_broker(tmp_path_factory.mktemp("scaleout-broker")) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory, bootstrap: str) -> Path:
-    return publish_test_refdata(bootstrap, tmp_path_factory.mktemp("scaleout-state"))
+pytestmark = pytest.mark.own_broker
+GROUPS = ("clearing-ingest", "clearing-netting")
 
 
 def test_two_workers_share_the_work_and_agree_with_one(
@@ -57,12 +48,11 @@ def test_two_workers_share_the_work_and_agree_with_one(
 
 
 def wait_for_members(bootstrap: str, count: int) -> None:
-    import time
-
-    deadline = time.monotonic() + 180
-    while min(group_members(bootstrap, g) for g in ("clearing-ingest", "clearing-netting")) < count:
-        assert time.monotonic() < deadline, f"{count} workers never joined both groups"
-        time.sleep(1)
+    wait_until(
+        f"{count} workers in both groups",
+        lambda: min(group_members(bootstrap, g) for g in GROUPS) >= count,
+        timeout_seconds=180,
+    )
 
 
 def share_and_close(
@@ -81,5 +71,5 @@ def share_and_close(
         fleet.supervise()
         time.sleep(1)
     for currency in ("CNH", "USD"):
-        close(bootstrap, state, currency)
+        close_cycle(bootstrap, state, currency)
         wait_for_reports(bootstrap, codec, currency, before[currency] + 1)

@@ -4,6 +4,7 @@ cannot read instead of leaving it out."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_services.settlement import batch_index
 from clearing_services.settlement.batch_index import BatchIndex, UnreadableRecordError, ack_view
 from tests.core.cycle.test_cycle import T0, context
+from tests.support.events import settlement_ack
 
 
 class Consumed:
@@ -47,10 +49,7 @@ def batches() -> list[dict[str, Any]]:
     return list(outcome.batches)
 
 
-def ack(batch: dict[str, Any], line: dict[str, Any], status: str) -> dict[str, Any]:
-    return {"batch_id": batch["batch_id"], "rail_id": batch["rail_id"],
-            "instruction_id": line["instruction_id"], "status": status, "reason_code": None,
-            "bank_id": "BANK", "bank_reference": None, "acked_at": T0}  # fmt: skip
+ack = partial(settlement_ack, at=T0)
 
 
 def index_of(codec: SingleObjectCodec, full: list[dict[str, Any]]) -> BatchIndex:
