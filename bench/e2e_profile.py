@@ -34,9 +34,10 @@ OVERRIDES: list[tuple[str, Callable[[Frame], bool]]] = [
     ("log records", _in("logging/__init__.py")),
 ]
 CLAIMS: list[tuple[str, Callable[[Frame], bool]]] = [
-    ("netting loop (thread: consume, decode, ledger, close)", _in("netting_worker.py")),
+    ("netting loop (thread: consume, decode, ledger, close)",
+     _in("clearing_services/netting/worker.py")),
     ("other threads (refdata, lag, watchdog, scheduler)",
-     _in("refdata_io.py", "watchdog.py", "scheduler.py", "batch_index.py", "lag.py")),
+     _in("kafka/refdata.py", "watchdog.py", "scheduler.py", "batch_index.py", "lag.py")),
     ("ingest transaction (produce, offsets, commit)",
      _fn("clearing_services/ingest/worker.py", "_transact", "_produce")),
     ("records -> RawEvent",
@@ -99,7 +100,7 @@ def read_stacks(path: Path) -> Counter[tuple[Frame, ...]]:
 def classify(stack: tuple[Frame, ...]) -> str:
     for area, matches in OVERRIDES:
         if any(matches(frame) for frame in stack) and not any(
-            "netting_worker.py" in file for _, file in stack
+            "clearing_services/netting/worker.py" in file for _, file in stack
         ):
             return area
     for area, matches in CLAIMS:
