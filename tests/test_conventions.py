@@ -38,21 +38,6 @@ SECONDS_ABBREVIATED = re.compile(r"(?<!_per)_(?:s|sec|secs)(?=_|$)")
 WAIT_METHODS = frozenset({"poll", "flush", "wait", "join", "sleep"})
 UNIT_SUFFIXES = ("_seconds", "_ms")
 
-# Bare waits in kafka/clients.py, a module another change of issue 16 is rewriting as
-# this check lands; its owner names these waits, and removes each entry as it goes.
-# Entries are "path: call", without the line, so no other call of the module passes.
-PENDING_TIMEOUTS = frozenset(
-    {
-        "services/clearing_services/kafka/clients.py: producer.poll(0.1)",
-        "services/clearing_services/kafka/clients.py: consumer.list_topics(topic, timeout=10)",
-        "services/clearing_services/kafka/clients.py: "
-        "consumer.get_watermark_offsets(tp, timeout=10)",
-        "services/clearing_services/kafka/clients.py: time.sleep(0.2)",
-        "services/clearing_services/kafka/clients.py: "
-        "consumer.consume(num_messages=10000, timeout=0.2)",
-    }
-)
-
 
 def python_files(roots: tuple[str, ...]) -> Iterator[Path]:
     for root in roots:
@@ -151,17 +136,8 @@ def test_seconds_are_spelled_out() -> None:
     assert not found, "write _seconds, not _s/_sec/_secs:\n" + "\n".join(found)
 
 
-def _without_line(entry: str) -> str:
-    path, _line, call = entry.split(":", 2)
-    return f"{path}:{call}"
-
-
 def test_no_bare_timeout_numbers() -> None:
-    found = [
-        entry
-        for entry in offenders(TIMEOUT_ROOTS, "timeouts")
-        if _without_line(entry) not in PENDING_TIMEOUTS
-    ]
+    found = offenders(TIMEOUT_ROOTS, "timeouts")
     assert not found, "name the unit of these waits (a constant or a setting):\n" + "\n".join(found)
 
 

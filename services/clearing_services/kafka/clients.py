@@ -28,10 +28,19 @@ from confluent_kafka.admin import AdminClient
 from clearing_core.errors import ClearingError
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import header_pairs
+from clearing_services.kafka.waits import (
+    LEADER_RETRY_SECONDS,
+    METADATA_TIMEOUT_SECONDS,
+    QUEUE_DRAIN_SECONDS,
+)
 from clearing_services.runtime.failure import deadline
 from clearing_services.settings import process_client_security
 
 FLUSH_SECONDS_MAX = 60.0
+# One consume() of a read to the log end: at most this many records, waiting at most
+# this long, before the read looks at its positions again.
+READ_RECORDS_MAX = 10_000
+READ_WAIT_SECONDS = 0.2
 # How long the broker lets a transaction stay open (the transactional producers set
 # it); it aborts one older than that at its next check, every 10 s by default.
 TRANSACTION_TIMEOUT_MS = 60_000
@@ -158,7 +167,7 @@ def produce_one(
             )
             return
         except BufferError:  # local queue full: let deliveries drain
-            producer.poll(0.1)
+            producer.poll(QUEUE_DRAIN_SECONDS)
 
 
 def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None, bytes]]) -> int:
@@ -273,11 +282,12 @@ def read_topic(
     Done-ness is judged by the consumer's position, not by the offset of the last
     record seen: transaction markers occupy offsets that are never delivered. An
     open transaction holds the position back until it is decided, so the read waits
-    for it (or raises ``DeliveryError`` after ``timeout_s``) rather than leave out
+    for it (or raises ``DeliveryError`` after ``timeout_seconds``) rather than leave out
     what was committed after it."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
+        partitions = sorted(metadata.topics[topic].partitions)
         ends = {p: high for p, (low, high) in log_ends(bootstrap, topic, partitions).items()
                 if high > low}  # fmt: skip
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
@@ -323,7 +333,7 @@ def watermarks(
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
@@ -334,12 +344,12 @@ def watermarks(
             }  # fmt: skip
             if not (retriable or leadership) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(LEADER_RETRY_SECONDS)
 
 
 def _poll(consumer: Consumer) -> list[Record]:
     out = []
-    for message in consumer.consume(num_messages=10_000, timeout=0.2):
+    for message in consumer.consume(num_messages=READ_RECORDS_MAX, timeout=READ_WAIT_SECONDS):
         error = message.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:

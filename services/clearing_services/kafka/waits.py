@@ -14,3 +14,11 @@ METADATA_TIMEOUT_SECONDS = 10.0
 # One consume() call of a loop that looks at its stop flag or deadline between calls:
 # how soon it notices, not how long it may run.
 CONSUME_WAIT_SECONDS = 0.5
+
+# A producer whose local queue is full: how long to serve deliveries before trying
+# to hand it the record again.
+QUEUE_DRAIN_SECONDS = 0.1
+
+# A partition whose leader is moving or not yet elected (a new topic, a broker
+# restart): how long to wait before asking again.
+LEADER_RETRY_SECONDS = 0.2

@@ -23,9 +23,8 @@ from clearing_services.kafka.clients import (
     producer_config,
 )
 from clearing_services.kafka.topics import event_topic
+from clearing_services.kafka.waits import QUEUE_DRAIN_SECONDS
 from clearing_services.sources.event_files import EncodedEvent
-
-DRAIN_SECONDS = 0.1  # a full local queue: how long to serve deliveries before retrying
 
 
 def encode_generated(codec: Codec, event: GeneratedEvent) -> EncodedEvent:
@@ -75,7 +74,7 @@ def publish_signed(bootstrap: str, events: list[EncodedEvent], signing: Signing)
                                  on_delivery=on_delivery)  # fmt: skip
                 break
             except BufferError:  # local queue full: let deliveries drain
-                producer.poll(DRAIN_SECONDS)
+                producer.poll(QUEUE_DRAIN_SECONDS)
         counts[e.topic] += 1
         producer.poll(0)
     remaining = producer.flush(FLUSH_SECONDS_MAX)
