@@ -23,7 +23,7 @@ from clearing_services.cli.common import (
 from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.sources.event_files import encode_event_file
-from clearing_services.sources.publish import Signing, encode_generated, publish, publish_signed
+from clearing_services.sources.publish import Signing, encode_generated, publish
 
 GENERATE_MAX = 50_000_000
 
@@ -110,9 +110,7 @@ def produce(
             events = [encode_generated(codec, e) for e in generated]
     t0 = time.perf_counter()
     with err_console.status(f"publishing {len(events):,} events..."):
-        counts = (
-            publish(where, events) if signing is None else publish_signed(where, events, signing)
-        )
+        counts = publish(where, events, signing)
     seconds = time.perf_counter() - t0
     if as_json:
         emit_json({"produced": dict(counts), "seconds": round(seconds, 3)})

@@ -145,6 +145,9 @@ def consumer_config(
     return config
 
 
+# Headers of a record as the producer takes them.
+Headers = list[tuple[str, str | bytes | None]]
+
 # A consumed record is the same thing the core's stages take as input.
 Record = RawEvent
 
@@ -157,22 +160,27 @@ def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | No
 def produce_one(
     producer: Producer, topic: str, key: bytes | None, value: bytes, partition: int = -1,
     on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    headers: Headers | None = None,
 ) -> None:  # fmt: skip
     """Hand one record to the producer, waiting while its local queue is full;
     ``partition`` -1 lets the partitioner choose from the key."""
     while True:
         try:
-            producer.produce(
-                topic, value=value, key=key, partition=partition, on_delivery=on_delivery
-            )
+            producer.produce(topic, value=value, key=key, partition=partition,
+                             on_delivery=on_delivery, headers=headers)  # fmt: skip
             return
         except BufferError:  # local queue full: let deliveries drain
             producer.poll(QUEUE_DRAIN_SECONDS)
 
 
-def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None, bytes]]) -> int:
-    """Produce every (topic, key, value) and wait until all are acknowledged; raise on
-    any failure. Blocking: call it on a thread from asynchronous code."""
+def produce_records(
+    producer: Producer,
+    items: Iterable[tuple[str, bytes | None, bytes]],
+    headers_of: Callable[[str, bytes | None, bytes], Headers] | None = None,
+) -> int:
+    """Produce every (topic, key, value), with the headers ``headers_of`` gives it, and
+    wait until all are acknowledged; raise on any failure. Blocking: call it on a
+    thread from asynchronous code."""
     failures: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -182,7 +190,8 @@ def produce_records(producer: Producer, items: Iterable[tuple[str, bytes | None,
     count = 0
     topics: set[str] = set()
     for topic, key, value in items:
-        produce_one(producer, topic, key, value, on_delivery=on_delivery)
+        headers = headers_of(topic, key, value) if headers_of is not None else None
+        produce_one(producer, topic, key, value, on_delivery=on_delivery, headers=headers)
         count += 1
         topics.add(topic)
         producer.poll(0)

@@ -10,20 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clearing_core.encoding.codec import Codec
 from clearing_core.ingest.identify import sign_event
 from clearing_core.workload.generator import GeneratedEvent
-from clearing_services.kafka.clients import (
-    FLUSH_SECONDS_MAX,
-    DeliveryError,
-    produce_all,
-    producer_config,
-)
+from clearing_services.kafka.clients import Headers, produce_records, producer_config
 from clearing_services.kafka.topics import event_topic
-from clearing_services.kafka.waits import QUEUE_DRAIN_SECONDS
 from clearing_services.sources.event_files import EncodedEvent
 
 
@@ -43,42 +37,19 @@ class Signing:
     key: Ed25519PrivateKey
     signer: str
 
-
-def publish(bootstrap: str, events: list[EncodedEvent]) -> Counter[str]:
-    """Produce every event to its topic and wait for all; the count per topic."""
-    producer = Producer(producer_config(bootstrap))
-    counts: Counter[str] = Counter()
-    for topic in sorted({e.topic for e in events}):
-        counts[topic] = produce_all(
-            producer, topic, [(e.key, e.value) for e in events if e.topic == topic]
-        )
-    return counts
+    def headers(self, topic: str, key: bytes | None, value: bytes) -> Headers:
+        """The ``clearing-signer`` and ``clearing-signature`` headers of one record."""
+        return list(sign_event(self.key, self.signer, topic, key, value))
 
 
-def publish_signed(bootstrap: str, events: list[EncodedEvent], signing: Signing) -> Counter[str]:
-    """Like ``publish``, each event with the signer's ``clearing-signer`` and
+def publish(
+    bootstrap: str, events: list[EncodedEvent], signing: Signing | None = None
+) -> Counter[str]:
+    """Produce every event to its topic and wait for all; the count per topic. With
+    ``signing``, each event carries the signer's ``clearing-signer`` and
     ``clearing-signature`` headers."""
+
     producer = Producer(producer_config(bootstrap))
-    failures: list[str] = []
-
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    counts: Counter[str] = Counter()
-    for e in events:
-        headers = sign_event(signing.key, signing.signer, e.topic, e.key, e.value)
-        while True:
-            try:
-                producer.produce(e.topic, value=e.value, key=e.key, headers=list(headers),
-                                 on_delivery=on_delivery)  # fmt: skip
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(QUEUE_DRAIN_SECONDS)
-        counts[e.topic] += 1
-        producer.poll(0)
-    remaining = producer.flush(FLUSH_SECONDS_MAX)
-    if remaining or failures:
-        why = failures[0] if failures else f"not delivered in {FLUSH_SECONDS_MAX} s"
-        raise DeliveryError(f"{remaining or len(failures)} signed records failed: {why}")
-    return counts
+    produce_records(producer, ((e.topic, e.key, e.value) for e in events),
+                    headers_of=signing.headers if signing is not None else None)  # fmt: skip
+    return Counter(e.topic for e in events)
