@@ -30,7 +30,7 @@ from clearing_services.broker.health import wait_until_healthy
 from clearing_services.broker.local import LocalBroker
 from clearing_services.settings import tune_process_environment
 from tests.support.brokers import start_local_broker
-from tests.support.pipeline import REFDATA_FILE, clearing
+from tests.support.pipeline import REFDATA_FILE, clearing, stop_chain
 
 REPO = Path(__file__).resolve().parents[1]
 # The fixtures that give a test a broker; a test whose fixtures include one is a broker test.
@@ -152,12 +152,16 @@ def refdata_file() -> Path:
 def state(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bootstrap: str,
     refdata_file: Path,
-) -> Path:  # fmt: skip
-    """The state folder of the module's workers and commands, ``refdata_file`` published."""
+) -> Iterator[Path]:  # fmt: skip
+    """The state folder of the module's workers and commands, ``refdata_file`` published;
+    the embedded chain node its workers started is stopped after the module."""
     folder = tmp_path_factory.mktemp(f"{_module_name(request)}-state")
     done = clearing(bootstrap, folder, "refdata", "publish", str(refdata_file))
     assert done.returncode == 0, done.stderr
-    return folder
+    try:
+        yield folder
+    finally:
+        stop_chain(folder)
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ SERVICE_LEVELS = {
     "": 0,  # settings
     "runtime": 1,
     "broker": 1,
+    "chain": 1,
     "kafka": 2,
     "sources": 3,
     "ingest": 3,

@@ -20,6 +20,7 @@ DEFAULT_BROKER_HEAP_MB = 768  # enough for the demo and tests; small beside the 
 DEFAULT_METRICS_PORT = 9464  # Prometheus /metrics of a worker; 0 turns it off
 DEFAULT_INGEST_BATCH_MAX = 20_000  # measured: 6% more events/s than 10,000 (docs/performance.md)
 INGEST_BATCH_LIMITS = (1, 100_000)  # a batch's sends stay far below a transaction's limits
+DEFAULT_CHAIN_PORT = 8545  # the embedded chain's JSON-RPC (clearing chain start)
 DEFAULT_BROKER_TIMEOUT_SECONDS = 10  # a command's wait for a broker to answer before it gives up
 BROKER_TIMEOUT_LIMITS = (1, 3600)
 
@@ -37,14 +38,20 @@ def project_root() -> Path | None:
     return None
 
 
-def infra_dir() -> Path:
-    """``infra/`` of the checkout, or the copy packed into the wheel."""
-    packaged = package_root() / "_infra"
+def bundled_dir(folder: str) -> Path:
+    """``<folder>/`` of the checkout, or the copy packed into the wheel as ``_<folder>``
+    (pyproject.toml: ``force-include``)."""
+    packaged = package_root() / f"_{folder}"
     if packaged.is_dir():
         return packaged
     root = project_root()
-    assert root is not None, "neither a checkout nor a wheel with _infra"
-    return root / "infra"
+    assert root is not None, f"neither a checkout nor a wheel with _{folder}"
+    return root / folder
+
+
+def infra_dir() -> Path:
+    """``infra/`` of the checkout, or the copy packed into the wheel."""
+    return bundled_dir("infra")
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
@@ -165,6 +172,14 @@ class Settings:
     # CLEARING_BROKER_TIMEOUT_SECONDS: how long a command that needs Kafka waits for the
     # broker to answer a metadata request before it ends with one line and exit 69
     broker_timeout_seconds: int = DEFAULT_BROKER_TIMEOUT_SECONDS
+    # CLEARING_CHAIN_PORT: the embedded chain node's JSON-RPC port on loopback
+    chain_port: int = DEFAULT_CHAIN_PORT
+    # CLEARING_CHAIN_KEY_FILE: the settlement operator's private key (hex) for a chain
+    # given by URL; the embedded chain uses its public dev account 0
+    chain_key_file: Path | None = None
+    # CLEARING_CHAIN_HOME: the embedded chain's folder, when several state folders (worker
+    # processes on one host) must share one chain; default $CLEARING_STATE_DIR/chain
+    chain_home_dir: Path | None = None
 
     @property
     def local_bootstrap(self) -> str:
@@ -173,6 +188,14 @@ class Settings:
     @property
     def broker_home(self) -> Path:
         return self.state_dir / "kafka"
+
+    @property
+    def chain_home(self) -> Path:
+        return self.chain_home_dir or self.state_dir / "chain"
+
+    @property
+    def embedded_chain_url(self) -> str:
+        return f"http://127.0.0.1:{self.chain_port}"
 
     def bootstrap(self) -> str:
         """``KAFKA_BOOTSTRAP`` if set, else the local broker's address."""
@@ -243,6 +266,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             DEFAULT_BROKER_TIMEOUT_SECONDS,
             BROKER_TIMEOUT_LIMITS,
         ),
+        chain_port=_int(env, "CLEARING_CHAIN_PORT", DEFAULT_CHAIN_PORT),
+        chain_key_file=Path(env["CLEARING_CHAIN_KEY_FILE"])
+        if env.get("CLEARING_CHAIN_KEY_FILE")
+        else None,
+        chain_home_dir=Path(env["CLEARING_CHAIN_HOME"]) if env.get("CLEARING_CHAIN_HOME") else None,
         ci=env.get("CI", "").lower() == "true",
         kafka_security=load_client_security(env),
         writer_schema_dirs=tuple(

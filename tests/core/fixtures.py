@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clearing_core.refdata import ReferenceData, parse_refdata
+from clearing_core.refdata.demo_chain import demo_address, house_key_name
 
 
 def ms(text: str) -> int:
@@ -103,6 +104,23 @@ _BASE: dict[str, Any] = {
          "max_amount_minor": 10_000_000_000},
     ],
 }  # fmt: skip
+
+
+def with_chain_addresses(doc: dict[str, Any]) -> dict[str, Any]:
+    """Token rails on the embedded chain, and demo addresses for the clearing house and
+    every participant on a token rail (``refdata/demo_chain.py``), where not given."""
+    token_rails = {r["rail_id"] for r in doc["rails"] if r["export_format"] == "TOKEN_BATCH"}
+    for rail in doc["rails"]:
+        if rail["rail_id"] in token_rails:
+            rail.setdefault("chain", "embedded")
+            rail.setdefault("clearing_house_address", demo_address(house_key_name(rail["rail_id"])))
+    for p in doc["participants"]:
+        if any(a["rail_id"] in token_rails for a in p["accounts"]):
+            p.setdefault("chain_address", demo_address(p["participant_id"]))
+    return doc
+
+
+with_chain_addresses(_BASE)
 
 
 def base_document() -> dict[str, Any]:

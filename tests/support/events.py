@@ -74,5 +74,6 @@ def settlement_ack(
     record = {"batch_id": batch["batch_id"], "rail_id": batch["rail_id"],
               "instruction_id": instruction["instruction_id"], "status": status,
               "reason_code": "AM04" if status == "FAILED" else None, "reason": None,
-              "bank_id": "BANK-1", "bank_reference": None, "acked_at": at or now()}  # fmt: skip
+              "bank_id": "BANK-1", "bank_reference": None, "acked_at": at or now(),
+              "transaction_hash": None, "block_number": None}  # fmt: skip
     return record | changes

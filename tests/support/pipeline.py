@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata import load_refdata
 from clearing_core.workload.generator import EventGenerator, GeneratedEvent
+from clearing_services.chain.local import LocalChain
 from clearing_services.kafka.clients import admin_client, produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import batch_topic, event_topic
 from tests.support.brokers import free_port
@@ -37,6 +38,21 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
         process.wait()
 
 
+def chain_port(state: Path) -> int:
+    """The embedded chain's port of a state folder: one free port, kept in the folder, so
+    every command and worker of a test finds the same node (and no other test's)."""
+    kept = state / ".chain-port"
+    if not kept.exists():
+        kept.write_text(str(free_port()))
+    return int(kept.read_text())
+
+
+def stop_chain(state: Path) -> None:
+    """Stop the embedded chain node a worker or command started for ``state``."""
+    if (state / ".chain-port").exists():
+        LocalChain(state / "chain", chain_port(state)).stop()
+
+
 def env(
     bootstrap: str, state: Path, worker_id: str = "w1", metrics_port: int = 0,
     store: str = "memory://",
@@ -48,6 +64,8 @@ def env(
         "CLEARING_STORE": store,
         "CLEARING_STATE_DIR": str(state),
         "CLEARING_WORKER_ID": worker_id,
+        "CLEARING_CHAIN_PORT": str(chain_port(state)),
+        "CLEARING_CACHE_DIR": str(REPO / ".cache"),  # compiled contracts, shared by runs
     }
 
 

@@ -9,12 +9,8 @@ tagged with ``-Dclearing.tag=...`` so CI can find strays of its own checkout.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
-import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,14 +28,13 @@ from clearing_services.broker.secure import (
     write_credentials,
 )
 from clearing_services.broker.tls import ensure_tls, write_private
+from clearing_services.pids import recorded_pid, terminate
 
 START_SECONDS_MAX = 90.0
 STOP_SECONDS_MAX = 30.0
 FORMAT_SECONDS_MAX = 120  # kafka-storage format: a JVM start and one write
 # How often stop() looks whether the broker has exited: after SIGTERM (a controlled
 # shutdown takes seconds) and after SIGKILL (gone at once).
-STOP_POLL_SECONDS = 0.1
-KILL_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -124,27 +119,6 @@ def _kafka_uuid() -> str:
             return candidate
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 class LocalBroker:
     """Start, stop and inspect the local node described by a ``BrokerConfig``."""
 
@@ -167,17 +141,7 @@ class LocalBroker:
 
     def _recorded_pid(self) -> int | None:
         """The pid in the pid file if that process is still our broker."""
-        try:
-            pid = int(json.loads(self.pid_file.read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if (
-            _alive(pid)
-            and "kafka.Kafka" in _cmdline(pid)
-            and str(self.config.home) in _cmdline(pid)
-        ):
-            return pid
-        return None
+        return recorded_pid(self.pid_file, "kafka.Kafka", str(self.config.home))
 
     def _status(self, state: str, pid: int | None, **extra: str) -> BrokerStatus:
         return BrokerStatus(
@@ -339,31 +303,7 @@ class LocalBroker:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_seconds
-        while self._running(pid) and time.monotonic() < deadline:
-            time.sleep(STOP_POLL_SECONDS)
-        if self._running(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while self._running(pid):
-                time.sleep(KILL_POLL_SECONDS)
+        terminate(pid, self._child, timeout_seconds)
         self.pid_file.unlink(missing_ok=True)
         self._child = None
         return True
-
-    def _running(self, pid: int) -> bool:
-        """Alive, reaping the exit status when the broker is our child (no zombie)."""
-        if self._child is not None and self._child.pid == pid:
-            return self._child.poll() is None
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return _alive(pid)
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    """Signal the broker's process group (it runs in a session of its own)."""
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)

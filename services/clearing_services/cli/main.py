@@ -16,6 +16,7 @@ from clearing_core.errors import ClearingError
 from clearing_services.cli.ack import ack
 from clearing_services.cli.bank import batches
 from clearing_services.cli.broker import broker, topics
+from clearing_services.cli.chain import chain
 from clearing_services.cli.common import configure_logging, log_level_option, settings
 from clearing_services.cli.cycle import cycle
 from clearing_services.cli.dashboard import dashboard
@@ -27,6 +28,7 @@ from clearing_services.cli.net import net
 from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
 from clearing_services.cli.security import security
+from clearing_services.cli.settle import settle
 from clearing_services.cli.worker import refdata, replay, worker
 from clearing_services.settings import tune_process_environment
 
@@ -57,6 +59,8 @@ cli.add_command(export)
 cli.add_command(ack)
 cli.add_command(demo)
 cli.add_command(security)
+cli.add_command(chain)
+cli.add_command(settle)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,7 +23,7 @@ from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.refdata import load_refdata_from_topics, publish_refdata
 from clearing_services.kafka.topics import create_topics, load_topic_plan
 from clearing_services.operations.replay import replay as run_replay
-from clearing_services.process.worker import ROLES, run_worker
+from clearing_services.process.worker import ROLES, parse_roles, run_worker
 
 
 def _worker_log_level(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
@@ -35,17 +35,21 @@ def _worker_log_level(ctx: click.Context, _param: click.Parameter, value: str | 
 
 
 @click.command()
-@click.argument("role", type=click.Choice(ROLES), default="all")
+@click.argument("role", default="all", metavar="[all|" + "|".join(ROLES) + "|ROLE,ROLE]")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None,
               envvar="CLEARING_LOG_LEVEL", callback=_worker_log_level,
               help="Log level (default: that of clearing --log-level).")  # fmt: skip
 @needs_broker
 def worker(role: str, log_level: str) -> None:
-    """Run a worker: the ingest loop, the netting loop, the acks agent, or all of them.
+    """Run a worker: the ingest loop, the netting loop, the acks agent, the settlement
+    agents of the token rails on the embedded chain, all of them, or a comma list.
     Several processes share the partitions through consumer groups.
 
     Example: clearing worker all
+
+    Example: clearing worker ingest,netting,acks
     """
+    parse_roles(role)  # a wrong role is one line before anything starts
     cfg = settings()
     run_worker(cfg, codec_for(cfg, SchemaCatalog.load()), role, log_level)
 

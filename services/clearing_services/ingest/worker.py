@@ -30,7 +30,6 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -58,6 +57,7 @@ from clearing_services.kafka.clients import (
     read_partition,
     records_of,
     send_offsets,
+    transaction_abortable,
 )
 from clearing_services.kafka.topics import (
     DLQ_TOPIC,
@@ -189,7 +189,7 @@ class IngestWorker:
             with deadline(2 * TRANSACTION_SECONDS_MAX, "an ingest transaction"):
                 self._transact(output)
         except KafkaException as exc:
-            if not _abortable(exc):
+            if not transaction_abortable(exc):
                 raise
             self._rewind(output.firsts, exc)
             return
@@ -355,14 +355,6 @@ def rehearsal_events(
             for offset, record in enumerate(records)
         ]  # fmt: skip
     return groups
-
-
-def _abortable(exc: KafkaException) -> bool:
-    """A transaction error that aborting and reading the batch again cures (a
-    rebalance made the group generation stale: ILLEGAL_GENERATION and the like),
-    not one that ends the producer (fenced by a newer instance: fatal)."""
-    error = exc.args[0] if exc.args else None
-    return isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal()
 
 
 def _by_partition(messages: list[Message]) -> dict[tuple[str, int], list[RawEvent]]:

@@ -131,6 +131,14 @@ def send_offsets(
         )
 
 
+def transaction_abortable(exc: KafkaException) -> bool:
+    """A transaction error that aborting and reading the batch again cures (a
+    rebalance made the group generation stale: ILLEGAL_GENERATION and the like),
+    not one that ends the producer (fenced by a newer instance: fatal)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.txn_requires_abort() and not error.fatal()
+
+
 def consumer_config(
     bootstrap: str, group: str, **overrides: str | int | float | bool
 ) -> dict[str, object]:

@@ -49,8 +49,9 @@ from clearing_services.runtime.metrics import Metrics
 from clearing_services.settings import Settings
 from clearing_services.settlement.acks_agent import APP_ID, Runtime, build_app
 from clearing_services.settlement.batch_index import BatchIndex
+from clearing_services.settlement.token_setup import embedded_settlers
 
-ROLES = ("ingest", "netting", "acks", "all")
+ROLES = ("ingest", "netting", "acks", "settle")  # "all": every one; or a comma list
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython: 700)
 SIGNAL_WAIT_SECONDS = 0.5  # the main thread waits for SIGINT or SIGTERM in steps this long
 _log = logging.getLogger("clearing.worker")
@@ -127,9 +128,19 @@ def log_cycle(outcome: CycleOutcome) -> None:
     )  # fmt: skip
 
 
+def parse_roles(role: str) -> set[str]:
+    """``all``, one role, or a comma list of roles (``ingest,netting,acks``)."""
+    roles = set(ROLES) if role == "all" else {r.strip() for r in role.split(",")}
+    unknown = sorted(roles - set(ROLES))
+    if unknown or not roles:
+        raise ClearingError(f"unknown worker role {', '.join(unknown) or role!r}: use "
+                            f"all, or any of {', '.join(ROLES)} (comma-separated)")  # fmt: skip
+    return roles
+
+
 def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     """Load the reference data, make sure the topics exist, start the threads."""
-    roles = {"ingest", "netting", "acks"} if role == "all" else {role}
+    roles = parse_roles(role)
     bootstrap = settings.bootstrap()
     refdata = load_refdata_from_topics(bootstrap, codec, group="clearing-refdata-load")
     plan = load_topic_plan()
@@ -165,6 +176,9 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         process.ingest.rehearse(int(time.time() * 1000))  # before the first real batch
         process.spawn("ingest", process.ingest.run)
         _watch_stalls(process, INGEST_GROUP, process.ingest.owned)
+    if "settle" in roles:
+        for settler in embedded_settlers(settings, codec, holder, process.metrics):
+            process.spawn(f"settle-{settler.rail_id}", settler.run)
     runtime = Runtime(codec, holder, None, process.metrics)
     if "acks" in roles:
         runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)

@@ -28,6 +28,7 @@ class Metrics:
         r = self.registry
         self._record_metrics(r)
         self._cycle_metrics(r)
+        self._settlement_metrics(r)
         self.lag_records = Gauge(
             "clearing_consumer_lag_records", "Records not yet committed by a consumer group.",
             ["group", "topic"], registry=r,
@@ -92,6 +93,30 @@ class Metrics:
         self.open_obligations = Gauge(
             "clearing_open_obligations", "Obligations in the open cycle.", ["currency"],
             registry=r,
+        )  # fmt: skip
+
+    def _settlement_metrics(self, r: CollectorRegistry) -> None:
+        """What the token-rail settlement agents send to the chain and get back."""
+        self.chain_calls = Counter(
+            "clearing_chain_calls", "Settlement-contract calls, per rail: sent by this "
+            "agent, or found recorded on the chain (reconciled after a crash).",
+            ["rail", "how"], registry=r,
+        )  # fmt: skip
+        self.chain_instructions = Counter(
+            "clearing_chain_instructions", "Instructions executed on the chain, per rail and "
+            "outcome (SETTLED, FAILED).", ["rail", "status"], registry=r,
+        )  # fmt: skip
+        self.chain_gas = Counter(
+            "clearing_chain_gas_used", "Gas used by the settlement calls this agent sent.",
+            ["rail"], registry=r,
+        )  # fmt: skip
+        self.chain_errors = Counter(
+            "clearing_chain_errors", "Chain errors that ended a settlement agent (unreachable "
+            "node, wrong chain or code, reverted or stuck transaction).", ["rail"], registry=r,
+        )  # fmt: skip
+        self.chain_call_seconds = Histogram(
+            "clearing_chain_call_seconds", "From asking the chain to holding a call's outcomes.",
+            ["rail"], buckets=CYCLE_BUCKETS_SECONDS, registry=r,
         )  # fmt: skip
 
     def cycle_closed(self, report: CycleReport, seconds: float) -> None:

@@ -193,6 +193,7 @@ class Participant(TypedDict):
     accounts: list[CurrencyAccount]
     active: NotRequired[bool]
     public_key: NotRequired[str | None]
+    chain_address: NotRequired[str | None]
 
 
 class Payment(TypedDict):
@@ -275,6 +276,12 @@ class Rail(TypedDict):
     token_symbol: NotRequired[str | None]
     operator_bic: NotRequired[str | None]
     clearing_house_account: NotRequired[str]
+    ack_timeout_seconds: NotRequired[int]
+    chain: NotRequired[str | None]
+    chain_id: NotRequired[int | None]
+    token_address: NotRequired[str | None]
+    settlement_address: NotRequired[str | None]
+    clearing_house_address: NotRequired[str | None]
 
 
 class RefdataPolicy(TypedDict):
@@ -327,6 +334,8 @@ class SettlementAck(TypedDict):
     bank_id: str
     bank_reference: NotRequired[str | None]
     acked_at: datetime
+    transaction_hash: NotRequired[str | None]
+    block_number: NotRequired[int | None]
 
 
 class SettlementInstruction(TypedDict):

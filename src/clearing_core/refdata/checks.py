@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from clearing_core.errors import InputError
 from clearing_core.refdata.models import (
+    CHAIN_EMBEDDED,
     SECTIONS,
     ExportFormat,
     Participant,
@@ -76,18 +77,49 @@ def find_problems(doc: RefdataDocument) -> list[str]:
                 f"{where}.decimals: {rail.decimals} is below the minor exponent "
                 f"{cur.minor_exponent} of {cur.code} (conversion would lose value)"
             )
-        if rail.export_format is ExportFormat.TOKEN_BATCH and rail.token_symbol is None:
-            found.add(f"{where}.token_symbol: required on a TOKEN_BATCH rail")
+        if rail.export_format is ExportFormat.TOKEN_BATCH:
+            _check_token_rail(rail, where, found)
     house_accounts = {r.clearing_house_account: r.rail_id for r in doc.rails}
     participants = {p.participant_id: p for p in doc.participants}
     for participant in doc.participants:
         _check_participant(participant, currencies.keys(), rails, house_accounts, found)
+    _unique_chain_addresses(doc, found)
     meters: dict[str, str] = {}
     for contract in doc.contracts:
         _check_contract(contract, currencies.keys(), participants, meters, found)
     for book in doc.price_books:
         _check_price_book(book, currencies.keys(), participants, found)
     return found.lines
+
+
+def _check_token_rail(rail: Rail, where: str, found: _Found) -> None:
+    """A token rail names its token, its chain and the clearing house's address; on a
+    chain given by URL, also the contracts (only the embedded chain deploys its own)."""
+    if rail.token_symbol is None:
+        found.add(f"{where}.token_symbol: required on a TOKEN_BATCH rail")
+    if rail.chain is None:
+        found.add(f"{where}.chain: required on a TOKEN_BATCH rail ('embedded' or a JSON-RPC URL)")
+    if rail.clearing_house_address is None:
+        found.add(f"{where}.clearing_house_address: required on a TOKEN_BATCH rail")
+    if rail.chain not in (None, CHAIN_EMBEDDED):
+        for name in ("token_address", "settlement_address"):
+            if getattr(rail, name) is None:
+                found.add(f"{where}.{name}: required on a chain given by URL")
+
+
+def _unique_chain_addresses(doc: RefdataDocument, found: _Found) -> None:
+    """One owner per address: a balance on chain must belong to exactly one account."""
+    owners: dict[str, str] = {}
+    named = [(f"rails[{r.rail_id}].clearing_house_address", r.clearing_house_account,
+              r.clearing_house_address) for r in doc.rails]  # fmt: skip
+    named += [(f"participants[{p.participant_id}].chain_address", p.participant_id,
+               p.chain_address) for p in doc.participants]  # fmt: skip
+    for where, owner, address in named:
+        if address is None:
+            continue
+        other = owners.setdefault(address.lower(), owner)
+        if other != owner:
+            found.add(f"{where}: {address} is already the address of {other!r}")
 
 
 def _unique_ids(doc: RefdataDocument, found: _Found) -> None:
@@ -127,6 +159,11 @@ def _check_participant(
         elif rail.currency != account.currency:
             found.add(
                 f"{at}: rail {account.rail_id!r} settles {rail.currency}, not {account.currency}"
+            )
+        elif rail.export_format is ExportFormat.TOKEN_BATCH and p.chain_address is None:
+            found.add(
+                f"{where}.chain_address: required for token rail {account.rail_id!r} "
+                "(it pays and receives on chain)"
             )
         elif rail.export_format is ExportFormat.ISO20022 and p.bic is None:
             found.add(

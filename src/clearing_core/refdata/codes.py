@@ -46,3 +46,10 @@ def lei_is_valid(lei: str) -> bool:
 
 def bic_is_valid(bic: str) -> bool:
     return BIC_PATTERN.fullmatch(bic) is not None
+
+
+def eip55(address: str) -> str:
+    """The EIP-55 checksummed spelling of a 20-byte hex address (0x + 40 hex digits)."""
+    from eth_utils.address import to_checksum_address
+
+    return str(to_checksum_address(address))

@@ -56,6 +56,10 @@ PRIORITY_MAX = 2**31 - 1  # Avro int
 # unit price of PRICE_SCALE, so one payment must leave room for that product.
 PAYMENT_AMOUNT_MAX = (INT64_MAX - CARRY_MAX) // PRICE_SCALE
 ED25519_KEY_BYTES = 32  # a raw Ed25519 public key (RFC 8032)
+ACK_TIMEOUT_SECONDS_DEFAULT = 3_600  # a PENDING instruction older than this is reported
+ACK_TIMEOUT_SECONDS_MAX = 7 * 86_400
+CHAIN_EMBEDDED = "embedded"  # the local chain node (clearing chain start), not a URL
+CHAIN_ID_MAX = 2**53 - 1  # EIP-155 chain ids that JSON and JavaScript hold exactly
 
 
 class SettlementModel(StrEnum):
@@ -133,6 +137,34 @@ def _public_key(value: str) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+_ADDRESS_TEXT = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def _chain_address(value: str) -> str:
+    """A 20-byte address in its EIP-55 checksummed spelling: a mistyped digit in an
+    address would pay the wrong account, and the checksum is how wallets catch it."""
+    if _ADDRESS_TEXT.fullmatch(value) is None:
+        raise ValueError(f"{value[:80]!r} is not a 20-byte hex address (0x and 40 hex digits)")
+    expected = codes.eip55(value)
+    if value != expected:
+        raise ValueError(f"{value!r} fails its EIP-55 checksum (checksummed: {expected})")
+    return value
+
+
+def _address_not_number(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            "an address must be text: YAML reads an unquoted 0x... as a number, quote it"
+        )
+    return value
+
+
+def _chain(value: str) -> str:
+    if value == CHAIN_EMBEDDED or re.fullmatch(r"(https?|wss?)://[^\s/]+(/\S*)?", value):
+        return value
+    raise ValueError(f"{value[:80]!r} is neither 'embedded' nor a JSON-RPC URL (http://, ws://)")
+
+
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # YAML's date form
 
 
@@ -182,6 +214,10 @@ Tariff = Annotated[StrictInt, Field(gt=0, le=TARIFF_MAX)]
 PositiveInt64 = Annotated[StrictInt, Field(gt=0, le=INT64_MAX)]
 TimestampMs = Annotated[StrictInt, Field(ge=0, le=TIMESTAMP_MS_MAX), BeforeValidator(_timestamp_ms)]
 PublicKey = Annotated[StrictStr, Field(max_length=200), AfterValidator(_public_key)]
+ChainAddress = Annotated[
+    StrictStr, BeforeValidator(_address_not_number), AfterValidator(_chain_address)
+]
+Chain = Annotated[StrictStr, Field(max_length=TEXT_LENGTH_MAX), AfterValidator(_chain)]
 
 
 class RefRecord(BaseModel):
@@ -215,6 +251,14 @@ class Rail(RefRecord):
     token_symbol: TokenSymbol | None = None
     operator_bic: Bic | None = None
     clearing_house_account: Id = "CLEARING_HOUSE"
+    ack_timeout_seconds: Annotated[StrictInt, Field(ge=1, le=ACK_TIMEOUT_SECONDS_MAX)] = (
+        ACK_TIMEOUT_SECONDS_DEFAULT
+    )
+    chain: Chain | None = None
+    chain_id: Annotated[StrictInt, Field(ge=1, le=CHAIN_ID_MAX)] | None = None
+    token_address: ChainAddress | None = None
+    settlement_address: ChainAddress | None = None
+    clearing_house_address: ChainAddress | None = None
 
 
 class CurrencyAccount(RefRecord):
@@ -236,6 +280,7 @@ class Participant(RefRecord):
     active: StrictBool = True
     # Verifies the signatures of the events it reports (docs/identity.md).
     public_key: PublicKey | None = None
+    chain_address: ChainAddress | None = None
 
     @model_validator(mode="after")
     def _distinct_roles(self) -> Participant:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from clearing_core.refdata.demo_chain import demo_address, house_key_name
 from clearing_core.refdata.loader import DEFAULT_REFDATA_PATH, dump_refdata_yaml
 from clearing_core.refdata.scenario_participants import (
     REGIONS,
@@ -215,7 +216,7 @@ def _rails(b: Builder) -> list[dict[str, Any]]:
     def operator(country: str) -> str:
         return str(b.banks[country][0]["bic"])
 
-    return [
+    rails = [
         {"rail_id": "cnh-stable", "name": "Offshore-yuan stablecoin (CNHT) token rail",
          "currency": "CNH", "decimals": 6, "model": "DIRECT", "export_format": "TOKEN_BATCH",
          "cycle_seconds": 30, "token_symbol": "CNHT"},
@@ -232,6 +233,20 @@ def _rails(b: Builder) -> list[dict[str, Any]]:
          "currency": "HKD", "decimals": 2, "model": "HUB", "export_format": "ISO20022",
          "cycle_seconds": 60, "operator_bic": operator("HK")},
     ]  # fmt: skip
+    for rail in rails:
+        if rail["export_format"] == "TOKEN_BATCH":
+            # The embedded chain; its contracts are those `clearing settle --deploy` records.
+            rail["chain"] = "embedded"
+            rail["clearing_house_address"] = demo_address(house_key_name(str(rail["rail_id"])))
+    return rails
+
+
+def _add_chain_addresses(b: Builder, rails: list[dict[str, Any]]) -> None:
+    """Participants on a token rail pay and receive at their demo address."""
+    token_rails = {r["rail_id"] for r in rails if r["export_format"] == "TOKEN_BATCH"}
+    for p in b.participants:
+        if any(a["rail_id"] in token_rails for a in p["accounts"]):
+            p["chain_address"] = demo_address(str(p["participant_id"]))
 
 
 _CURRENCIES = [
@@ -258,10 +273,12 @@ def build_default_refdata(seed: int = SCENARIO_SEED) -> dict[str, Any]:
     _add_contracts(b)
     books = _price_books(b)
     _apply_caps_and_status(b)
+    rails = _rails(b)
+    _add_chain_addresses(b, rails)
     return {
         "version": SCENARIO_VERSION if seed == SCENARIO_SEED else f"scenario-{seed}",
         "currencies": [dict(c) for c in _CURRENCIES],
-        "rails": _rails(b),
+        "rails": rails,
         "participants": b.participants,
         "contracts": b.contracts,
         "price_books": books,

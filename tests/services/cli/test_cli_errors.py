@@ -44,10 +44,12 @@ NEEDS_BROKER = {
     "ack": ["ack", "{acks}"],
     "security provision": ["security", "provision", "--json"],
     "demo": ["demo", "--json"],  # starts a broker only when KAFKA_BOOTSTRAP is not set
+    "settle": ["settle", "--rail", "cnh-stable"],
 }
 NO_BROKER = {
     "broker start", "broker stop", "broker status", "broker logs", "broker fetch",
-    "schemas list", "net", "keys generate", "keys public",
+    "schemas list", "net", "keys generate", "keys public", "chain start", "chain stop",
+    "chain status",
 }  # fmt: skip
 
 

@@ -23,10 +23,9 @@ from clearing_services.ingest.worker import (
     GROUP,
     REHEARSAL_EVENTS,
     IngestWorker,
-    _abortable,
     _by_partition,
 )
-from clearing_services.kafka.clients import admin_client
+from clearing_services.kafka.clients import admin_client, transaction_abortable
 from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.operations.audit import coverage
 from tests.support.events import meter_reading
@@ -102,9 +101,9 @@ def test_an_abortable_transaction_error_reads_the_batch_again(
     abortable error): the batch is read again from its first offsets and then
     committed once; a fatal error is not taken for an abortable one."""
     stale = KafkaError(KafkaError.ILLEGAL_GENERATION, txn_requires_abort=True)
-    assert _abortable(KafkaException(stale))
-    assert not _abortable(KafkaException(KafkaError(KafkaError._FENCED, fatal=True)))
-    assert not _abortable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
+    assert transaction_abortable(KafkaException(stale))
+    assert not transaction_abortable(KafkaException(KafkaError(KafkaError._FENCED, fatal=True)))
+    assert not transaction_abortable(KafkaException(KafkaError(KafkaError._TRANSPORT)))
     ids = [f"ab-{time.time_ns()}-{i}" for i in range(3)]
     send_events(bootstrap, codec, "meter", [meter_reading(i, 1_000_000) for i in ids])
     refdata = load_refdata_from_topics(bootstrap, codec, f"ab-refdata-{time.time_ns()}")

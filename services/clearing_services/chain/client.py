@@ -1,0 +1,169 @@
+"""Talking to an EVM chain over JSON-RPC: checks first, then transactions that are
+either mined, or reported.
+
+Why the checks: a wrong URL, a node on another chain or an address holding other
+code would otherwise surface as a confusing failure deep in a settlement; each is
+one line here, before anything is sent. Why the receipt deadline: a transaction
+stuck in a node's pool must be reported (and replaced at the same nonce with a
+higher fee), never waited on for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.types import TxReceipt
+
+from clearing_core.errors import InputError
+from clearing_services.chain.contracts import Compiled
+
+RPC_TIMEOUT_SECONDS = 30.0
+RECEIPT_WAIT_SECONDS = 30.0  # per attempt; a stuck transaction is then replaced
+RECEIPT_POLL_SECONDS = 0.05
+REPLACEMENTS_MAX = 3  # then the transaction is reported stuck and the agent ends
+GAS_MARGIN_PERCENT = 25  # over the node's estimate
+FEE_BUMP_PERCENT = 25  # a replacement pays this much more (nodes require at least 10)
+_log = logging.getLogger("clearing.chain")
+
+
+class ChainError(InputError):
+    """The chain cannot be used as configured, or a transaction did not go through."""
+
+    reason_code = "CHAIN_ERROR"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A mined transaction."""
+
+    receipt: TxReceipt
+    replacements: int
+
+
+class ChainClient:
+    """One node, one signing key (the clearing house's operator)."""
+
+    def __init__(
+        self,
+        url: str,
+        key: bytes,
+        expected_chain_id: int | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_sent``: called after each transaction is handed to the node, before its
+        receipt is read (a chaos test's crash point)."""
+        self.url = url
+        self.on_sent = on_sent
+        provider = Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS})
+        self.w3 = Web3(provider)
+        self.account: LocalAccount = Account.from_key(key)
+        try:
+            self.chain_id = int(self.w3.eth.chain_id)
+        except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:
+            raise ChainError(f"no JSON-RPC node answers at {url}: {_first_line(exc)}") from None
+        if expected_chain_id is not None and self.chain_id != expected_chain_id:
+            raise ChainError(
+                f"{url} is chain {self.chain_id}, the rail expects chain {expected_chain_id}"
+            )
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def contract(self, address: str, compiled: Compiled) -> Contract:
+        """The contract at ``address``, after checking its code is ``compiled``'s (the
+        code on chain is the runtime code followed by the constructor's immutables)."""
+        code = bytes(self.w3.eth.get_code(Web3.to_checksum_address(address)))
+        if not code:
+            raise ChainError(f"no contract at {address} on chain {self.chain_id} ({self.url})")
+        if not code.startswith(compiled.runtime):
+            raise ChainError(
+                f"the code at {address} is not contracts/{compiled.name}.vy as compiled here"
+            )
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=compiled.abi)
+
+    def deploy(self, compiled: Compiled, *args: Any) -> str:
+        """Deploy ``compiled`` with constructor ``args``; its address."""
+        factory = self.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
+        sent = self.transact(factory.constructor(*args))
+        address = sent.receipt["contractAddress"]
+        if sent.receipt["status"] != 1 or address is None:
+            raise ChainError(f"deploying {compiled.name} reverted")
+        return str(address)
+
+    def transact(
+        self,
+        call: ContractFunction | ContractConstructor,
+        signer: LocalAccount | None = None,
+        gas: int | None = None,
+    ) -> Sent:
+        """Build ``call``, then ``send`` it. ``gas``: the limit, where the caller knows a
+        bound (the node's estimate runs the call many times over: seconds for a batch)."""
+        account = signer or self.account
+        nonce = self.w3.eth.get_transaction_count(account.address, "pending")
+        fields: dict[str, Any] = {"from": account.address, "nonce": nonce, "chainId": self.chain_id}
+        if gas is not None:
+            fields["gas"] = gas
+        try:
+            tx = dict(call.build_transaction(fields))  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise ChainError(f"the call would revert: {_first_line(exc)}") from None
+        if gas is None:
+            tx["gas"] = int(tx["gas"]) * (100 + GAS_MARGIN_PERCENT) // 100
+        return self.send(tx, account)
+
+    def send_value(self, to: str, wei: int) -> Sent:
+        """A plain transfer of ``wei`` from the operator (gas money)."""
+        base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        tip = int(self.w3.eth.max_priority_fee)
+        tx = {"to": Web3.to_checksum_address(to), "value": wei, "gas": 21_000,
+              "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
+              "chainId": self.chain_id, "maxFeePerGas": 2 * base_fee + tip,
+              "maxPriorityFeePerGas": tip}  # fmt: skip
+        return self.send(tx, self.account)
+
+    def send(self, tx: dict[str, Any], account: LocalAccount) -> Sent:
+        """Sign, send and wait; a stuck transaction is replaced at its nonce with a higher
+        fee up to REPLACEMENTS_MAX times, then reported (ChainError)."""
+        for attempt in range(REPLACEMENTS_MAX + 1):
+            signed = account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            if self.on_sent is not None:
+                self.on_sent()
+            try:
+                receipt = self.w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=RECEIPT_WAIT_SECONDS, poll_latency=RECEIPT_POLL_SECONDS
+                )
+            except TimeExhausted:
+                _log.warning("transaction %s (nonce %d) not mined in %.0f s: replacing it",
+                             tx_hash.to_0x_hex(), tx["nonce"], RECEIPT_WAIT_SECONDS)  # fmt: skip
+                tx = _bumped(tx)
+                continue
+            return Sent(receipt, attempt)
+        raise ChainError(
+            f"transaction at nonce {tx['nonce']} of {account.address} not mined after "
+            f"{REPLACEMENTS_MAX} replacements ({self.url}): the node's pool is stuck"
+        )
+
+
+def _bumped(tx: dict[str, Any]) -> dict[str, Any]:
+    out = dict(tx)
+    for field in ("maxFeePerGas", "maxPriorityFeePerGas", "gasPrice"):
+        if field in out:
+            out[field] = int(out[field]) * (100 + FEE_BUMP_PERCENT) // 100
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,146 @@
+"""Setting a token rail up on its chain: the contracts deployed once, and on the
+embedded chain the demo accounts prefunded (tokens, gas money, an approval of the
+settlement contract), some deliberately short so failures and carries show.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+
+from clearing_core.encoding.codec import Codec
+from clearing_core.refdata import ReferenceData
+from clearing_core.refdata.demo_chain import demo_address, house_key_name
+from clearing_core.refdata.models import CHAIN_EMBEDDED, ExportFormat, Rail
+from clearing_services.chain.client import ChainClient, ChainError
+from clearing_services.chain.deploy import (
+    NotDeployedError,
+    RailContracts,
+    deploy_rail,
+    prefund,
+    rail_contracts,
+    recorded,
+)
+from clearing_services.chain.local import LocalChain
+from clearing_services.faults import Faults
+from clearing_services.kafka.refdata import RefdataHolder
+from clearing_services.runtime.metrics import Metrics
+from clearing_services.settings import Settings
+from clearing_services.settlement.token_agent import TokenSettlementAgent
+from clearing_services.settlement.token_chain import chain_url, connect, operator_key, token_rail
+
+DEMO_FUNDING_MINOR = 10**10  # 100 million in the currency's units per demo account
+HOUSE_FUNDING_MINOR = 10**11  # the clearing house's own float on the rail
+DEPLOYMENT_POLL_SECONDS = 2.0
+_log = logging.getLogger("clearing.settle")
+
+
+@dataclass(frozen=True)
+class RailSetup:
+    rail_id: str
+    contracts: RailContracts
+    deployed: bool  # False: they existed
+    funded: int  # demo accounts prefunded
+    short: tuple[str, ...]  # demo accounts funded with nothing (their payments fail)
+
+
+def ensure_embedded_chain(settings: Settings, rail: Rail, rpc_url: str | None) -> None:
+    """Start the local chain node for a rail on ``embedded`` (no-op when it runs)."""
+    if rpc_url is None and rail.chain in (None, CHAIN_EMBEDDED):
+        LocalChain(settings.chain_home, settings.chain_port).start()
+
+
+def set_up_rail(
+    settings: Settings,
+    refdata: ReferenceData,
+    rail_id: str,
+    rpc_url: str | None = None,
+    short: frozenset[str] = frozenset(),
+) -> RailSetup:
+    """Deploy the rail's contracts unless the chain has them; on the embedded chain,
+    prefund every demo account of the rail (those in ``short`` with no tokens)."""
+    rail = token_rail(refdata, rail_id)
+    ensure_embedded_chain(settings, rail, rpc_url)
+    client = ChainClient(chain_url(settings, rail, rpc_url),
+                         operator_key(settings, rail, rpc_url), rail.chain_id)  # fmt: skip
+    try:
+        contracts, deployed = rail_contracts(client, rail, settings.chain_home), False
+    except NotDeployedError:
+        contracts = deploy_rail(client, rail, settings.cache_dir, settings.chain_home)
+        deployed = True
+    funded = 0
+    if rail.chain in (None, CHAIN_EMBEDDED) and rpc_url is None:
+        scale = 10 ** (rail.decimals - refdata.currencies[rail.currency].minor_exponent)
+        accounts = [(name, 0 if name in short else minor * scale)
+                    for name, minor in demo_accounts(refdata, rail)]  # fmt: skip
+        funded = prefund(client, contracts, settings.cache_dir, accounts)
+    return RailSetup(rail_id, contracts, deployed, funded, tuple(sorted(short)))
+
+
+def demo_accounts(refdata: ReferenceData, rail: Rail) -> list[tuple[str, int]]:
+    """(demo key name, funding in minor units) of the rail's accounts whose address is
+    their demo address: the participants on the rail and the clearing house."""
+    out = []
+    if rail.clearing_house_address == demo_address(house_key_name(rail.rail_id)):
+        out.append((house_key_name(rail.rail_id), HOUSE_FUNDING_MINOR))
+    for pid, p in sorted(refdata.participants.items()):
+        on_rail = any(a.rail_id == rail.rail_id for a in p.accounts)
+        if on_rail and p.chain_address == demo_address(pid):
+            out.append((pid, DEMO_FUNDING_MINOR))
+    return out
+
+
+class EmbeddedSettler:
+    """The settlement agent ``clearing worker all`` runs for one token rail on the
+    embedded chain: it waits until the rail's contracts are deployed (``clearing settle
+    --deploy``; its batches wait on their topic meanwhile), then settles."""
+
+    def __init__(
+        self, settings: Settings, codec: Codec, holder: RefdataHolder, metrics: Metrics,
+        rail_id: str,
+    ) -> None:  # fmt: skip
+        self.settings, self.codec, self.holder = settings, codec, holder
+        self.metrics, self.rail_id = metrics, rail_id
+
+    def run(self, stop: threading.Event) -> None:
+        settings = self.settings
+        if not recorded(settings.chain_home, self.rail_id):
+            _log.warning(
+                "%s: no contracts on the embedded chain yet; its batches wait for "
+                "`clearing settle --rail %s --deploy`",
+                self.rail_id,
+                self.rail_id,
+            )
+        while not recorded(settings.chain_home, self.rail_id):
+            if stop.wait(DEPLOYMENT_POLL_SECONDS):
+                return
+        refdata = self.holder.get()
+        ensure_embedded_chain(settings, token_rail(refdata, self.rail_id), None)
+        faults = Faults()
+        on_sent = functools.partial(faults.point, "after_submit")
+        try:
+            chain = connect(settings, refdata, self.rail_id, on_sent=on_sent)
+        except ChainError:
+            self.metrics.chain_errors.labels(self.rail_id).inc()
+            raise
+        agent = TokenSettlementAgent(settings.bootstrap(), self.codec, self.holder.get, chain,
+                                     settings.worker_id, self.metrics, faults)  # fmt: skip
+        _log.info("%s: settling through %s", self.rail_id, chain.settlement.address)
+        try:
+            agent.run(stop)
+        except ChainError:
+            self.metrics.chain_errors.labels(self.rail_id).inc()
+            raise
+
+
+def embedded_settlers(
+    settings: Settings, codec: Codec, holder: RefdataHolder, metrics: Metrics
+) -> list[EmbeddedSettler]:
+    """One per token rail whose chain is ``embedded``."""
+    return [
+        EmbeddedSettler(settings, codec, holder, metrics, rail.rail_id)
+        for rail in sorted(holder.get().rails.values(), key=lambda r: r.rail_id)
+        if rail.export_format is ExportFormat.TOKEN_BATCH and rail.chain == CHAIN_EMBEDDED
+    ]

@@ -1,0 +1,124 @@
+"""Token rails settle on a real EVM chain (DESIGN §11, issue 17): a real worker, a
+real broker and the embedded chain node; batches become contract calls, the chain's
+receipts become acknowledgements, a failure is carried and settles once funded.
+
+A module-scoped broker of its own: the agent uses the contract's fixed topics and
+consumer groups.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3.contract import Contract
+
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.refdata import load_refdata
+from clearing_core.refdata.demo_chain import demo_address, house_key_name
+from clearing_services.chain.client import ChainClient
+from clearing_services.chain.contracts import TOKEN, compiled
+from clearing_services.chain.deploy import rail_contracts
+from clearing_services.chain.node import dev_key
+from tests.support.chains import CACHE
+from tests.support.events import payment
+from tests.support.pipeline import (
+    REFDATA_FILE,
+    chain_port,
+    clearing,
+    close_cycle,
+    decoded,
+    send_events,
+    wait_for_obligation,
+    wait_until,
+    worker,
+)
+
+pytestmark = pytest.mark.own_broker
+RAIL = "cnh-stable"
+SOLAR, LEASECO, DC = "SOLAR-QINGHAI-07", "LEASECO-HK-01", "DC-SHENZHEN-01"
+UNITS_PER_FEN = 10_000  # CNHT has 6 decimals, CNH 2
+ADDRESS = {SOLAR: demo_address(SOLAR), LEASECO: demo_address(LEASECO),
+           "CLEARING_HOUSE": demo_address(house_key_name(RAIL))}  # fmt: skip
+
+
+@dataclass
+class Chain:
+    client: ChainClient
+    token: Contract
+
+    def balances(self) -> dict[str, int]:
+        return {who: int(self.token.functions.balanceOf(a).call()) for who, a in ADDRESS.items()}
+
+
+def acks(bootstrap: str, codec: SingleObjectCodec, batch_id: str) -> list[dict[str, Any]]:
+    records = decoded(bootstrap, codec, "clearing.settlement.acks", f"acks-{batch_id}-{id(codec)}")
+    return [r for r in records if r["batch_id"] == batch_id]
+
+
+def wait_for_acks(bootstrap: str, codec: SingleObjectCodec, batch_id: str, count: int) -> list[Any]:
+    def enough() -> list[dict[str, Any]]:
+        found = acks(bootstrap, codec, batch_id)
+        return found if len(found) >= count else []
+
+    return wait_until(f"{count} acks of {batch_id}", enough)
+
+
+@pytest.fixture(scope="module")
+def deployed(bootstrap: str, state: Path) -> dict[str, Any]:
+    done = clearing(bootstrap, state, "settle", "--rail", RAIL, "--deploy", "--short", LEASECO,
+                    "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+@pytest.fixture(scope="module")
+def chain(state: Path, deployed: dict[str, Any]) -> Chain:
+    client = ChainClient(f"http://127.0.0.1:{chain_port(state)}", dev_key(0).to_bytes())
+    rail = load_refdata(REFDATA_FILE).rails[RAIL]
+    contracts = rail_contracts(client, rail, state / "chain")
+    return Chain(client, client.contract(contracts.token, compiled(TOKEN, CACHE)))
+
+
+def test_deploy_prefunds_the_demo_accounts_of_the_rail(deployed: dict[str, Any]) -> None:
+    assert (deployed["deployed"], deployed["funded"], deployed["short"]) == (True, 3, [LEASECO])
+
+
+def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
+    bootstrap: str, state: Path, codec: SingleObjectCodec, chain: Chain
+) -> None:
+    before = chain.balances()
+    with worker(bootstrap, state) as process:
+        send_events(bootstrap, codec, "payment", [
+            payment("t-1", LEASECO, SOLAR, "OM_FEE", 50_000),  # LEASECO holds no tokens
+            payment("t-2", DC, SOLAR, "OM_FEE", 30_000),       # DC pays on CIPS: the house pays
+        ])  # fmt: skip
+        for event_id in ("t-1", "t-2"):  # priced before the close, so in cycle 1
+            wait_for_obligation(bootstrap, codec, f"p:{event_id}")
+        close_cycle(bootstrap, state, "CNH")
+        first = wait_for_acks(bootstrap, codec, "cnh-stable-CNH-00000001", 2)
+        by_payer = {a["instruction_id"]: a for a in first}
+        statuses = sorted((a["status"], a["reason_code"]) for a in by_payer.values())
+        assert statuses == [("FAILED", "INSUFFICIENT_BALANCE"), ("SETTLED", None)]
+        assert all(a["transaction_hash"] and a["block_number"] for a in first)
+        failed = next(a for a in first if a["status"] == "FAILED")
+        wait_for_obligation(bootstrap, codec, f"f:{failed['instruction_id']}")
+        assert chain.balances()[SOLAR] - before[SOLAR] == 30_000 * UNITS_PER_FEN
+        # funding arrives; the carried instruction settles in the next cycle
+        chain.client.transact(chain.token.functions.mint(ADDRESS[LEASECO], 10**12), gas=120_000)
+        process.send_signal(signal.SIGKILL)  # and the worker dies: its restart resumes
+    with worker(bootstrap, state):
+        wait_for_obligation(bootstrap, codec, f"f:{failed['instruction_id']}")
+        close_cycle(bootstrap, state, "CNH")
+        second = wait_for_acks(bootstrap, codec, "cnh-stable-CNH-00000002", 1)
+    assert [(a["status"], a["reason_code"]) for a in second] == [("SETTLED", None)]
+    after = chain.balances()
+    assert {w: after[w] - before[w] for w in after} == {
+        SOLAR: 80_000 * UNITS_PER_FEN, LEASECO: 10**12 - 50_000 * UNITS_PER_FEN,
+        "CLEARING_HOUSE": -30_000 * UNITS_PER_FEN}  # fmt: skip
+    # one final ack per instruction, whatever the kill
+    assert len(acks(bootstrap, codec, "cnh-stable-CNH-00000001")) == 2
