@@ -9,7 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := src services tests bench
 
-.PHONY: help venv kafka tools records demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
+GANACHE := .cache/ganache/node_modules/.bin/ganache
+
+.PHONY: help venv kafka tools ganache records demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
@@ -17,6 +19,7 @@ help:
 	@echo "make lint   - ruff and mypy (strict on src/, services/ and bench/)"
 	@echo "make records - regenerate the TypedDicts of the Avro records from schemas/"
 	@echo "make tools  - install the system tools the tests need (chromium) when missing"
+	@echo "make ganache - install the JSON-RPC node of the token-rail test (npm, pinned)"
 	@echo "make chaos  - the long chaos run: kills, broker restarts, pauses (last line JSON)"
 	@echo "make bench  - the benchmarks (they print ratios, last line JSON)"
 
@@ -35,6 +38,17 @@ kafka: venv
 tools:
 	infra/ensure-tools.sh
 
+# A real Ethereum JSON-RPC node (ganache, from npm with the pinned lock file) for the
+# token-rail test against a node process; Node.js 20 and npm are assumed, as Java is.
+$(GANACHE): infra/ganache/package.json infra/ganache/package-lock.json
+	@command -v npm >/dev/null || { echo "error: the tests need npm (Node.js 20) for ganache: install nodejs and npm, then make test again" >&2; exit 1; }
+	mkdir -p .cache/ganache
+	cp infra/ganache/package.json infra/ganache/package-lock.json .cache/ganache/
+	npm ci --prefix .cache/ganache --no-audit --no-fund --loglevel=error
+	@touch $(GANACHE)
+
+ganache: $(GANACHE)
+
 # The TypedDicts of the Avro records (src/clearing_core/encoding/records.py), from schemas/:
 # run after changing a schema (tests/core/encoding/test_records.py fails until then).
 records: venv
@@ -52,7 +66,7 @@ format: venv
 	$(BIN)/ruff check --fix $(SOURCES)
 	$(BIN)/ruff format $(SOURCES)
 
-test: tools kafka lint
+test: tools kafka ganache lint
 	$(BIN)/pytest
 
 test-fast: venv

@@ -11,6 +11,7 @@ higher fee), never waited on for ever.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,16 @@ from typing import Any
 import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import (
+    ContractLogicError,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+)
 from web3.types import TxReceipt
 
 from clearing_core.errors import InputError
@@ -59,11 +66,14 @@ class ChainClient:
         key: bytes,
         expected_chain_id: int | None = None,
         on_sent: Callable[[], None] | None = None,
+        receipt_wait_seconds: float = RECEIPT_WAIT_SECONDS,
     ) -> None:
         """``on_sent``: called after each transaction is handed to the node, before its
-        receipt is read (a chaos test's crash point)."""
+        receipt is read (a chaos test's crash point); ``receipt_wait_seconds``: how long
+        one attempt waits for its receipt before the transaction is replaced."""
         self.url = url
         self.on_sent = on_sent
+        self.receipt_wait_seconds = receipt_wait_seconds
         provider = Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS})
         self.w3 = Web3(provider)
         self.account: LocalAccount = Account.from_key(key)
@@ -133,27 +143,46 @@ class ChainClient:
         return self.send(tx, self.account)
 
     def send(self, tx: dict[str, Any], account: LocalAccount) -> Sent:
-        """Sign, send and wait; a stuck transaction is replaced at its nonce with a higher
-        fee up to REPLACEMENTS_MAX times, then reported (ChainError)."""
+        """Sign, send and wait; a transaction not mined in time is replaced at its nonce
+        with a higher fee up to REPLACEMENTS_MAX times (whichever of them is mined
+        counts), then reported (ChainError)."""
+        sent: list[HexBytes] = []
         for attempt in range(REPLACEMENTS_MAX + 1):
             signed = account.sign_transaction(tx)
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            try:
+                sent.append(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+            except (Web3RPCError, ValueError) as exc:  # "nonce too low": an earlier one was mined
+                mined = self._receipt_of(sent, time.monotonic())
+                if mined is not None:
+                    return Sent(mined, attempt)
+                raise ChainError(
+                    f"the node refused the transaction at nonce {tx['nonce']} of "
+                    f"{account.address}: {_first_line(exc)}"
+                ) from None
             if self.on_sent is not None:
                 self.on_sent()
-            try:
-                receipt = self.w3.eth.wait_for_transaction_receipt(
-                    tx_hash, timeout=RECEIPT_WAIT_SECONDS, poll_latency=RECEIPT_POLL_SECONDS
-                )
-            except TimeExhausted:
-                _log.warning("transaction %s (nonce %d) not mined in %.0f s: replacing it",
-                             tx_hash.to_0x_hex(), tx["nonce"], RECEIPT_WAIT_SECONDS)  # fmt: skip
-                tx = _bumped(tx)
-                continue
-            return Sent(receipt, attempt)
+            receipt = self._receipt_of(sent, time.monotonic() + self.receipt_wait_seconds)
+            if receipt is not None:
+                return Sent(receipt, attempt)
+            _log.warning("transaction %s (nonce %d) not mined in %.1f s: replacing it",
+                         sent[-1].to_0x_hex(), tx["nonce"], self.receipt_wait_seconds)  # fmt: skip
+            tx = _bumped(tx)
         raise ChainError(
             f"transaction at nonce {tx['nonce']} of {account.address} not mined after "
             f"{REPLACEMENTS_MAX} replacements ({self.url}): the node's pool is stuck"
         )
+
+    def _receipt_of(self, hashes: list[HexBytes], deadline: float) -> TxReceipt | None:
+        """The receipt of whichever of ``hashes`` is mined, asked until ``deadline``."""
+        while True:
+            for tx_hash in hashes:
+                try:
+                    return self.w3.eth.get_transaction_receipt(tx_hash)
+                except TransactionNotFound:
+                    continue
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(RECEIPT_POLL_SECONDS)
 
 
 def _bumped(tx: dict[str, Any]) -> dict[str, Any]:

@@ -64,7 +64,11 @@ def deploy_rail(
                           rail.decimals)  # fmt: skip
     settlement = client.deploy(compiled(SETTLEMENT, cache_dir), token, client.address)
     records = _records(chain_home)
-    records[f"{_genesis(client)}/{rail.rail_id}"] = {"token": token, "settlement": settlement}
+    records[f"{_genesis(client)}/{rail.rail_id}"] = {
+        "token": token,
+        "settlement": settlement,
+        "url": client.url,
+    }
     chain_home.mkdir(parents=True, exist_ok=True)
     temporary = _record_path(chain_home).with_suffix(".tmp")
     temporary.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
@@ -72,10 +76,11 @@ def deploy_rail(
     return RailContracts(token, settlement)
 
 
-def recorded(chain_home: Path, rail_id: str) -> bool:
-    """Whether ``--deploy`` recorded contracts for the rail on a chain kept in ``chain_home``
-    (any genesis: ``rail_contracts`` then checks it is this chain's)."""
-    return any(key.endswith(f"/{rail_id}") for key in _records(chain_home))
+def recorded(chain_home: Path, rail_id: str, url: str) -> bool:
+    """Whether ``--deploy`` recorded contracts for the rail on the node at ``url`` (a
+    hint read without asking the node; ``rail_contracts`` checks the chain's genesis)."""
+    return any(key.endswith(f"/{rail_id}") and entry.get("url") == url
+               for key, entry in _records(chain_home).items())  # fmt: skip
 
 
 def rail_contracts(client: ChainClient, rail: Rail, chain_home: Path) -> RailContracts:
@@ -93,24 +98,32 @@ def rail_contracts(client: ChainClient, rail: Rail, chain_home: Path) -> RailCon
     return RailContracts(recorded["token"], recorded["settlement"])
 
 
+@dataclass(frozen=True)
+class Funding:
+    """What one demo account (a participant or clearing-house key name) is given: tokens
+    minted to it, and its allowance to the settlement contract (0: withdrawn)."""
+
+    account: str
+    tokens: int
+    allowance: int = UNLIMITED
+
+
 def prefund(
-    client: ChainClient,
-    contracts: RailContracts,
-    cache_dir: Path,
-    accounts: Iterable[tuple[str, int]],
+    client: ChainClient, contracts: RailContracts, cache_dir: Path, accounts: Iterable[Funding]
 ) -> int:
-    """Demo accounts (participant or clearing-house ids with their demo keys) get gas
-    money, ``amount`` tokens each, and approve the settlement contract without limit:
-    the prefunding a real participant does itself. Returns the accounts funded."""
+    """Demo accounts get gas money, their tokens and set their allowance to the
+    settlement contract with their own demo keys: the prefunding a real participant
+    does itself. Returns the accounts done."""
     token = client.contract(contracts.token, compiled(TOKEN, cache_dir))
     done = 0
-    for account_id, amount in accounts:
-        holder = Account.from_key(demo_private_key(account_id))
-        assert holder.address == demo_address(account_id)
+    for funding in accounts:
+        holder = Account.from_key(demo_private_key(funding.account))
+        assert holder.address == demo_address(funding.account)
         _send_gas_money(client, holder.address)
-        if amount > 0:
-            client.transact(token.functions.mint(holder.address, amount), gas=TOKEN_CALL_GAS)
-        approve = token.functions.approve(contracts.settlement, UNLIMITED)
+        if funding.tokens > 0:
+            client.transact(token.functions.mint(holder.address, funding.tokens),
+                            gas=TOKEN_CALL_GAS)  # fmt: skip
+        approve = token.functions.approve(contracts.settlement, funding.allowance)
         client.transact(approve, signer=holder, gas=TOKEN_CALL_GAS)
         done += 1
     return done

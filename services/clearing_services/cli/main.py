@@ -19,6 +19,7 @@ from clearing_services.cli.broker import broker, topics
 from clearing_services.cli.chain import chain
 from clearing_services.cli.common import configure_logging, log_level_option, settings
 from clearing_services.cli.cycle import cycle
+from clearing_services.cli.cycles import cycles
 from clearing_services.cli.dashboard import dashboard
 from clearing_services.cli.demo import demo
 from clearing_services.cli.export import export
@@ -61,6 +62,7 @@ cli.add_command(demo)
 cli.add_command(security)
 cli.add_command(chain)
 cli.add_command(settle)
+cli.add_command(cycles)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -26,26 +26,35 @@ from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from clearing_core.encoding.codec import Codec
-from clearing_core.encoding.records import CycleReport, Rejected, SettlementBatch
+from clearing_core.encoding.records import (
+    CycleReport,
+    InstructionStatus,
+    Rejected,
+    SettlementBatch,
+)
 from clearing_core.operations.dashboard import DashboardState, OffsetsSample
 from clearing_core.operations.lag import report_json
 from clearing_services.kafka.clients import admin_client, consumer_config
 from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.groups import partitions_in
+from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.kafka.topics import (
     BATCH_TOPIC_PREFIX,
     CYCLES_TOPIC,
     DLQ_TOPIC,
     EVENT_TOPIC_NAMES,
+    STATUS_TOPIC,
 )
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
 from clearing_services.operations.lag import LagMonitor, log_offsets
 from clearing_services.settings import Settings, load_settings
+from clearing_services.settlement.token_chain import house_balances
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_PORT = 8050
 SAMPLE_INTERVAL_SECONDS = 2.0
 TOPIC_REFRESH_SECONDS = 5.0
+CHAIN_SAMPLE_SECONDS = 5.0
 THREAD_STOP_SECONDS_MAX = 15.0
 _log = logging.getLogger("clearing.dashboard")
 
@@ -63,8 +72,10 @@ class Dashboard:
     """The state and the two threads that keep it."""
 
     def __init__(
-        self, bootstrap: str, codec: Codec, *, interval_seconds: float = SAMPLE_INTERVAL_SECONDS
-    ):
+        self, bootstrap: str, codec: Codec, *, interval_seconds: float = SAMPLE_INTERVAL_SECONDS,
+        settings: Settings | None = None,
+    ):  # fmt: skip
+        self.settings = settings or load_settings()
         self.bootstrap = bootstrap
         self.codec = codec
         self.interval_seconds = interval_seconds
@@ -77,7 +88,8 @@ class Dashboard:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for target, name in ((self._tail, "dashboard-tail"), (self._sample, "dashboard-sample")):
+        for target, name in ((self._tail, "dashboard-tail"), (self._sample, "dashboard-sample"),
+                             (self._sample_chain, "dashboard-chain")):  # fmt: skip
             thread = threading.Thread(target=self._guard(target), name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -103,7 +115,7 @@ class Dashboard:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            out = self.state.snapshot()
+            out = self.state.snapshot(int(time.time() * 1000))
             out["lag"] = self.lag
             out["errors"] = dict(self.errors)
         out["updated_ms"] = int(time.time() * 1000)
@@ -115,7 +127,9 @@ class Dashboard:
         topics = consumer.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
         out: list[TopicPartition] = []
         for name, meta in topics.items():
-            if name in {CYCLES_TOPIC, DLQ_TOPIC} or name.startswith(BATCH_TOPIC_PREFIX):
+            if name in {CYCLES_TOPIC, DLQ_TOPIC, STATUS_TOPIC} or name.startswith(
+                BATCH_TOPIC_PREFIX
+            ):
                 out.extend(TopicPartition(name, p, OFFSET_BEGINNING) for p in meta.partitions)
         return out
 
@@ -167,10 +181,24 @@ class Dashboard:
                 self.state.add_cycle(cast(CycleReport, record))
             elif topic == DLQ_TOPIC:
                 self.state.add_rejected(cast(Rejected, record))
+            elif topic == STATUS_TOPIC:
+                self.state.add_status(cast(InstructionStatus, record))
             else:
                 self.state.add_batch(cast(SettlementBatch, record))
 
-    # -- the sampler --------------------------------------------------------------------
+    # -- the samplers -------------------------------------------------------------------
+
+    def _sample_chain(self) -> None:
+        """The reference data's rails (their ack timeouts) once, then the clearing house's
+        balances on the token rails' chains every few samples."""
+        refdata = load_refdata_from_topics(self.bootstrap, self.codec, "clearing-refdata-load")
+        with self.lock:
+            self.state.ack_timeouts = {r: x.ack_timeout_seconds for r, x in refdata.rails.items()}
+        while not self.stop_event.is_set():
+            balances = house_balances(self.settings, refdata)
+            with self.lock:
+                self.state.chain = balances
+            self.stop_event.wait(CHAIN_SAMPLE_SECONDS)
 
     def _sample(self) -> None:
         admin = admin_client(self.bootstrap)
@@ -256,7 +284,7 @@ def serve(
 ) -> None:
     """Run the dashboard until interrupted."""
     dashboard = Dashboard(bootstrap or settings.bootstrap(), codec_for(settings),
-                          interval_seconds=interval_seconds)  # fmt: skip
+                          interval_seconds=interval_seconds, settings=settings)  # fmt: skip
     web.run_app(make_app(dashboard), host=host, port=port, print=None, handle_signals=True)
 
 

@@ -25,6 +25,7 @@ from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import CycleReport
 from clearing_core.errors import ClearingError
+from clearing_core.operations.finality import CycleFinality
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
@@ -39,10 +40,22 @@ from clearing_services.kafka.topics import (
 )
 from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 from clearing_services.netting.scheduler import send_markers
+from clearing_services.operations.chain_audit import audit_rail
+from clearing_services.operations.finality import finality
 from clearing_services.operations.replay import ReplayReport, replay
 from clearing_services.settings import Settings
+from clearing_services.settlement.token_chain import rail_balances
+from clearing_services.settlement.token_setup import (
+    RailSetup,
+    embedded_token_rails,
+    fund,
+    set_up_rail,
+)
 from clearing_services.sources.publish import encode_generated, publish
 
+SHORT_PER_RAIL = 3  # demo participants per token rail that start without funding
+FINALITY_WAIT_SECONDS_MAX = 120.0
+EARLIER_CYCLES_CHECKED = 50  # per currency: an interrupted run's batches settle first
 WORKER_START_SECONDS_MAX = 120.0
 CYCLE_WAIT_SECONDS_MAX = 120.0
 WORKER_STOP_SECONDS_MAX = 60.0  # after SIGTERM, before SIGKILL
@@ -70,6 +83,86 @@ class DemoResult:
     cycles: list[CycleReport] = field(default_factory=list)
     produced: int = 0
     replay: ReplayReport = field(default_factory=ReplayReport)
+    finality: list[CycleFinality] = field(default_factory=list)
+    chain_audit: dict[str, list[str]] = field(default_factory=dict)  # rail -> mismatches
+
+
+def short_participants(refdata: ReferenceData, rail_id: str) -> list[str]:
+    """The demo participants of a token rail that start without funding: the PPA buyers
+    with the most meters (the most likely payers of any cycle), so failures show."""
+    rail = refdata.rails[rail_id]
+    on_rail = {p for p, x in refdata.participants.items() if x.active and
+               any(a.rail_id == rail_id for a in x.accounts)}  # fmt: skip
+    meters: dict[str, int] = {}
+    for contract in refdata.contracts.values():
+        if contract.buyer_id in on_rail and contract.currency == rail.currency:
+            meters[contract.buyer_id] = meters.get(contract.buyer_id, 0) + len(contract.meter_ids)
+    return sorted(meters, key=lambda p: (-meters[p], p))[:SHORT_PER_RAIL]
+
+
+@dataclass
+class ChainRun:
+    """The token rails of a demo run: how they were set up, every account's balance
+    before the first cycle, and the tokens minted since (the audit's terms)."""
+
+    setups: list[RailSetup]
+    before: dict[str, dict[str, int]]
+    minted: dict[str, dict[str, int]] = field(default_factory=dict)
+    audit: dict[str, list[str]] = field(default_factory=dict)  # rail -> mismatches
+
+
+def set_up_chain(settings: Settings, refdata: ReferenceData) -> ChainRun:
+    """Each token rail's contracts on the embedded chain (once), every demo account
+    prefunded, a few short (their payments fail until ``fund_short``)."""
+    rails = embedded_token_rails(refdata)
+    setups = [set_up_rail(settings, refdata, r, short=frozenset(short_participants(refdata, r)))
+              for r in rails]  # fmt: skip
+    return ChainRun(setups, {})
+
+
+def take_balances(settings: Settings, codec: Codec, refdata: ReferenceData, run: ChainRun) -> None:
+    """The audit's starting balances, once whatever an earlier (interrupted) run left
+    unsettled has settled: the audit counts this run's batches only."""
+    wait_for_finality(settings, codec, refdata, None)
+    run.before = {r: rail_balances(settings, refdata, r) for r in embedded_token_rails(refdata)}
+
+
+def fund_short(settings: Settings, refdata: ReferenceData, run: ChainRun) -> dict[str, list[str]]:
+    """Funding arrives for the short participants: their carried payments settle next."""
+    out = {}
+    for rail in embedded_token_rails(refdata):
+        out[rail] = short_participants(refdata, rail)
+        minted = run.minted.setdefault(rail, {})
+        for funding in fund(settings, refdata, rail, out[rail]):
+            minted[funding.account] = minted.get(funding.account, 0) + funding.tokens
+    return out
+
+
+def audit_chain(
+    settings: Settings, codec: Codec, refdata: ReferenceData, run: ChainRun, batch_ids: set[str]
+) -> None:
+    """Balances on chain against the settled instructions of the run's batches."""
+    for rail in embedded_token_rails(refdata):
+        run.audit[rail] = audit_rail(settings, codec, refdata, rail, run.before[rail],
+                                     run.minted.get(rail, {}), batch_ids)  # fmt: skip
+
+
+def wait_for_finality(
+    settings: Settings, codec: Codec, refdata: ReferenceData, cycle_ids: set[str] | None
+) -> list[CycleFinality]:
+    """The finality of the demo's cycles (None: the last cycles of earlier runs) once
+    every token-rail instruction has its final acknowledgement (the bank rails' wait
+    for their banks: ``clearing ack``)."""
+    rails = set(embedded_token_rails(refdata))
+    deadline = time.monotonic() + FINALITY_WAIT_SECONDS_MAX
+    last = EARLIER_CYCLES_CHECKED if cycle_ids is None else len(cycle_ids) + 1
+    while True:
+        found = [c for c in finality(settings.bootstrap(), codec, refdata, None, last)
+                 if cycle_ids is None or c["cycle_id"] in cycle_ids]  # fmt: skip
+        pending = sum(r["pending"] for c in found for r in c["rails"] if r["rail_id"] in rails)
+        if pending == 0 or time.monotonic() > deadline:
+            return found
+        time.sleep(POLL_SECONDS)
 
 
 class CycleWatcher:
@@ -188,10 +281,14 @@ def run_rounds(
     plan: DemoPlan,
     on_report: Callable[[CycleReport], None],
     on_round: Callable[[int, int], None],
+    on_funding: Callable[[dict[str, list[str]]], None],
+    chain: ChainRun,
 ) -> DemoResult:
-    """Produce each round's events, close every currency, wait for its reports."""
+    """Produce each round's events, close every currency, wait for its reports; halfway,
+    funding arrives for the short participants; at the end, the token rails' finality."""
     bootstrap = settings.bootstrap()
     result = DemoResult()
+    take_balances(settings, codec, refdata, chain)
     watcher = CycleWatcher(bootstrap, codec)
 
     def collect(report: CycleReport) -> None:
@@ -218,7 +315,13 @@ def run_rounds(
             ]
             send_markers(bootstrap, codec, markers)
             watcher.wait([m["marker_id"] for m in markers], collect)
+            if round_no == max(1, plan.rounds // 2):
+                on_funding(fund_short(settings, refdata, chain))
     finally:
         watcher.close()
+    result.finality = wait_for_finality(settings, codec, refdata,
+                                        {r["cycle_id"] for r in result.cycles})  # fmt: skip
+    audit_chain(settings, codec, refdata, chain, {b for r in result.cycles for b in r["batch_ids"]})
+    result.chain_audit = chain.audit
     result.replay = replay(bootstrap, codec, refdata, refdata.rails)
     return result

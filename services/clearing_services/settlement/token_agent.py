@@ -71,13 +71,12 @@ class TokenSettlementAgent:
         self.metrics = metrics or Metrics()
         self.faults = faults or Faults({})
         group = GROUP_PREFIX + self.rail_id
-        self.consumer = Consumer(
-            consumer_config(
-                bootstrap,
-                group,
-                **{"session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": HEARTBEAT_MS},
-            )
-        )
+        # Static membership: a restarted agent (same worker id) takes its partition back at
+        # once instead of waiting for the killed one's session to time out.
+        membership: dict[str, str | int | float | bool] = {"session.timeout.ms": SESSION_TIMEOUT_MS,
+                      "heartbeat.interval.ms": HEARTBEAT_MS,
+                      "group.instance.id": f"{group}-{worker_id}"}  # fmt: skip
+        self.consumer = Consumer(consumer_config(bootstrap, group, **membership))
         # Per worker, as the ingest loop's: a restarted agent fences its former self, and
         # an agent that lost the partition is fenced by the group generation (KIP-447).
         transactional = {"transactional.id": f"{group}-{worker_id}"}

@@ -8,6 +8,7 @@ rather than a failed batch later.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,3 +109,43 @@ def chain_addresses(refdata: ReferenceData, rail: Rail) -> dict[str, str]:
     if rail.clearing_house_address is not None:
         out[rail.clearing_house_account] = rail.clearing_house_address
     return out
+
+
+def house_balances(settings: Settings, refdata: ReferenceData) -> list[dict[str, object]]:
+    """The clearing house's token balance on each token rail, read from its chain (for
+    the dashboard); a rail whose chain cannot be read says why instead."""
+    out: list[dict[str, object]] = []
+    for rail in sorted(refdata.rails.values(), key=lambda r: r.rail_id):
+        if rail.export_format is not ExportFormat.TOKEN_BATCH or rail.chain is None:
+            continue
+        row: dict[str, object] = {"rail_id": rail.rail_id, "token": rail.token_symbol,
+                                  "decimals": rail.decimals,
+                                  "address": rail.clearing_house_address}  # fmt: skip
+        try:
+            reader = ChainClient(chain_url(settings, rail, None), os.urandom(32), rail.chain_id)
+            contracts = rail_contracts(reader, rail, settings.chain_home)
+            token = reader.w3.eth.contract(address=reader.w3.to_checksum_address(contracts.token),
+                                           abi=compiled(TOKEN, settings.cache_dir).abi)  # fmt: skip
+            # text: a JSON number loses precision in a browser above 2^53 token units
+            row["balance_units"] = str(
+                token.functions.balanceOf(rail.clearing_house_address).call()
+            )
+            row["block_number"] = int(reader.w3.eth.block_number)
+        except ChainError as exc:  # not deployed, node down: the page says so
+            row["error"] = str(exc)
+        out.append(row)
+    return out
+
+
+def rail_balances(settings: Settings, refdata: ReferenceData, rail_id: str) -> dict[str, int]:
+    """Account id -> token balance of every account on a token rail with an address:
+    its participants and the clearing house."""
+    rail = token_rail(refdata, rail_id)
+    reader = ChainClient(chain_url(settings, rail, None), os.urandom(32), rail.chain_id)
+    contracts = rail_contracts(reader, rail, settings.chain_home)
+    token = reader.contract(contracts.token, compiled(TOKEN, settings.cache_dir))
+    on_rail = {p for p, x in refdata.participants.items()
+               if any(a.rail_id == rail_id for a in x.accounts)}  # fmt: skip
+    addresses = {k: v for k, v in chain_addresses(refdata, rail).items()
+                 if k in on_rail or k == rail.clearing_house_account}  # fmt: skip
+    return {k: int(token.functions.balanceOf(v).call()) for k, v in sorted(addresses.items())}

@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from clearing_core.encoding.jsonrecord import to_json
-from clearing_core.encoding.records import CycleReport, Rejected, SettlementBatch
+from clearing_core.encoding.records import (
+    CycleReport,
+    InstructionStatus,
+    Rejected,
+    SettlementBatch,
+)
+from clearing_core.operations.finality import CycleFinality, FinalityBook
 
 CYCLES_PER_CURRENCY = 50
+FINALITY_CYCLES_SHOWN = 8  # per currency, the most recent
 BATCHES_PER_RAIL = 20
 RATE_WINDOW_SAMPLES = 6
 
@@ -151,8 +158,12 @@ class DashboardState:
     dlq_by_stage: Counter[str] = field(default_factory=Counter)
     offsets: deque[OffsetsSample] = field(default_factory=deque)
     rails: set[str] = field(default_factory=set)
+    finality: FinalityBook = field(default_factory=FinalityBook)
+    ack_timeouts: dict[str, int] = field(default_factory=dict)  # rail -> seconds
+    chain: list[dict[str, Any]] = field(default_factory=list)  # the house's balances on chain
 
     def add_cycle(self, report: CycleReport) -> None:
+        self.finality.add_cycle(report)
         point = cycle_point(report)
         cycles = self.cycles.setdefault(point["currency"], {})
         cycles[point["cycle_seq"]] = point
@@ -160,6 +171,7 @@ class DashboardState:
             del cycles[min(cycles)]
 
     def add_batch(self, batch: SettlementBatch) -> None:
+        self.finality.add_batch(batch)
         row = batch_row(batch)
         kept = self.batches.setdefault(row["rail_id"], deque(maxlen=self.batches_per_rail))
         for i, old in enumerate(kept):
@@ -167,6 +179,9 @@ class DashboardState:
                 kept[i] = row
                 return
         kept.append(row)
+
+    def add_status(self, status: InstructionStatus) -> None:
+        self.finality.add_status(status)
 
     def add_rejected(self, rejected: Rejected) -> None:
         self.dlq[str(rejected["reason_code"])] += 1
@@ -177,8 +192,8 @@ class DashboardState:
         while len(self.offsets) > max(2, self.rate_window):
             self.offsets.popleft()
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything the page draws, as plain JSON."""
+    def snapshot(self, now_ms: int) -> dict[str, Any]:
+        """Everything the page draws, as plain JSON; ``now_ms`` judges what is overdue."""
         last = self.offsets[-1] if self.offsets else None
         rails = sorted(self.rails | set(self.batches))
         return {
@@ -190,8 +205,18 @@ class DashboardState:
             "dlq": dict(sorted(self.dlq.items())),
             "dlq_by_stage": dict(sorted(self.dlq_by_stage.items())),
             "dlq_total": sum(self.dlq.values()),
+            "finality": self._finality(now_ms),
+            "chain": list(self.chain),
             "throughput": {
                 topic: {"rate": rate, "log_end": last.ends[topic] if last else None}
                 for topic, rate in rates(list(self.offsets)).items()
             },
         }
+
+    def _finality(self, now_ms: int) -> list[CycleFinality]:
+        """The most recent cycles per currency with their finality, newest first."""
+        cycles = self.finality.cycles(now_ms, self.ack_timeouts)
+        shown: list[CycleFinality] = []
+        for currency in sorted({c["currency"] for c in cycles}):
+            shown += [c for c in cycles if c["currency"] == currency][-FINALITY_CYCLES_SHOWN:]
+        return sorted(shown, key=lambda c: (c["closed_at_ms"] or 0, c["cycle_id"]), reverse=True)

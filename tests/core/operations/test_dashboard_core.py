@@ -76,7 +76,7 @@ def test_state_is_bounded_and_its_snapshot_is_plain_json() -> None:
     for reason in ("UNKNOWN_CONTRACT", "SELF_PAYMENT", "UNKNOWN_CONTRACT"):
         state.add_rejected({"reason_code": reason, "stage": "validate"})
 
-    snap = state.snapshot()
+    snap = state.snapshot(0)
     assert [p["cycle_seq"] for p in snap["cycles"]["CNH"]] == [3, 4, 5]
     assert [b["batch_id"] for b in snap["batches"]["cnh-stable"]] == [
         "cnh-stable-CNH-00000005", "cnh-stable-CNH-00000004"]  # fmt: skip

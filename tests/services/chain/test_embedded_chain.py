@@ -19,7 +19,13 @@ from clearing_core.refdata.demo_chain import demo_address
 from clearing_core.refdata.models import Rail
 from clearing_services.chain.client import ChainClient, ChainError
 from clearing_services.chain.contracts import SETTLEMENT, TOKEN, compiled
-from clearing_services.chain.deploy import RailContracts, deploy_rail, prefund, rail_contracts
+from clearing_services.chain.deploy import (
+    Funding,
+    RailContracts,
+    deploy_rail,
+    prefund,
+    rail_contracts,
+)
 from clearing_services.chain.local import LocalChain
 from clearing_services.chain.node import dev_key
 from clearing_services.chain.settlement import executed, settle
@@ -45,7 +51,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalChain]:
 def deployed(node: LocalChain) -> RailContracts:
     client = operator(node)
     contracts = deploy_rail(client, RAIL, CACHE, node.home)
-    prefund(client, contracts, CACHE, [("A", FUNDED), ("B", FUNDED), ("POOR", 5)])
+    prefund(client, contracts, CACHE, [Funding("A", FUNDED), Funding("B", FUNDED),
+                                       Funding("POOR", 5)])  # fmt: skip
     return contracts
 
 

@@ -140,9 +140,10 @@ def test_ack_file_sends_acks_that_read_back_equal(
     assert json.loads(result.stdout)["sent"] == 2
     got = sorted(_acks_of(kafka_bootstrap, codec, {batch["batch_id"]}),
                  key=lambda a: a["instruction_id"])  # fmt: skip
+    chain = {"transaction_hash": None, "block_number": None}  # a bank's ack: no chain
     expected = [
-        {**lines[0], "reason_code": None, "reason": None},
-        {**lines[1], "bank_reference": None, "acked_at": "2026-03-01T09:00:00.125Z"},
+        {**lines[0], "reason_code": None, "reason": None, **chain},
+        {**lines[1], "bank_reference": None, "acked_at": "2026-03-01T09:00:00.125Z", **chain},
     ]
     assert [to_json(a) for a in got] == expected
 

@@ -45,6 +45,7 @@ NEEDS_BROKER = {
     "security provision": ["security", "provision", "--json"],
     "demo": ["demo", "--json"],  # starts a broker only when KAFKA_BOOTSTRAP is not set
     "settle": ["settle", "--rail", "cnh-stable"],
+    "cycles": ["cycles", "--json"],
 }
 NO_BROKER = {
     "broker start", "broker stop", "broker status", "broker logs", "broker fetch",

@@ -8,6 +8,7 @@ import time
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata import load_refdata
+from clearing_core.refdata.demo_chain import demo_address
 from clearing_services.kafka.clients import admin_client
 from clearing_services.kafka.refdata import (
     RefdataFollower,
@@ -41,7 +42,8 @@ def test_publish_load_and_follow(
         extra = SOURCE.replace(
             "participants:",
             f"- {{rail_id: {rail}, name: Extra, currency: USD, decimals: 6, model: DIRECT,\n"
-            f"   export_format: TOKEN_BATCH, cycle_seconds: 86400, token_symbol: USDX}}\n"
+            f"   export_format: TOKEN_BATCH, cycle_seconds: 86400, token_symbol: USDX,\n"
+            f"   chain: embedded, clearing_house_address: '{demo_address(rail)}'}}\n"
             "participants:",
         )
         second = load_refdata(extra)

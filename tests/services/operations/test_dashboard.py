@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
+from tests.services.settlement.test_token_settlement import ADDRESS
 from tests.support.brokers import free_port
+from tests.support.chains import deployed
 from tests.support.events import meter_reading, payment
 from tests.support.pipeline import (
     REPO,
     batches,
+    clearing,
     close_cycle,
     decoded,
     env,
@@ -104,6 +107,8 @@ def test_the_page_shows_what_the_topics_hold(
     bootstrap: str, state: Path, codec: SingleObjectCodec, tmp_path: Path
 ) -> None:
     assert Path(CHROMIUM).exists(), "headless Chromium is needed: apt-get install -y chromium"
+    deployed = clearing(bootstrap, state, "settle", "--rail", "cnh-stable", "--deploy")
+    assert deployed.returncode == 0, deployed.stderr  # the token rail settles on chain
     with worker(bootstrap, state):
         send_events(bootstrap, codec, "meter", [
             meter_reading("m-1", 10_000_000),
@@ -133,6 +138,7 @@ def test_the_page_shows_what_the_topics_hold(
             figures = wait_until("the page's figures",
                                  lambda: _rendered(url, tmp_path, report), 90)  # fmt: skip
             snapshot = api(url)
+            house = house_balance(state)
             render(url + "/", tmp_path / "profile-shot", tmp_path / "dashboard.png")
 
     cid = report["cycle_id"]
@@ -159,6 +165,8 @@ def test_the_page_shows_what_the_topics_hold(
     for rail in rails:
         assert f"rail-{rail}" in figures
 
+    check_finality(figures, report, batch_records, house)
+
     lag_rows = {k for k in figures if k.startswith("lag-")}
     for group in ("clearing-ingest", "clearing-netting"):
         assert f"lag-{group}" in lag_rows
@@ -175,8 +183,35 @@ def test_the_page_shows_what_the_topics_hold(
     assert not any(k.startswith("lag-clearing-dashboard-") for k in figures)
 
 
+def check_finality(
+    figures: dict[str, dict[str, str]], report: dict[str, Any],
+    batch_records: dict[str, dict[str, Any]], house: int,
+) -> None:  # fmt: skip
+    """The token rail settled on chain, the bank rail waits for its bank; the house's
+    balance is the chain's."""
+    for batch_id in report["batch_ids"]:
+        batch = batch_records[batch_id]
+        row = f"finality-{report['cycle_id']}-{batch['rail_id']}"
+        count, token = batch["instruction_count"], batch["rail_id"] == "cnh-stable"
+        assert number(figures[f"{row}-settled"]["text"]) == (count if token else 0)
+        assert number(figures[f"{row}-pending"]["text"]) == (0 if token else count)
+        assert figures[f"{row}-state"]["text"] == ("FINAL" if token else "PENDING")
+    assert figures["chain-cnh-stable-balance"]["value"] == str(house)
+    assert figures["chain-cnh-stable-address"]["text"] == ADDRESS["CLEARING_HOUSE"]
+
+
+def house_balance(state: Path) -> int:
+    """The clearing house's CNHT balance, read from the chain directly."""
+    _, _, token = deployed(state)
+    return int(token.functions.balanceOf(ADDRESS["CLEARING_HOUSE"]).call())
+
+
 def _ready(snapshot: dict[str, Any], report: dict[str, Any], groups: set[str]) -> bool:
     seen = {g["group"] for g in snapshot["lag"]["groups"]}
+    token_final = any(
+        r["rail_id"] == "cnh-stable" and r["pending"] == 0 and r["settled"] > 0
+        for c in snapshot["finality"] if c["cycle_id"] == report["cycle_id"] for r in c["rails"]
+    )  # fmt: skip
     cycles = snapshot["cycles"].get(report["currency"], [])
     shown = {b["batch_id"] for rows in snapshot["batches"].values() for b in rows}
     return (
@@ -185,6 +220,8 @@ def _ready(snapshot: dict[str, Any], report: dict[str, Any], groups: set[str]) -
         and set(report["batch_ids"]) <= shown
         and snapshot["dlq_total"] > 0
         and all(t["rate"] is not None for t in snapshot["throughput"].values())
+        and token_final
+        and any("balance_units" in c for c in snapshot["chain"])
     )
 
 

@@ -1,6 +1,7 @@
 """``clearing demo`` end to end on a broker of its own (its default reference data
 must not meet the other tests' data): it runs, every currency closes cycles,
-bad events are counted, and the replay reproduces every batch."""
+bad events are counted, the token rails settle on the embedded chain (failures
+carried and settled once funded), and the replay reproduces every batch."""
 
 from __future__ import annotations
 
@@ -27,3 +28,15 @@ def test_demo_runs_end_to_end_and_replays(bootstrap: str, tmp_path: Path) -> Non
     batch_ids = [b for c in summary["cycles"] for b in c["batch_ids"]]
     assert len(batch_ids) == len(set(batch_ids))
     assert "round 2/2" in done.stderr
+    # token rails reach finality on the embedded chain: a few short payers fail in the
+    # first round, are carried, and settle once funding arrives; no instruction is left
+    for rail in ("cnh-stable", "usd-stable"):
+        figures = summary["rails"][rail]
+        assert (figures["batches"], figures["pending"]) == (2, 0), figures
+        assert figures["settled"] > 0, figures
+        assert figures["failed"] > 0, figures
+        assert figures["carried_minor"] > 0, figures
+    assert "funding arrives on cnh-stable" in done.stderr
+    # the chain agrees with the ledger: every balance moved by its settled instructions
+    assert summary["chain_audit"] == {"cnh-stable": [], "usd-stable": []}
+    assert "chain audit cnh-stable: the balances of" in done.stderr

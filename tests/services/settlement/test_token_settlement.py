@@ -18,17 +18,12 @@ import pytest
 from web3.contract import Contract
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.refdata import load_refdata
 from clearing_core.refdata.demo_chain import demo_address, house_key_name
 from clearing_services.chain.client import ChainClient
-from clearing_services.chain.contracts import TOKEN, compiled
-from clearing_services.chain.deploy import rail_contracts
-from clearing_services.chain.node import dev_key
-from tests.support.chains import CACHE
+from clearing_services.settlement.token_setup import DEMO_FUNDING_MINOR
+from tests.support.chains import deployed as deployed_on
 from tests.support.events import payment
 from tests.support.pipeline import (
-    REFDATA_FILE,
-    chain_port,
     clearing,
     close_cycle,
     decoded,
@@ -68,6 +63,14 @@ def wait_for_acks(bootstrap: str, codec: SingleObjectCodec, batch_id: str, count
     return wait_until(f"{count} acks of {batch_id}", enough)
 
 
+def final_second_cycle(bootstrap: str, state: Path) -> list[dict[str, Any]]:
+    """The CNH cycles as `clearing cycles` lists them, once the second is final."""
+    listed = clearing(bootstrap, state, "cycles", "--currency", "CNH", "--json")
+    assert listed.returncode == 0, listed.stderr
+    cycles: list[dict[str, Any]] = json.loads(listed.stdout)["cycles"]
+    return cycles if len(cycles) == 2 and cycles[1]["final"] else []
+
+
 @pytest.fixture(scope="module")
 def deployed(bootstrap: str, state: Path) -> dict[str, Any]:
     done = clearing(bootstrap, state, "settle", "--rail", RAIL, "--deploy", "--short", LEASECO,
@@ -78,10 +81,8 @@ def deployed(bootstrap: str, state: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chain(state: Path, deployed: dict[str, Any]) -> Chain:
-    client = ChainClient(f"http://127.0.0.1:{chain_port(state)}", dev_key(0).to_bytes())
-    rail = load_refdata(REFDATA_FILE).rails[RAIL]
-    contracts = rail_contracts(client, rail, state / "chain")
-    return Chain(client, client.contract(contracts.token, compiled(TOKEN, CACHE)))
+    client, _, token = deployed_on(state)
+    return Chain(client, token)
 
 
 def test_deploy_prefunds_the_demo_accounts_of_the_rail(deployed: dict[str, Any]) -> None:
@@ -109,7 +110,8 @@ def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
         wait_for_obligation(bootstrap, codec, f"f:{failed['instruction_id']}")
         assert chain.balances()[SOLAR] - before[SOLAR] == 30_000 * UNITS_PER_FEN
         # funding arrives; the carried instruction settles in the next cycle
-        chain.client.transact(chain.token.functions.mint(ADDRESS[LEASECO], 10**12), gas=120_000)
+        funded = clearing(bootstrap, state, "settle", "--rail", RAIL, "--fund", LEASECO)
+        assert funded.returncode == 0, funded.stderr
         process.send_signal(signal.SIGKILL)  # and the worker dies: its restart resumes
     with worker(bootstrap, state):
         wait_for_obligation(bootstrap, codec, f"f:{failed['instruction_id']}")
@@ -118,7 +120,15 @@ def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
     assert [(a["status"], a["reason_code"]) for a in second] == [("SETTLED", None)]
     after = chain.balances()
     assert {w: after[w] - before[w] for w in after} == {
-        SOLAR: 80_000 * UNITS_PER_FEN, LEASECO: 10**12 - 50_000 * UNITS_PER_FEN,
+        SOLAR: 80_000 * UNITS_PER_FEN, LEASECO: (DEMO_FUNDING_MINOR - 50_000) * UNITS_PER_FEN,
         "CLEARING_HOUSE": -30_000 * UNITS_PER_FEN}  # fmt: skip
     # one final ack per instruction, whatever the kill
     assert len(acks(bootstrap, codec, "cnh-stable-CNH-00000001")) == 2
+    first_cycle, second_cycle = wait_until(
+        "cycle 2 final (its ack applied)", lambda: final_second_cycle(bootstrap, state)
+    )
+    finality = {r["rail_id"]: (r["settled"], r["failed"], r["pending"], r["carried_minor"])
+                for r in first_cycle["rails"]}  # fmt: skip
+    assert finality == {"cnh-stable": (1, 1, 0, 50_000), "cnh-cips": (0, 0, 1, 0)}
+    assert [(r["rail_id"], r["settled"]) for r in second_cycle["rails"]] == [("cnh-stable", 1)]
+    assert (first_cycle["final"], second_cycle["final"]) == (False, True)  # CIPS: no bank ack

@@ -202,6 +202,50 @@
     if (!blocks.length) host.appendChild(el("p", { class: "empty" }, "no rails yet"));
   }
 
+  function renderFinality(cycles) {
+    const rows = [];
+    for (const c of cycles) {
+      c.rails.forEach((r, i) => {
+        const id = "finality-" + c.cycle_id + "-" + r.rail_id;
+        const tr = el("tr", { "data-testid": id });
+        tr.appendChild(el("td", {}, i === 0 ? c.cycle_id : ""));
+        tr.appendChild(el("td", {}, r.rail_id));
+        tr.appendChild(num(id + "-settled", r.settled));
+        tr.appendChild(num(id + "-failed", r.failed));
+        tr.appendChild(num(id + "-pending", r.pending));
+        tr.appendChild(num(id + "-carried", r.carried_minor));
+        const state = r.pending === 0 ? "FINAL" : (r.overdue > 0 ? "OVERDUE" : "PENDING");
+        tr.appendChild(badge(state, id + "-state"));
+        rows.push(tr);
+      });
+    }
+    replaceBody(document.getElementById("finality"), rows, 7, "no cycles yet");
+  }
+
+  function units(value, decimals) {
+    const text = BigInt(value).toString().padStart(decimals + 1, "0");
+    const whole = text.slice(0, text.length - decimals);
+    return intFmt.format(BigInt(whole)) + (decimals ? "." + text.slice(-decimals) : "");
+  }
+
+  function renderChain(chain) {
+    const rows = chain.map(r => {
+      const id = "chain-" + r.rail_id;
+      const tr = el("tr", { "data-testid": id });
+      tr.appendChild(el("td", {}, r.rail_id));
+      tr.appendChild(el("td", {}, r.token));
+      tr.appendChild(el("td", { class: "addr", "data-testid": id + "-address", title: r.address }, r.address));
+      if (r.error) {
+        tr.appendChild(el("td", { colspan: 2, class: "empty", "data-testid": id + "-error" }, r.error));
+      } else {
+        tr.appendChild(num(id + "-balance", r.balance_units, units(r.balance_units, r.decimals)));
+        tr.appendChild(num(id + "-block", r.block_number));
+      }
+      return tr;
+    });
+    replaceBody(document.getElementById("chain"), rows, 5, "no token rails");
+  }
+
   async function refresh() {
     try {
       const response = await fetch("/api/state", { cache: "no-store" });
@@ -212,6 +256,8 @@
       renderDlq(s.dlq, s.dlq_total);
       renderLag(s.lag);
       renderBatches(s.batches);
+      renderFinality(s.finality || []);
+      renderChain(s.chain || []);
       const updated = document.getElementById("updated");
       updated.textContent = "updated " + new Date(s.updated_ms).toISOString().replace("T", " ").slice(0, 19) + " UTC";
       updated.setAttribute("data-value", s.updated_ms);
