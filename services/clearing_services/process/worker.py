@@ -117,6 +117,33 @@ def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
                 metrics.lag_records.labels(group, topic).set(lag)
 
 
+OVERDUE_EVERY_SECONDS = 30.0
+
+
+def watch_overdue(
+    index: BatchIndex, holder: RefdataHolder, metrics: Metrics, stop: threading.Event
+) -> None:
+    """Report instructions still PENDING past their rail's ack_timeout_seconds: a gauge
+    per rail, and a warning each time a rail's count changes. Never settled or failed
+    by the clock (DESIGN section 11): a person chases the bank."""
+    said: dict[str, int] = {}
+    while not stop.wait(OVERDUE_EVERY_SECONDS):
+        timeouts = {r: x.ack_timeout_seconds for r, x in holder.get().rails.items()}
+        late = index.overdue(int(time.time() * 1000), timeouts)
+        for rail in sorted(set(late) | set(said)):
+            count = late.get(rail, 0)
+            metrics.overdue.labels(rail).set(count)
+            if count and said.get(rail) != count:
+                _log.warning(
+                    "%s: %d instructions without a final acknowledgement past %d s "
+                    "(OVERDUE in clearing cycles)",
+                    rail,
+                    count,
+                    timeouts[rail],
+                )
+            said[rail] = count
+
+
 def log_cycle(outcome: CycleOutcome) -> None:
     r = outcome.report
     _log.warning(
@@ -183,6 +210,8 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     if "acks" in roles:
         runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)
         process.spawn("batches", runtime.batches.run)
+        index = runtime.batches
+        process.spawn("overdue", lambda stop: watch_overdue(index, holder, process.metrics, stop))
     process.runtime = runtime
     return process
 

@@ -114,6 +114,11 @@ class Metrics:
             "clearing_chain_errors", "Chain errors that ended a settlement agent (unreachable "
             "node, wrong chain or code, reverted or stuck transaction).", ["rail"], registry=r,
         )  # fmt: skip
+        self.overdue = Gauge(
+            "clearing_instructions_overdue", "Instructions without a final acknowledgement "
+            "past their rail's ack_timeout_seconds, per rail (the acks worker's batches).",
+            ["rail"], registry=r,
+        )  # fmt: skip
         self.chain_call_seconds = Histogram(
             "clearing_chain_call_seconds", "From asking the chain to holding a call's outcomes.",
             ["rail"], buckets=CYCLE_BUCKETS_SECONDS, registry=r,

@@ -19,11 +19,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from clearing_core.cycle.acks import AckBatch
+from clearing_core.cycle.acks import FINAL_STATES, AckBatch
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import InstructionState, InstructionStatus, SettlementBatch
 from clearing_core.errors import ClearingError
@@ -45,9 +45,11 @@ class UnreadableRecordError(ClearingError):
 
 
 class AckView(AckBatch):
-    """A batch as the index keeps it: what acknowledgements need, and the state of
-    each instruction acknowledged (instruction id -> state)."""
+    """A batch as the index keeps it: what acknowledgements need, when it was made
+    (for the overdue report), and the state of each instruction acknowledged
+    (instruction id -> state)."""
 
+    created_ms: int
     states: dict[str, InstructionState]
 
 
@@ -64,7 +66,7 @@ def ack_view(batch: SettlementBatch) -> AckView:
              "payee_id": i["payee_id"], "amount_minor": i["amount_minor"]}
             for i in batch["instructions"]
         ],
-        "states": {},
+        "created_ms": int(batch["created_at"].timestamp() * 1000), "states": {},
     }  # fmt: skip
 
 
@@ -97,6 +99,21 @@ class BatchIndex:
         with self._lock:
             batch = self._batches.get(batch_id)
             return None if batch is None else batch["states"].get(instruction_id)
+
+    def overdue(self, now_ms: int, timeouts: Mapping[str, int]) -> dict[str, int]:
+        """Per rail, the instructions of the batches held still without a final state
+        past the rail's ack timeout (seconds): what the operator must chase."""
+        late: dict[str, int] = {}
+        with self._lock:
+            for batch in self._batches.values():
+                timeout = timeouts.get(batch["rail_id"])
+                if timeout is None or now_ms - batch["created_ms"] <= 1000 * timeout:
+                    continue
+                states = batch["states"]
+                waiting = sum(states.get(i["instruction_id"]) not in FINAL_STATES
+                              for i in batch["instructions"])  # fmt: skip
+                late[batch["rail_id"]] = late.get(batch["rail_id"], 0) + waiting
+        return late
 
     def record(self, states: Iterable[InstructionStatus]) -> None:
         """States this worker has just committed (its own writes, before they are read)."""

@@ -112,3 +112,21 @@ def test_the_oldest_batches_go_past_the_instruction_bound(
         index._take([Consumed(codec.encode("SettlementBatch", batch))])  # type: ignore[list-item]
     assert index.get(first["batch_id"]) is None
     assert index.get(second["batch_id"]) == ack_view(second)  # the newest always stays
+
+
+def test_instructions_waiting_past_their_rails_timeout_are_overdue(
+    codec: SingleObjectCodec,
+) -> None:
+    first, second = batches()
+    index = index_of(codec, [first, second])
+    settled = apply_ack(ack(first, first["instructions"][0], "SETTLED"), index.get(
+        first["batch_id"]), None)  # fmt: skip
+    assert isinstance(settled, AckOutcome)
+    assert settled.status is not None
+    index.record([settled.status])
+    created_ms = int(T0.timestamp() * 1000)
+    timeouts = {first["rail_id"]: 600, second["rail_id"]: 3_600}
+    assert index.overdue(created_ms + 600_000, timeouts) == {}  # not yet past 600 s
+    late = index.overdue(created_ms + 601_000, timeouts)
+    assert late == {first["rail_id"]: len(first["instructions"]) - 1}
+    assert index.overdue(created_ms + 3_601_000, {}) == {}  # a rail without a timeout
