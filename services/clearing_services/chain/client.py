@@ -80,7 +80,7 @@ class ChainClient:
         try:
             self.chain_id = int(self.w3.eth.chain_id)
         except (requests.RequestException, Web3Exception, OSError, ValueError) as exc:
-            raise ChainError(f"no JSON-RPC node answers at {url}: {_first_line(exc)}") from None
+            raise ChainError(f"no JSON-RPC node answers at {url}: {first_line(exc)}") from None
         if expected_chain_id is not None and self.chain_id != expected_chain_id:
             raise ChainError(
                 f"{url} is chain {self.chain_id}, the rail expects chain {expected_chain_id}"
@@ -127,7 +127,7 @@ class ChainClient:
         try:
             tx = dict(call.build_transaction(fields))  # type: ignore[arg-type]
         except ContractLogicError as exc:
-            raise ChainError(f"the call would revert: {_first_line(exc)}") from None
+            raise ChainError(f"the call would revert: {first_line(exc)}") from None
         if gas is None:
             tx["gas"] = int(tx["gas"]) * (100 + GAS_MARGIN_PERCENT) // 100
         return self.send(tx, account)
@@ -157,7 +157,7 @@ class ChainClient:
                     return Sent(mined, attempt)
                 raise ChainError(
                     f"the node refused the transaction at nonce {tx['nonce']} of "
-                    f"{account.address}: {_first_line(exc)}"
+                    f"{account.address}: {first_line(exc)}"
                 ) from None
             if self.on_sent is not None:
                 self.on_sent()
@@ -193,6 +193,6 @@ def _bumped(tx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]

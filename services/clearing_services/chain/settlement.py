@@ -9,14 +9,18 @@ every time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from web3.contract import Contract
+from web3.exceptions import Web3Exception
 from web3.types import EventData, FilterParams
 
 from clearing_core.exports.token_calls import Inclusion, Outcome, TokenCall
-from clearing_services.chain.client import ChainClient, ChainError
+from clearing_services.chain.client import ChainClient, ChainError, first_line
 
 # A bound on a settle call's gas, so no estimate is needed: measured about 9,000 per
 # instruction between funded accounts; a first payment to an account writes a new
@@ -42,6 +46,20 @@ class Executed:
 
 def executed(client: ChainClient, settlement: Contract, call: TokenCall) -> Executed | None:
     """The call's outcomes as the chain recorded them, or None if it never ran."""
+    with chain_errors(client):
+        return _executed(client, settlement, call)
+
+
+@contextmanager
+def chain_errors(client: ChainClient) -> Iterator[None]:
+    """A node that does not answer (or answers nonsense) is one ChainError line."""
+    try:
+        yield
+    except (requests.RequestException, Web3Exception, OSError) as exc:
+        raise ChainError(f"the chain at {client.url} failed: {first_line(exc)}") from None
+
+
+def _executed(client: ChainClient, settlement: Contract, call: TokenCall) -> Executed | None:
     block = int(settlement.functions.settled_block(call.key).call())
     if block == 0:
         return None
@@ -76,7 +94,8 @@ def settle(client: ChainClient, settlement: Contract, call: TokenCall) -> Execut
     function = settlement.functions.settle(
         call.key, list(call.payers), list(call.payees), list(call.amounts)
     )
-    sent = client.transact(function, gas=call_gas(len(call.amounts)))
+    with chain_errors(client):
+        sent = client.transact(function, gas=call_gas(len(call.amounts)))
     known = executed(client, settlement, call)
     if known is None:  # reverted, and nobody else recorded it either
         receipt = sent.receipt

@@ -43,6 +43,7 @@ from clearing_services.settlement.token_chain import (
 DEMO_FUNDING_MINOR = 10**10  # 100 million in the currency's units per demo account
 HOUSE_FUNDING_MINOR = 10**11  # the clearing house's own float on the rail
 DEPLOYMENT_POLL_SECONDS = 2.0
+CHAIN_RETRY_SECONDS = 5.0  # after a chain error, before the agent starts again
 _log = logging.getLogger("clearing.settle")
 
 
@@ -142,7 +143,8 @@ def demo_accounts(refdata: ReferenceData, rail: Rail) -> list[tuple[str, int]]:
 class EmbeddedSettler:
     """The settlement agent ``clearing worker all`` runs for one token rail on the
     embedded chain: it waits until the rail's contracts are deployed (``clearing settle
-    --deploy``; its batches wait on their topic meanwhile), then settles."""
+    --deploy``; its batches wait on their topic meanwhile), then settles, starting the
+    chain node again when it is down."""
 
     def __init__(
         self, settings: Settings, codec: Codec, holder: RefdataHolder, metrics: Metrics,
@@ -153,24 +155,25 @@ class EmbeddedSettler:
         self.faults = Faults()
 
     def run(self, stop: threading.Event) -> None:
-        chain = self._connect_when_deployed(stop)
-        if chain is None:
-            return
-        agent = TokenSettlementAgent(
-            self.settings.bootstrap(),
-            self.codec,
-            self.holder.get,
-            chain,
-            self.settings.worker_id,
-            self.metrics,
-            self.faults,
-        )
-        _log.info("%s: settling through %s", self.rail_id, chain.settlement.address)
-        try:
-            agent.run(stop)
-        except ChainError:
-            self.metrics.chain_errors.labels(self.rail_id).inc()
-            raise
+        """Settle until ``stop``. A chain error (the node down, a stuck transaction) is
+        counted and logged, and the agent starts again after a pause, asking the chain
+        first: ingest and netting in the same worker go on meanwhile."""
+        while not stop.is_set():
+            try:
+                chain = self._connect_when_deployed(stop)
+                if chain is None:
+                    return
+                agent = TokenSettlementAgent(self.settings.bootstrap(), self.codec,
+                                             self.holder.get, chain, self.settings.worker_id,
+                                             self.metrics, self.faults)  # fmt: skip
+                _log.info("%s: settling through %s", self.rail_id, chain.settlement.address)
+                agent.run(stop)
+                return
+            except ChainError as exc:
+                self.metrics.chain_errors.labels(self.rail_id).inc()
+                _log.error("%s: %s; settling again in %.0f s", self.rail_id, exc,
+                           CHAIN_RETRY_SECONDS)  # fmt: skip
+                stop.wait(CHAIN_RETRY_SECONDS)
 
     def _connect_when_deployed(self, stop: threading.Event) -> RailChain | None:
         """The rail's chain once its contracts are deployed there; None if stopped first."""
@@ -184,9 +187,6 @@ class EmbeddedSettler:
                     return connect(settings, refdata, self.rail_id, on_sent=on_sent)
                 except NotDeployedError:
                     pass  # recorded on a chain this node's state no longer is
-                except ChainError:
-                    self.metrics.chain_errors.labels(self.rail_id).inc()
-                    raise
             if not said:
                 _log.warning(
                     "%s: no contracts on the embedded chain yet; its batches wait "

@@ -174,3 +174,19 @@ def test_a_fresh_chain_does_not_use_another_chains_deployments(
             rail_contracts(operator(fresh), RAIL, fresh.home)
     finally:
         fresh.stop()
+
+
+def test_a_hub_batch_moves_through_the_house_and_leaves_it_where_the_model_says(
+    node: LocalChain, deployed: RailContracts
+) -> None:
+    """HUB: every net debtor pays the clearing house, which pays every net creditor; the
+    house's own address holds a float and approves the contract like a participant."""
+    client, settlement, token = _contracts(node, deployed)
+    house = demo_address("CLEARING_HOUSE/hub-rail")
+    prefund(client, deployed, CACHE, [Funding("CLEARING_HOUSE/hub-rail", 1_000)])
+    before = {x: token.functions.balanceOf(x).call() for x in (A, B, house)}
+    call = _call("b-hub", (A, house, 700), (house, B, 500), (house, A, 150))
+    done = settle(client, settlement, call)
+    assert all(o.paid for o in done.outcomes)
+    after = {x: token.functions.balanceOf(x).call() for x in (A, B, house)}
+    assert {x: after[x] - before[x] for x in after} == {A: -550, B: 500, house: 50}

@@ -20,13 +20,16 @@ from web3.contract import Contract
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.refdata.demo_chain import demo_address, house_key_name
 from clearing_services.chain.client import ChainClient
+from clearing_services.chain.local import LocalChain
 from clearing_services.settlement.token_setup import DEMO_FUNDING_MINOR
 from tests.support.chains import deployed as deployed_on
 from tests.support.events import payment
 from tests.support.pipeline import (
+    chain_port,
     clearing,
     close_cycle,
     decoded,
+    scrape,
     send_events,
     wait_for_obligation,
     wait_until,
@@ -132,3 +135,24 @@ def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
     assert finality == {"cnh-stable": (1, 1, 0, 50_000), "cnh-cips": (0, 0, 1, 0)}
     assert [(r["rail_id"], r["settled"]) for r in second_cycle["rails"]] == [("cnh-stable", 1)]
     assert (first_cycle["final"], second_cycle["final"]) == (False, True)  # CIPS: no bank ack
+
+
+def test_a_chain_outage_is_counted_and_the_batch_settles_once_it_is_back(
+    bootstrap: str, state: Path, codec: SingleObjectCodec, chain: Chain
+) -> None:
+    """The chain node dies: the worker's agent counts the error and starts again (the
+    node with it, on the embedded chain); ingest and netting never stopped."""
+    with worker(bootstrap, state) as process:
+        for cycle, (event_id, node_up) in enumerate((("t-3", True), ("t-4", False)), start=3):
+            if not node_up:  # the agent is settling: the node dies under it
+                LocalChain(state / "chain", chain_port(state)).stop()
+            paid = payment(event_id, LEASECO, SOLAR, "OM_FEE", 7_000, reference=f"I-{event_id}")
+            send_events(bootstrap, codec, "payment", [paid])
+            wait_for_obligation(bootstrap, codec, f"p:{event_id}")
+            close_cycle(bootstrap, state, "CNH")
+            if node_up:
+                wait_for_acks(bootstrap, codec, f"cnh-stable-CNH-{cycle:08d}", 1)
+        errors = 'clearing_chain_errors_total{rail="cnh-stable"}'
+        wait_until("the chain error counted", lambda: scrape(process.metrics_url).get(errors))
+        fourth = wait_for_acks(bootstrap, codec, "cnh-stable-CNH-00000004", 1)
+    assert [(a["status"], a["reason_code"]) for a in fourth] == [("SETTLED", None)]
