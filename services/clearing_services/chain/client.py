@@ -11,6 +11,7 @@ higher fee), never waited on for ever.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ RPC_TIMEOUT_SECONDS = 30.0
 RECEIPT_WAIT_SECONDS = 30.0  # per attempt; a stuck transaction is then replaced
 RECEIPT_POLL_SECONDS = 0.05
 REPLACEMENTS_MAX = 3  # then the transaction is reported stuck and the agent ends
+NONCE_RETRIES = 3  # a nonce another process of the same key took first
 GAS_MARGIN_PERCENT = 25  # over the node's estimate
 FEE_BUMP_PERCENT = 25  # a replacement pays this much more (nodes require at least 10)
 _log = logging.getLogger("clearing.chain")
@@ -47,6 +49,20 @@ class ChainError(InputError):
     """The chain cannot be used as configured, or a transaction did not go through."""
 
     reason_code = "CHAIN_ERROR"
+
+
+class SenderLocks:
+    """One lock per (node, sender): the agents of one process that sign with one key
+    (the rails of one operator) take nonces one at a time: read the pending count,
+    sign, hand over; else two read the same nonce and the node refuses one."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def of(self, url: str, address: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault((url, address.lower()), threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class ChainClient:
         expected_chain_id: int | None = None,
         on_sent: Callable[[], None] | None = None,
         receipt_wait_seconds: float = RECEIPT_WAIT_SECONDS,
+        senders: SenderLocks | None = None,
     ) -> None:
         """``on_sent``: called after each transaction is handed to the node, before its
         receipt is read (a chaos test's crash point); ``receipt_wait_seconds``: how long
@@ -74,6 +91,7 @@ class ChainClient:
         self.url = url
         self.on_sent = on_sent
         self.receipt_wait_seconds = receipt_wait_seconds
+        self.senders = senders or SenderLocks()
         provider = Web3.HTTPProvider(url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS})
         self.w3 = Web3(provider)
         self.account: LocalAccount = Account.from_key(key)
@@ -120,6 +138,8 @@ class ChainClient:
         """Build ``call``, then ``send`` it. ``gas``: the limit, where the caller knows a
         bound (the node's estimate runs the call many times over: seconds for a batch)."""
         account = signer or self.account
+        # the nonce to build with (an estimate checks it); ``send`` takes the sender's
+        # next one again under its lock, where it counts
         nonce = self.w3.eth.get_transaction_count(account.address, "pending")
         fields: dict[str, Any] = {"from": account.address, "nonce": nonce, "chainId": self.chain_id}
         if gas is not None:
@@ -130,6 +150,7 @@ class ChainClient:
             raise ChainError(f"the call would revert: {first_line(exc)}") from None
         if gas is None:
             tx["gas"] = int(tx["gas"]) * (100 + GAS_MARGIN_PERCENT) // 100
+        del tx["nonce"]
         return self.send(tx, account)
 
     def send_value(self, to: str, wei: int) -> Sent:
@@ -137,40 +158,58 @@ class ChainClient:
         base_fee = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
         tip = int(self.w3.eth.max_priority_fee)
         tx = {"to": Web3.to_checksum_address(to), "value": wei, "gas": 21_000,
-              "nonce": self.w3.eth.get_transaction_count(self.account.address, "pending"),
               "chainId": self.chain_id, "maxFeePerGas": 2 * base_fee + tip,
               "maxPriorityFeePerGas": tip}  # fmt: skip
         return self.send(tx, self.account)
 
     def send(self, tx: dict[str, Any], account: LocalAccount) -> Sent:
-        """Sign, send and wait; a transaction not mined in time is replaced at its nonce
-        with a higher fee up to REPLACEMENTS_MAX times (whichever of them is mined
-        counts), then reported (ChainError)."""
+        """Take the sender's next nonce, sign, send and wait. A transaction not mined in
+        time is replaced at its nonce with a higher fee up to REPLACEMENTS_MAX times
+        (whichever of them is mined counts), then reported (ChainError); a nonce another
+        process took first is taken again, up to NONCE_RETRIES times."""
         sent: list[HexBytes] = []
-        for attempt in range(REPLACEMENTS_MAX + 1):
-            signed = account.sign_transaction(tx)
-            try:
-                sent.append(self.w3.eth.send_raw_transaction(signed.raw_transaction))
-            except (Web3RPCError, ValueError) as exc:  # "nonce too low": an earlier one was mined
+        replacements = retries = 0
+        while True:
+            refused = self._hand_over(tx, account, sent)
+            if refused is not None:
                 mined = self._receipt_of(sent, time.monotonic())
                 if mined is not None:
-                    return Sent(mined, attempt)
-                raise ChainError(
-                    f"the node refused the transaction at nonce {tx['nonce']} of "
-                    f"{account.address}: {first_line(exc)}"
-                ) from None
+                    return Sent(mined, replacements)
+                if sent or "nonce" not in refused.lower() or retries >= NONCE_RETRIES:
+                    raise ChainError(f"the node refused the transaction at nonce {tx['nonce']} "
+                                     f"of {account.address}: {refused}")  # fmt: skip
+                retries += 1
+                del tx["nonce"]  # taken by another sender: the next one
+                continue
             if self.on_sent is not None:
                 self.on_sent()
             receipt = self._receipt_of(sent, time.monotonic() + self.receipt_wait_seconds)
             if receipt is not None:
-                return Sent(receipt, attempt)
+                return Sent(receipt, replacements)
+            if replacements == REPLACEMENTS_MAX:
+                raise ChainError(
+                    f"transaction at nonce {tx['nonce']} of {account.address} not mined after "
+                    f"{REPLACEMENTS_MAX} replacements ({self.url}): the node's pool is stuck"
+                )
             _log.warning("transaction %s (nonce %d) not mined in %.1f s: replacing it",
                          sent[-1].to_0x_hex(), tx["nonce"], self.receipt_wait_seconds)  # fmt: skip
-            tx = _bumped(tx)
-        raise ChainError(
-            f"transaction at nonce {tx['nonce']} of {account.address} not mined after "
-            f"{REPLACEMENTS_MAX} replacements ({self.url}): the node's pool is stuck"
-        )
+            replacements += 1
+            tx.update(_bumped(tx))
+
+    def _hand_over(
+        self, tx: dict[str, Any], account: LocalAccount, sent: list[HexBytes]
+    ) -> str | None:
+        """Sign ``tx`` (with the sender's next nonce if it has none yet) and hand it to
+        the node, under the sender's lock; the node's refusal, if any."""
+        with self.senders.of(self.url, account.address):
+            if "nonce" not in tx:
+                tx["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
+            signed = account.sign_transaction(tx)
+            try:
+                sent.append(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+            except (Web3RPCError, ValueError) as exc:
+                return first_line(exc)
+        return None
 
     def _receipt_of(self, hashes: list[HexBytes], deadline: float) -> TxReceipt | None:
         """The receipt of whichever of ``hashes`` is mined, asked until ``deadline``."""

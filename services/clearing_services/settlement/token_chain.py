@@ -18,7 +18,7 @@ from web3.contract import Contract
 from clearing_core.errors import InputError
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.models import CHAIN_EMBEDDED, ExportFormat, Rail
-from clearing_services.chain.client import ChainClient, ChainError
+from clearing_services.chain.client import ChainClient, ChainError, SenderLocks
 from clearing_services.chain.contracts import SETTLEMENT, TOKEN, compiled
 from clearing_services.chain.deploy import rail_contracts
 from clearing_services.chain.node import dev_key
@@ -81,10 +81,14 @@ def connect(
     rpc_url: str | None = None,
     on_sent: Callable[[], None] | None = None,
     chain_home: Path | None = None,
+    senders: SenderLocks | None = None,
 ) -> RailChain:
+    """The rail's chain, checked; ``senders``: the nonce locks shared by the agents of
+    this process (the rails of one operator sign with one key)."""
     rail = token_rail(refdata, rail_id)
     key = operator_key(settings, rail, rpc_url)
-    client = ChainClient(chain_url(settings, rail, rpc_url), key, rail.chain_id, on_sent)
+    client = ChainClient(chain_url(settings, rail, rpc_url), key, rail.chain_id, on_sent,
+                         senders=senders)  # fmt: skip
     contracts = rail_contracts(client, rail, chain_home or settings.chain_home)
     settlement = client.contract(contracts.settlement, compiled(SETTLEMENT, settings.cache_dir))
     operator = str(settlement.functions.operator().call())

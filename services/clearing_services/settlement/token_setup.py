@@ -15,7 +15,7 @@ from clearing_core.encoding.codec import Codec
 from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.demo_chain import demo_address, house_key_name
 from clearing_core.refdata.models import CHAIN_EMBEDDED, ExportFormat, Rail
-from clearing_services.chain.client import ChainClient, ChainError
+from clearing_services.chain.client import ChainClient, ChainError, SenderLocks
 from clearing_services.chain.contracts import TOKEN, compiled
 from clearing_services.chain.deploy import (
     Funding,
@@ -148,10 +148,10 @@ class EmbeddedSettler:
 
     def __init__(
         self, settings: Settings, codec: Codec, holder: RefdataHolder, metrics: Metrics,
-        rail_id: str,
+        rail_id: str, senders: SenderLocks,
     ) -> None:  # fmt: skip
         self.settings, self.codec, self.holder = settings, codec, holder
-        self.metrics, self.rail_id = metrics, rail_id
+        self.metrics, self.rail_id, self.senders = metrics, rail_id, senders
         self.faults = Faults()
 
     def run(self, stop: threading.Event) -> None:
@@ -184,7 +184,8 @@ class EmbeddedSettler:
                 ensure_embedded_chain(settings, token_rail(refdata, self.rail_id), None)
                 on_sent = functools.partial(self.faults.point, "after_submit")
                 try:
-                    return connect(settings, refdata, self.rail_id, on_sent=on_sent)
+                    return connect(settings, refdata, self.rail_id, on_sent=on_sent,
+                                   senders=self.senders)  # fmt: skip
                 except NotDeployedError:
                     pass  # recorded on a chain this node's state no longer is
             if not said:
@@ -211,6 +212,7 @@ def embedded_token_rails(refdata: ReferenceData) -> list[str]:
 def embedded_settlers(
     settings: Settings, codec: Codec, holder: RefdataHolder, metrics: Metrics
 ) -> list[EmbeddedSettler]:
-    """One per token rail whose chain is ``embedded``."""
+    """One per token rail whose chain is ``embedded``, sharing the operator's nonces."""
+    senders = SenderLocks()
     rails = embedded_token_rails(holder.get())
-    return [EmbeddedSettler(settings, codec, holder, metrics, rail) for rail in rails]
+    return [EmbeddedSettler(settings, codec, holder, metrics, rail, senders) for rail in rails]

@@ -8,6 +8,7 @@ the same calls the settlement agent makes.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from web3.contract import Contract
 from clearing_core.exports.token_calls import TokenCall, call_key
 from clearing_core.refdata.demo_chain import demo_address
 from clearing_core.refdata.models import Rail
-from clearing_services.chain.client import ChainClient, ChainError
+from clearing_services.chain.client import ChainClient, ChainError, SenderLocks
 from clearing_services.chain.contracts import SETTLEMENT, TOKEN, compiled
 from clearing_services.chain.deploy import (
     Funding,
@@ -190,3 +191,30 @@ def test_a_hub_batch_moves_through_the_house_and_leaves_it_where_the_model_says(
     assert all(o.paid for o in done.outcomes)
     after = {x: token.functions.balanceOf(x).call() for x in (A, B, house)}
     assert {x: after[x] - before[x] for x in after} == {A: -550, B: 500, house: 50}
+
+
+def test_two_senders_of_one_key_take_their_nonces_in_turn(node: LocalChain) -> None:
+    """Two rails' agents sign with the operator's key at once: in one process they
+    share the sender's lock; across processes (two clients here) a nonce taken first
+    by the other is taken again. Every transfer is mined, none is refused."""
+    shared = SenderLocks()
+    clients = [ChainClient(node.url, dev_key(2).to_bytes(), senders=shared),
+               ChainClient(node.url, dev_key(2).to_bytes(), senders=shared),
+               ChainClient(node.url, dev_key(2).to_bytes())]  # fmt: skip
+    start = clients[0].w3.eth.get_transaction_count(clients[0].address)
+    errors: list[BaseException] = []
+
+    def send_many(client: ChainClient) -> None:
+        try:
+            for _ in range(8):
+                assert client.send_value(B, 1).receipt["status"] == 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send_many, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert clients[0].w3.eth.get_transaction_count(clients[0].address) == start + 24
