@@ -44,6 +44,9 @@ from clearing_core.exports.documents import (
     iso_text,
     minor_to_decimal,
 )
+from clearing_core.exports.iso_schemas import validate
+
+MESSAGE = "pacs.009.001.08"
 
 
 def document(
@@ -198,11 +201,14 @@ def xml(
         clearing_system=clearing_system,
     )  # fmt: skip
     serializer = XmlSerializer(config=SerializerConfig(indent="  ", encoding="UTF-8"))
-    text = serializer.render(built, ns_map={None: PACS009_NAMESPACE})
-    return text.encode("utf-8")
+    data = serializer.render(built, ns_map={None: PACS009_NAMESPACE}).encode("utf-8")
+    validate(data, MESSAGE)  # against the official XSD: an invalid document is never written
+    return data
 
 
 def parse(data: bytes) -> Document:
-    """Parse pacs.009.001.08 XML strictly (unknown elements or attributes fail)."""
+    """Parse pacs.009.001.08 XML strictly (unknown elements or attributes fail), after
+    validating it against the official XSD."""
+    validate(data, MESSAGE)
     config = ParserConfig(fail_on_unknown_properties=True, fail_on_unknown_attributes=True)
     return XmlParser(config=config).from_bytes(data, Document)
