@@ -97,9 +97,10 @@ def connect(
             f"the settlement contract {contracts.settlement} takes batches from {operator}; "
             f"this agent signs as {client.address}"
         )
-    if str(settlement.functions.token().call()) != contracts.token:
+    token_address = settlement.functions.token().call()
+    if str(token_address) != contracts.token:
         raise ChainError(f"the settlement contract {contracts.settlement} moves another token")
-    token = client.w3.eth.contract(address=settlement.functions.token().call(),
+    token = client.w3.eth.contract(address=token_address,
                                    abi=compiled(TOKEN, settings.cache_dir).abi)  # fmt: skip
     decimals = int(token.functions.decimals().call())
     if decimals != rail.decimals:
