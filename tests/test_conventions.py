@@ -104,9 +104,13 @@ def bare_timeouts(tree: ast.AST) -> list[str]:
 
 
 def oversized(text: str, tree: ast.AST) -> list[str]:
+    """Long modules and functions; a generated module (its docstring says ``do not
+    edit``: one TypedDict per schema) grows with the contract, not with its code."""
     found = []
     lines = len(text.splitlines())
-    if lines > MODULE_LINES_MAX:
+    docstring = ast.get_docstring(tree) if isinstance(tree, ast.Module) else None
+    generated = docstring is not None and "do not edit" in docstring
+    if lines > MODULE_LINES_MAX and not generated:
         found.append(f"module: {lines} lines")
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

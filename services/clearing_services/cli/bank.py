@@ -46,12 +46,12 @@ BATCH_TYPE = "SettlementBatch"
 TAIL_DEFAULT = 10
 
 
-def bank_group() -> str:
-    """A throw-away group id. A bank's principal may only use groups named
-    ``bank-<its id>...`` on a secure broker (docs/security.md)."""
+def bank_group(name: str | None = None) -> str:
+    """A group id: ``name``, else a throw-away one. A bank's principal may only use
+    groups named ``bank-<its id>...`` on a secure broker (docs/security.md)."""
     principal = process_client_security().username
     prefix = f"bank-{principal}" if principal else "clearing-bank"
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return f"{prefix}-{name or uuid.uuid4().hex[:12]}"
 
 
 def _decode_batches(codec: Codec, records: list[Record]) -> list[SettlementBatch]:
@@ -215,7 +215,7 @@ def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | Non
         show(batch)
     if not follow:
         return
-    with _until_signalled() as stop:  # before the hint: a Ctrl-C after it stops cleanly
+    with until_signalled() as stop:  # before the hint: a Ctrl-C after it stops cleanly
         if not as_json:
             err_console.print(f"following {batch_topic(rail)} (Ctrl-C to stop)")
         stream = _follow(where, codec, rail, ends, stop)
@@ -227,7 +227,7 @@ def tail(rail: str, last: int, follow: bool, as_json: bool, bootstrap: str | Non
 
 
 @contextlib.contextmanager
-def _until_signalled() -> Iterator[threading.Event]:
+def until_signalled() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM while the block runs. Why not KeyboardInterrupt:
     raised wherever the main thread happens to be (inside a librdkafka call or a
     generator's cleanup), it could leave ``--follow`` running; a flag read once per

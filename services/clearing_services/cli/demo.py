@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,9 +25,11 @@ from clearing_services.operations.demo import (
     ChainRun,
     DemoPlan,
     DemoResult,
+    bank_rails,
     prepare,
     run_rounds,
     set_up_chain,
+    start_banks,
     start_demo_worker,
     stop_worker,
     wait_for_worker,
@@ -89,19 +92,13 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
     with err_console.status("starting the broker (Kafka jars are fetched once)..."):
         info, started = ensure_broker(cfg)
     err_console.print(f"broker {'started' if started else 'reachable'} at {info.bootstrap}")
-    worker = None
+    processes: list[subprocess.Popen[bytes]] = []
     chain = LocalChain(cfg.chain_home, cfg.chain_port)
     chain_started = False
     try:
         prepare(cfg, codec, refdata)
         chain_started, chain_run = _start_chain(cfg, refdata, chain)
-        log_file = cfg.state_dir / "demo-worker.log"
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        worker = start_demo_worker(cfg, log_file)
-        with err_console.status("starting a worker (ingest and netting loops, acks agent)..."):
-            wait_for_worker(info.bootstrap, worker, log_file)
-        err_console.print(f"worker running (log: {log_file})")
-
+        _start_processes(cfg, info.bootstrap, refdata, processes)
         err_console.print(HEADER, style="bold")
 
         def on_report(report: CycleReport) -> None:
@@ -117,8 +114,8 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
         _print_finality(result)
         _print_audit(chain_run)
     finally:
-        if worker is not None:
-            stop_worker(worker)
+        for process in reversed(processes):  # the banks, then the worker
+            stop_worker(process)
         if chain_started and not keep_broker:
             chain.stop()
         if started and not keep_broker:
@@ -128,6 +125,24 @@ def demo(rounds: int, events_per_round: int, keep_broker: bool, as_json: bool) -
     if as_json:
         emit_json(_summary(result, seconds))
     _report_replay(result.replay, seconds)
+
+
+def _start_processes(
+    cfg: Settings, bootstrap: str, refdata: ReferenceData,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:  # fmt: skip
+    """The worker (once it is in its groups), then a simulated bank per ISO 20022 rail;
+    each in ``processes`` as soon as it runs, for the caller to stop whatever happens."""
+    log_file = cfg.state_dir / "demo-worker.log"
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    worker = start_demo_worker(cfg, log_file)
+    processes.append(worker)
+    with err_console.status("starting a worker (ingest and netting loops, acks agent)..."):
+        wait_for_worker(bootstrap, worker, log_file)
+    err_console.print(f"worker running (log: {log_file})")
+    processes.extend(start_banks(cfg, refdata))
+    err_console.print(f"simulated banks answering {', '.join(bank_rails(refdata))} "
+                      f"(documents: {cfg.state_dir / 'bank'})")  # fmt: skip
 
 
 def _start_chain(cfg: Settings, refdata: ReferenceData, chain: LocalChain) -> tuple[bool, ChainRun]:

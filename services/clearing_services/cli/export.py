@@ -23,7 +23,7 @@ from clearing_services.cli.common import (
     settings,
 )
 from clearing_services.kafka.codecs import codec_for
-from clearing_services.kafka.refdata import NoReferenceDataError, load_refdata_from_topics
+from clearing_services.kafka.refdata import load_rails_from_topics
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,7 @@ def _context(bootstrap: str | None) -> _Context:
     cfg = settings()
     where = bootstrap or cfg.bootstrap()
     codec = codec_for(cfg)
-    try:
-        rails = dict(load_refdata_from_topics(where, codec, bank_group()).rails)
-    except NoReferenceDataError:
-        rails = {}
+    rails = load_rails_from_topics(where, codec, bank_group())
     return _Context(where, codec, rails)
 
 

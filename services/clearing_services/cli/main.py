@@ -15,6 +15,7 @@ import click
 from clearing_core.errors import ClearingError
 from clearing_services.cli.ack import ack
 from clearing_services.cli.bank import batches
+from clearing_services.cli.bank_sim import bank
 from clearing_services.cli.broker import broker, topics
 from clearing_services.cli.chain import chain
 from clearing_services.cli.common import configure_logging, log_level_option, settings
@@ -30,6 +31,7 @@ from clearing_services.cli.produce import produce
 from clearing_services.cli.schemas import schemas
 from clearing_services.cli.security import security
 from clearing_services.cli.settle import settle
+from clearing_services.cli.statement import statement
 from clearing_services.cli.worker import refdata, replay, worker
 from clearing_services.settings import tune_process_environment
 
@@ -58,6 +60,8 @@ cli.add_command(dashboard)
 cli.add_command(batches)
 cli.add_command(export)
 cli.add_command(ack)
+cli.add_command(bank)
+cli.add_command(statement)
 cli.add_command(demo)
 cli.add_command(security)
 cli.add_command(chain)

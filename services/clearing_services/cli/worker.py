@@ -76,7 +76,7 @@ def refdata_publish(file: Path | None, bootstrap: str | None, as_json: bool) -> 
     data = load_refdata(file) if file else load_default_refdata()
     codec = codec_for(cfg, SchemaCatalog.load())
     where = bootstrap or cfg.bootstrap()
-    create_topics(admin_client(where), load_topic_plan().for_rails(data.rails))
+    create_topics(admin_client(where), load_topic_plan().for_rails(data.rails, data.participants))
     count = publish_refdata(where, codec, data, by=cfg.worker_id)
     summary = {"records": count, "digest": data.digest, "participants": len(data.participants),
                "rails": sorted(data.rails), "currencies": sorted(data.currencies)}  # fmt: skip

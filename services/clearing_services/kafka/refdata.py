@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import ValidationError
 
 from clearing_core.encoding.codec import TYPE_BYTES_MAX, Codec, CodecError
 from clearing_core.encoding.records import RefdataVersion
 from clearing_core.errors import ClearingError
 from clearing_core.refdata import RefdataError, ReferenceData
+from clearing_core.refdata.models import Rail
 from clearing_core.refdata.snapshot import REFDATA_TOPICS
 from clearing_core.refdata.versions import VERSIONS_TOPIC, refdata_of_version, version_record
 from clearing_services.kafka.clients import (
@@ -37,6 +39,8 @@ from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS
 PUBLISH_SECONDS_MAX = 60.0
 VERSION_BYTES_MAX = TYPE_BYTES_MAX["RefdataVersion"]
 _log = logging.getLogger("clearing.refdata")
+RAILS_TOPIC = REFDATA_TOPICS[Rail.AVRO_NAME]
+CURRENCIES_TOPIC = REFDATA_TOPICS["clearing.Currency"]
 
 
 class NoReferenceDataError(ClearingError):
@@ -127,6 +131,22 @@ def load_refdata_from_topics(bootstrap: str, codec: Codec, group: str) -> Refere
         return ReferenceData.from_records(rows, version="topics")
     except RefdataError as exc:
         raise NoReferenceDataError(f"the published reference data is invalid: {exc}") from exc
+
+
+def load_rails_from_topics(bootstrap: str, codec: Codec, group: str) -> dict[str, Rail]:
+    """The rails alone: all a bank's principal may read of the reference data (with
+    the currencies), and all it needs to export and answer its batches."""
+    latest: dict[str, Any] = {}
+    for _, key, value in _decoded(codec, read_topic(bootstrap, RAILS_TOPIC, group)):
+        if value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+    try:
+        return {key: Rail.model_validate(dict(value)) for key, value in latest.items()}
+    except ValidationError as exc:
+        first = exc.errors()[0]["msg"]
+        raise NoReferenceDataError(f"{RAILS_TOPIC}: an invalid rail: {first}") from None
 
 
 @dataclass

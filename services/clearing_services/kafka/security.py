@@ -3,11 +3,14 @@
 Who may do what is decided here, from the reference data, and nowhere else:
 
 * every active participant is the SCRAM user ``User:<participant_id>``. It may
-  write (and describe) the three event topics and nothing else: no read anywhere,
-  no other topic, no group. Which events it may *report* is checked at ingest
-  (signed events), not by the broker.
+  write (and describe) the three event topics and read one topic, its own
+  statements (``clearing.statements.<participant_id>``), with groups named
+  ``participant-<participant_id>...``; nothing else. Which events it may *report*
+  is checked at ingest (signed events), not by the broker. Kafka's ACLs name
+  topics, never keys, hence a topic per participant rather than a key prefix.
 * a participant with the role BANK may also read the settlement batches of its
-  own rails, consume with groups named ``bank-<participant_id>...`` and write
+  own rails and the rails and currencies of the reference data (what it exports
+  with), consume with groups named ``bank-<participant_id>...`` and write
   settlement acks. Its rails are the rails of its accounts plus the rails it
   operates (``Rail.operator_bic`` equal to its BIC): an account holder settles
   its own legs there, and the operator of a HUB rail executes every batch of it.
@@ -49,12 +52,20 @@ from confluent_kafka.admin._scram import (
 
 from clearing_core.refdata import ParticipantRole, ReferenceData
 from clearing_services.broker.tls import write_private
-from clearing_services.kafka.topics import ACKS_TOPIC, EVENT_TOPICS, batch_topic
+from clearing_services.kafka.refdata import CURRENCIES_TOPIC, RAILS_TOPIC
+from clearing_services.kafka.topics import (
+    ACKS_TOPIC,
+    EVENT_TOPICS,
+    batch_topic,
+    participant_statement_topic,
+)
 from clearing_services.settings import ClientSecurity
 
 SERVICE_USER = "clearing-service"
 CLUSTER = "kafka-cluster"
 BANK_GROUP_PREFIX = "bank-"
+PARTICIPANT_GROUP_PREFIX = "participant-"
+BANK_REFDATA_TOPICS = (RAILS_TOPIC, CURRENCIES_TOPIC)
 SCRAM_ITERATIONS = 8192
 REQUEST_SECONDS = 30.0
 
@@ -123,11 +134,14 @@ class Principal:
         return f"User:{self.user}"
 
 
-def participant_grants() -> set[Grant]:
+def participant_grants(participant_id: str) -> set[Grant]:
     grants = {Grant("BROKER", CLUSTER, "LITERAL", "IDEMPOTENT_WRITE")}
     for spec in EVENT_TOPICS:
         grants.add(Grant("TOPIC", spec.topic, "LITERAL", "WRITE"))
         grants.add(Grant("TOPIC", spec.topic, "LITERAL", "DESCRIBE"))
+    own = participant_statement_topic(participant_id)  # its statements, no one else's
+    grants |= {Grant("TOPIC", own, "LITERAL", op) for op in ("READ", "DESCRIBE")}
+    grants.add(Grant("GROUP", PARTICIPANT_GROUP_PREFIX + participant_id, "PREFIXED", "READ"))
     return grants
 
 
@@ -136,6 +150,8 @@ def bank_grants(participant_id: str, rails: Iterable[str]) -> set[Grant]:
         Grant("GROUP", BANK_GROUP_PREFIX + participant_id, "PREFIXED", "READ"),
         Grant("TOPIC", ACKS_TOPIC, "LITERAL", "WRITE"),
     }
+    for topic in BANK_REFDATA_TOPICS:  # the rails it exports for, in their currencies
+        grants |= {Grant("TOPIC", topic, "LITERAL", op) for op in ("READ", "DESCRIBE")}
     for rail in rails:
         grants.add(Grant("TOPIC", batch_topic(rail), "LITERAL", "READ"))
         grants.add(Grant("TOPIC", batch_topic(rail), "LITERAL", "DESCRIBE"))
@@ -171,10 +187,11 @@ def plan(refdata: ReferenceData) -> list[Principal]:
             continue
         if ParticipantRole.BANK in participant.roles:
             rails = bank_rails(refdata, pid)
-            grants = participant_grants() | bank_grants(pid, rails)
+            grants = participant_grants(pid) | bank_grants(pid, rails)
             out.append(Principal(pid, "bank", rails, frozenset(grants)))
         else:
-            out.append(Principal(pid, "participant", grants=frozenset(participant_grants())))
+            grants = participant_grants(pid)
+            out.append(Principal(pid, "participant", grants=frozenset(grants)))
     return out
 
 

@@ -15,12 +15,14 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from clearing_core.errors import ClearingError, InputError
+from clearing_services.kafka.clients import admin_client
 from clearing_services.settings import infra_dir
 
 OBLIGATIONS_TOPIC = "clearing.obligations"
 DLQ_TOPIC = "clearing.dlq"
 ACKS_TOPIC = "clearing.settlement.acks"
 POSITIONS_TOPIC = "clearing.positions"
+STATEMENTS_TOPIC = "clearing.statements"
 CYCLES_TOPIC = "clearing.cycles"
 STATUS_TOPIC = "clearing.settlement.status"
 
@@ -53,7 +55,9 @@ def event_topic(alias_or_type: str) -> EventTopic:
 
 
 RAIL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+PARTICIPANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 BATCH_TOPIC_PREFIX = "clearing.settlement.batches."
+STATEMENT_TEMPLATE = STATEMENTS_TOPIC + ".{participant}"
 CREATE_SECONDS_MAX = 30.0
 LEADER_POLL_SECONDS = 0.1  # how often new topics are asked whether they have leaders
 
@@ -75,17 +79,26 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class TopicPlan:
-    """The fixed topics and the per-rail template, as read from the YAML file."""
+    """The fixed topics and the per-rail and per-participant templates, as read from
+    the YAML file."""
 
     topics: tuple[TopicSpec, ...]
     batch_template: TopicSpec
+    statement_template: TopicSpec
 
-    def for_rails(self, rails: Iterable[str]) -> list[TopicSpec]:
-        """The fixed topics plus one settlement-batch topic per rail."""
+    def for_rails(self, rails: Iterable[str], participants: Iterable[str] = ()) -> list[TopicSpec]:
+        """The fixed topics plus one settlement-batch topic per rail and one statement
+        topic per participant."""
         specs = list(self.topics)
         for rail in sorted(set(rails)):
             specs.append(batch_topic_spec(self.batch_template, rail))
-        return specs
+        return specs + self.for_participants(participants)
+
+    def for_participants(self, participants: Iterable[str]) -> list[TopicSpec]:
+        template = self.statement_template
+        return [TopicSpec(participant_statement_topic(p), template.partitions,
+                          template.replication_factor, template.config, template.doc)
+                for p in sorted(set(participants))]  # fmt: skip
 
     def get(self, name: str) -> TopicSpec:
         for spec in self.topics:
@@ -99,6 +112,13 @@ def batch_topic(rail: str) -> str:
     if not RAIL_ID_PATTERN.match(rail):
         raise InputError(f"rail id {rail!r} is not usable in a topic name")
     return BATCH_TOPIC_PREFIX + rail
+
+
+def participant_statement_topic(participant_id: str) -> str:
+    """``clearing.statements.<participant>``: what the participant's principal may read."""
+    if not PARTICIPANT_ID_PATTERN.match(participant_id):
+        raise InputError(f"participant id {participant_id!r} is not usable in a topic name")
+    return STATEMENTS_TOPIC + "." + participant_id
 
 
 def batch_topic_spec(template: TopicSpec, rail: str) -> TopicSpec:
@@ -130,10 +150,12 @@ def load_topic_plan(path: Path | None = None, replication_factor: int | None = N
         defaults["replication_factor"] = replication_factor
     topics = tuple(_spec(n, spec or {}, defaults) for n, spec in raw["topics"].items())
     templates = raw.get("templates", {})
-    template_raw = templates.get(BATCH_TOPIC_PREFIX + "{rail}")
-    if template_raw is None:
-        raise InputError(f"{path}: the template {BATCH_TOPIC_PREFIX}{{rail}} is missing")
-    return TopicPlan(topics, _spec(BATCH_TOPIC_PREFIX + "{rail}", template_raw, defaults))
+    found = {}
+    for name in (BATCH_TOPIC_PREFIX + "{rail}", STATEMENT_TEMPLATE):
+        if templates.get(name) is None:
+            raise InputError(f"{path}: the template {name} is missing")
+        found[name] = _spec(name, templates[name], defaults)
+    return TopicPlan(topics, *found.values())
 
 
 @dataclass(frozen=True)
@@ -196,3 +218,20 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_seconds: flo
         if time.monotonic() > deadline:
             raise ClearingError(f"new topics have no leader after {timeout_seconds:.0f} s: {names}")
         time.sleep(LEADER_POLL_SECONDS)
+
+
+class ParticipantTopics:
+    """The participants' statement topics this process knows exist; the missing ones
+    of a write are created first (a participant added to the reference data after
+    the worker started has none yet)."""
+
+    def __init__(self, bootstrap: str, plan: TopicPlan | None = None) -> None:
+        self._bootstrap = bootstrap
+        self._plan = plan or load_topic_plan()
+        self._known: set[str] = set()
+
+    def ensure(self, participants: Iterable[str]) -> None:
+        missing = set(participants) - self._known
+        if missing:
+            create_topics(admin_client(self._bootstrap), self._plan.for_participants(missing))
+            self._known |= missing

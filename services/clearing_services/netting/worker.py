@@ -37,7 +37,10 @@ from clearing_services.kafka.topics import (
     DLQ_TOPIC,
     OBLIGATIONS_TOPIC,
     POSITIONS_TOPIC,
+    STATEMENTS_TOPIC,
+    ParticipantTopics,
     batch_topic,
+    participant_statement_topic,
 )
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS
 from clearing_services.netting.rejections import count_rejections
@@ -78,6 +81,7 @@ class NettingWorker:
         self.contexts = contexts
         self.fold = LogFold(codec, contexts, self)
         self._versions_recorded: set[str] = set()  # by this process, in a committed close
+        self.statement_topics = ParticipantTopics(bootstrap)
         self._messages: list[Message] = []  # the poll the fold is reading
         self._pending_rejects: list[tuple[bytes, bytes]] = []
         self._close_started = self._rejections_counted = 0.0
@@ -201,10 +205,33 @@ class NettingWorker:
     ) -> None:  # fmt: skip
         """One transaction: batches, positions, report, state, DLQ, offsets; a transaction
         that hangs past twice its timeout ends the process (failure.deadline)."""
+        self.statement_topics.ensure(s["participant_id"] for s in outcome.statements)
         with deadline(
             2 * TRANSACTION_SECONDS_MAX, f"the transaction of {outcome.report['cycle_id']}"
         ):
             self._transact(outcome, track, partition, offset, t0, netted)
+
+    def _outcome_records(self, outcome: CycleOutcome) -> list[tuple[str, bytes, bytes]]:
+        """The batches, the positions, and each statement on the operator's topic and on
+        its participant's own."""
+        encode = self.codec.encode
+        out = []
+        for batch in outcome.batches:
+            topic = batch_topic(batch["rail_id"])
+            out.append((topic, batch["batch_id"].encode(),
+                        encode("SettlementBatch", batch, topic=topic)))  # fmt: skip
+        for position in outcome.positions:
+            key = f"{position['participant_id']}/{position['currency']}"
+            out.append((POSITIONS_TOPIC, key.encode(),
+                        encode("Position", position, topic=POSITIONS_TOPIC)))  # fmt: skip
+        for statement in outcome.statements:
+            participant, cycle_id = statement["participant_id"], statement["cycle_id"]
+            own = participant_statement_topic(participant)
+            for topic, key in ((STATEMENTS_TOPIC, f"{participant}/{cycle_id}"),
+                               (own, f"cycle/{cycle_id}")):  # fmt: skip
+                value = self.codec.encode("ParticipantStatement", statement, topic=topic)
+                out.append((topic, key.encode(), value))
+        return out
 
     def _version_value(self, digest: str) -> bytes:
         """The whole reference-data version a cycle closed with, for replays to find
@@ -225,20 +252,8 @@ class NettingWorker:
 
         self.producer.begin_transaction()
         try:
-            for batch in outcome.batches:
-                topic = batch_topic(batch["rail_id"])
-                produce(
-                    topic,
-                    key=batch["batch_id"].encode(),
-                    value=encode("SettlementBatch", batch, topic=topic),
-                )
-            for position in outcome.positions:
-                key = f"{position['participant_id']}/{position['currency']}".encode()
-                produce(
-                    POSITIONS_TOPIC,
-                    key=key,
-                    value=encode("Position", position, topic=POSITIONS_TOPIC),
-                )
+            for topic, key, value in self._outcome_records(outcome):
+                produce(topic, key=key, value=value)
             for key, value in self._pending_rejects:
                 produce(DLQ_TOPIC, key=key, value=value)
             digest = outcome.report["refdata_digest"]

@@ -26,7 +26,7 @@ from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import CycleReport
 from clearing_core.errors import ClearingError
 from clearing_core.operations.finality import CycleFinality
-from clearing_core.refdata import ReferenceData
+from clearing_core.refdata import ExportFormat, ReferenceData
 from clearing_core.workload.generator import EventGenerator
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
 from clearing_services.kafka.clients import admin_client, consumer_config, watermarks
@@ -55,6 +55,7 @@ from clearing_services.sources.publish import encode_generated, publish
 
 SHORT_PER_RAIL = 3  # demo participants per token rail that start without funding
 FINALITY_WAIT_SECONDS_MAX = 120.0
+BANK_REJECT_RATIO = 0.05  # of the bank rails' instructions: AM04, AC01, ... then carried
 EARLIER_CYCLES_CHECKED = 50  # per currency: an interrupted run's batches settle first
 WORKER_START_SECONDS_MAX = 120.0
 CYCLE_WAIT_SECONDS_MAX = 120.0
@@ -151,9 +152,9 @@ def wait_for_finality(
     settings: Settings, codec: Codec, refdata: ReferenceData, cycle_ids: set[str] | None
 ) -> list[CycleFinality]:
     """The finality of the demo's cycles (None: the last cycles of earlier runs) once
-    every token-rail instruction has its final acknowledgement (the bank rails' wait
-    for their banks: ``clearing ack``)."""
-    rails = set(embedded_token_rails(refdata))
+    every instruction of the token rails and of the simulated banks' rails has its
+    final acknowledgement."""
+    rails = set(embedded_token_rails(refdata)) | set(bank_rails(refdata))
     deadline = time.monotonic() + FINALITY_WAIT_SECONDS_MAX
     last = EARLIER_CYCLES_CHECKED if cycle_ids is None else len(cycle_ids) + 1
     while True:
@@ -225,7 +226,8 @@ def wait_until_ingested(bootstrap: str, timeout_seconds: float = 60.0) -> None:
     time.sleep(COMMIT_GRACE_SECONDS)
 
 
-def start_demo_worker(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
+def _spawn(settings: Settings, args: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+    """A ``clearing`` command of the demo, in the background, its output in ``log_file``."""
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP": settings.bootstrap(),
@@ -234,12 +236,32 @@ def start_demo_worker(settings: Settings, log_file: Path) -> subprocess.Popen[by
     }
     log = log_file.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "clearing_services.cli", "worker", "all"],
+        [sys.executable, "-m", "clearing_services.cli", *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
+
+
+def start_demo_worker(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
+    return _spawn(settings, ["worker", "all"], log_file)
+
+
+def bank_rails(refdata: ReferenceData) -> list[str]:
+    """The ISO 20022 rails: a simulated bank answers each in the demo."""
+    return sorted(r.rail_id for r in refdata.rails.values()
+                  if r.export_format is ExportFormat.ISO20022)  # fmt: skip
+
+
+def start_banks(settings: Settings, refdata: ReferenceData) -> list[subprocess.Popen[bytes]]:
+    """``clearing bank simulate`` per ISO 20022 rail, rejecting a few instructions; their
+    pacs.009 and pacs.002 documents under $CLEARING_STATE_DIR/bank/<rail>."""
+    return [
+        _spawn(settings, ["bank", "simulate", "--rail", rail, "--reject-ratio",
+                          str(BANK_REJECT_RATIO)], settings.state_dir / f"demo-bank-{rail}.log")
+        for rail in bank_rails(refdata)
+    ]  # fmt: skip
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
@@ -253,7 +275,7 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
 
 def prepare(settings: Settings, codec: Codec, refdata: ReferenceData) -> None:
     bootstrap = settings.bootstrap()
-    specs = load_topic_plan().for_rails(refdata.rails)
+    specs = load_topic_plan().for_rails(refdata.rails, refdata.participants)
     create_topics(admin_client(bootstrap), specs)
     publish_refdata(bootstrap, codec, refdata, by="demo")
 

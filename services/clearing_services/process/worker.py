@@ -37,6 +37,7 @@ from clearing_services.kafka.topics import (
     ACKS_TOPIC,
     EVENT_TOPIC_NAMES,
     OBLIGATIONS_TOPIC,
+    ParticipantTopics,
     create_topics,
     load_topic_plan,
 )
@@ -171,7 +172,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     bootstrap = settings.bootstrap()
     refdata = load_refdata_from_topics(bootstrap, codec, group="clearing-refdata-load")
     plan = load_topic_plan()
-    specs = plan.for_rails(refdata.rails)
+    specs = plan.for_rails(refdata.rails, refdata.participants)
     create_topics(admin_client(bootstrap), specs)
     process = WorkerProcess(settings, codec, roles)
     try:
@@ -206,7 +207,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     if "settle" in roles:
         for settler in embedded_settlers(settings, codec, holder, process.metrics):
             process.spawn(f"settle-{settler.rail_id}", settler.run)
-    runtime = Runtime(codec, holder, None, process.metrics)
+    runtime = Runtime(codec, holder, None, ParticipantTopics(bootstrap), process.metrics)
     if "acks" in roles:
         runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)
         process.spawn("batches", runtime.batches.run)

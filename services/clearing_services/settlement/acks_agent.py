@@ -36,7 +36,14 @@ from clearing_core.ingest.records import rejected_record
 from clearing_services.kafka.clients import producer_config
 from clearing_services.kafka.refdata import RefdataHolder
 from clearing_services.kafka.security import faust_credentials
-from clearing_services.kafka.topics import ACKS_TOPIC, DLQ_TOPIC, OBLIGATIONS_TOPIC, STATUS_TOPIC
+from clearing_services.kafka.topics import (
+    ACKS_TOPIC,
+    DLQ_TOPIC,
+    OBLIGATIONS_TOPIC,
+    STATUS_TOPIC,
+    ParticipantTopics,
+    participant_statement_topic,
+)
 from clearing_services.runtime.failure import fatal
 from clearing_services.runtime.metrics import Metrics
 from clearing_services.settings import Settings
@@ -61,6 +68,7 @@ class Runtime:
     codec: Codec
     refdata: RefdataHolder
     batches: BatchIndex | None
+    statement_topics: ParticipantTopics
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -156,6 +164,7 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
     await loop.run_in_executor(None, index.sync)  # states a previous owner committed
     sends: list[Send] = []
     states: dict[str, InstructionStatus] = {}  # instruction id -> state set in this batch
+    parties: set[str] = set()  # whose statement topics get the new states
     for event in raw:
         runtime.metrics.events_in.labels("acks", event.topic).inc()
         decided = await _decide(event, runtime, states)
@@ -168,6 +177,8 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
         sends.extend(_writes(runtime.codec, decided))
         if decided.status is not None:
             states[decided.status["instruction_id"]] = decided.status
+            parties.update(decided.parties)
+    await loop.run_in_executor(None, runtime.statement_topics.ensure, parties)
     await sender.send_all(sends)
     index.record(states.values())
 
@@ -199,8 +210,13 @@ def _writes(codec: Codec, outcome: AckOutcome) -> list[Send]:
         value = codec.encode("Obligation", outcome.obligation, topic=OBLIGATIONS_TOPIC)
         out.append((OBLIGATIONS_TOPIC, str(outcome.obligation["currency"]).encode(), value))
     if outcome.status is not None:
+        instruction_id = str(outcome.status["instruction_id"])
         value = codec.encode("InstructionStatus", outcome.status, topic=STATUS_TOPIC)
-        out.append((STATUS_TOPIC, str(outcome.status["instruction_id"]).encode(), value))
+        out.append((STATUS_TOPIC, instruction_id.encode(), value))
+        for party in outcome.parties:  # the copy its participant may read
+            topic = participant_statement_topic(party)
+            copy = codec.encode("InstructionStatus", outcome.status, topic=topic)
+            out.append((topic, f"instruction/{instruction_id}".encode(), copy))
     return out
 
 

@@ -25,6 +25,7 @@ from clearing_core.encoding.records import InstructionStatus, Obligation, Settle
 
 FAILED_SETTLEMENT_PRIORITY = 100  # settles before anything else when liquidity is short
 FINAL_STATES = frozenset({"SETTLED", "FAILED"})
+HOUSE = "CLEARING_HOUSE"  # the clearing house's rail accounts: no statement of their own
 
 
 class Transition(StrEnum):
@@ -32,16 +33,17 @@ class Transition(StrEnum):
 
     APPLY = "APPLY"  # a new state: record it (and carry a failure)
     REPEAT = "REPEAT"  # the state the instruction is already in: nothing to do
-    CONTRADICTS = "CONTRADICTS"  # another state after a final one: refused
+    STALE = "STALE"  # PENDING after a final state (a late interim report): nothing to do
+    CONTRADICTS = "CONTRADICTS"  # another final state after a final one: refused
 
 
 def transition(current: str | None, status: str) -> Transition:
     """The state machine PENDING -> SETTLED | FAILED, with both final."""
-    if current is None or (current not in FINAL_STATES and status != current):
-        return Transition.APPLY
     if status == current:
         return Transition.REPEAT
-    return Transition.CONTRADICTS
+    if current not in FINAL_STATES:
+        return Transition.APPLY
+    return Transition.STALE if status == "PENDING" else Transition.CONTRADICTS
 
 
 class AckInstruction(TypedDict):
@@ -78,6 +80,7 @@ class AckOutcome:
 
     status: InstructionStatus | None
     obligation: Obligation | None
+    parties: tuple[str, ...] = ()  # whose statements show the instruction (not the house's)
 
 
 def apply_ack(
@@ -90,7 +93,7 @@ def apply_ack(
         return instruction
     assert batch is not None
     step = transition(current, ack["status"])
-    if step is Transition.REPEAT:
+    if step in (Transition.REPEAT, Transition.STALE):
         return AckOutcome(None, None)
     if step is Transition.CONTRADICTS:
         return AckProblem(
@@ -104,7 +107,8 @@ def apply_ack(
         "bank_reference": ack.get("bank_reference"), "acked_at": ack["acked_at"],
     }  # fmt: skip
     carry = failed_obligation(ack, batch, instruction) if ack["status"] == "FAILED" else None
-    return AckOutcome(status, carry)
+    parties = tuple(p for p in (instruction["payer_id"], instruction["payee_id"]) if p != HOUSE)
+    return AckOutcome(status, carry, parties)
 
 
 def _instruction(ack: SettlementAck, batch: AckBatch | None) -> AckInstruction | AckProblem:

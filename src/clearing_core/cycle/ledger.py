@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -31,10 +31,12 @@ from clearing_core.cycle.ledger_columns import (
     combine,
 )
 from clearing_core.cycle.settlement import TreasuryLine, batch_record, settle_by_rail
+from clearing_core.cycle.statements import CycleColumns, close_statements, repeats_of_failures
 from clearing_core.encoding.records import (
     CycleClose,
     CycleReport,
     ObligationSource,
+    ParticipantStatement,
     Position,
     SettlementBatch,
 )
@@ -69,6 +71,7 @@ class CycleOutcome:
     positions: list[Position]
     report: CycleReport
     carried: Carried
+    statements: list[ParticipantStatement] = field(default_factory=list)
 
 
 class CurrencyLedger:
@@ -229,8 +232,13 @@ class CurrencyLedger:
         report["rejected_count"] = rejected_count
         positions = _positions(participants, netted.position_minor, amount, deferred,
                                debtor_idx, creditor_idx, seq, closed_at, ctx)  # fmt: skip
+        statements = close_statements(
+            CycleColumns(participants, debtor_idx, creditor_idx, amount, deferred,
+                         repeats_of_failures(columns, self.carried)),
+            netted.position_minor, batches, ctx=ctx, seq=seq, closed_at=closed_at,
+        )  # fmt: skip
         self._advance(seq, carried, closed_at)
-        return CycleOutcome(seq, batches, positions, report, carried)
+        return CycleOutcome(seq, batches, positions, report, carried, statements)
 
     def _advance(self, seq: int, carried: Carried, closed_at: datetime) -> None:
         self._seen_closed.append(self._seen_open)

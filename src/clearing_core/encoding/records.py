@@ -34,9 +34,10 @@ ParticipantRole: TypeAlias = Literal[
     "BANK",
     "OTHER",
 ]
+StatementDirection: TypeAlias = Literal["DEBIT", "CREDIT"]
 PaymentKind: TypeAlias = Literal["ELECTRICITY_BILL", "OM_FEE", "FINANCE_LEASE_RENT", "TRANSFER"]
 SettlementModel: TypeAlias = Literal["HUB", "DIRECT"]
-AckStatus: TypeAlias = Literal["SETTLED", "FAILED"]
+AckStatus: TypeAlias = Literal["SETTLED", "FAILED", "PENDING"]
 
 
 class ComputeUsage(TypedDict):
@@ -194,6 +195,35 @@ class Participant(TypedDict):
     active: NotRequired[bool]
     public_key: NotRequired[str | None]
     chain_address: NotRequired[str | None]
+
+
+class StatementInstruction(TypedDict):
+    instruction_id: str
+    batch_id: str
+    rail_id: str
+    direction: StatementDirection
+    counterparty_id: str
+    amount_minor: int
+    end_to_end_id: str
+
+
+class ParticipantStatement(TypedDict):
+    participant_id: str
+    currency: str
+    iso_currency: str
+    currency_exponent: int
+    cycle_id: str
+    cycle_seq: int
+    closed_at: datetime
+    rail_id: NotRequired[str | None]
+    obligations_in_count: int
+    obligations_in_minor: int
+    obligations_out_count: int
+    obligations_out_minor: int
+    net_position_minor: int
+    failed_carried_net_minor: int
+    deferred_net_minor: int
+    instructions: list[StatementInstruction]
 
 
 class Payment(TypedDict):

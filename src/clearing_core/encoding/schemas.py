@@ -22,6 +22,7 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 FINGERPRINT_BYTES = 8
 HEADER_BYTES = len(SINGLE_OBJECT_MAGIC) + FINGERPRINT_BYTES
 NAMESPACE = "clearing"
+HISTORY_DIR = "history"  # earlier versions of the contract's schemas, read as writers
 
 
 class SchemaCatalogError(ValueError):
@@ -171,8 +172,13 @@ class SchemaCatalog:
 
     @classmethod
     def load(cls, directory: Path | None = None, writer_dirs: Iterable[Path] = ()) -> SchemaCatalog:
-        current = load_directory(directory or default_schema_dir())
-        writers = [v for d in writer_dirs for v in load_directory(d)]
+        """The schemas of ``directory`` (default: the contract's), and as writers the
+        earlier versions kept in its ``history/``: records already on the topics stay
+        readable after a schema gains a field or a symbol."""
+        base = directory or default_schema_dir()
+        current = load_directory(base)
+        history = [base / HISTORY_DIR] if (base / HISTORY_DIR).is_dir() else []
+        writers = [v for d in [*history, *writer_dirs] for v in load_directory(d)]
         return cls(current, writers)
 
     def with_writers(self, writers: Iterable[SchemaVersion]) -> SchemaCatalog:

@@ -23,7 +23,6 @@ from typing import TypedDict
 from clearing_core.encoding.records import SettlementBatch
 from clearing_core.errors import InputError
 
-PACS009_NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pacs.009.001.08"
 ISO_TEXT_MAX = 35  # Max35Text: MsgId, InstrId, EndToEndId, Prtry
 ISO_AMOUNT_DIGITS_MAX = 18  # ActiveCurrencyAndAmount: totalDigits 18
 ISO_AMOUNT_FRACTION_MAX = 5  # ActiveCurrencyAndAmount: fractionDigits 5

@@ -9,6 +9,7 @@ element. Each schema is loaded once per process (a few hundred milliseconds).
 from __future__ import annotations
 
 from functools import cache
+from itertools import islice
 from pathlib import Path
 
 import xmlschema
@@ -34,7 +35,12 @@ def schema(message: str) -> xmlschema.XMLSchema:
 
 def validate(data: bytes, message: str) -> None:
     """Raise ``ExportError`` naming the element of the first XSD violation of ``data``."""
-    for error in schema(message).iter_errors(data):
+    try:
+        errors = list(islice(schema(message).iter_errors(data), ERRORS_SHOWN))
+    except xmlschema.XMLResourceError as exc:  # not XML at all (or past xmlschema's limits)
+        first = str(exc).splitlines()[0]
+        raise ExportError(f"{message} invalid at the document: {first}") from None
+    for error in errors:
         where = error.path or "the document"
         reason = (error.reason or str(error)).splitlines()[0]
         raise ExportError(f"{message} invalid at {where}: {reason}")

@@ -10,8 +10,7 @@ the commands import this module when they build or parse one, not at start.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import date
 
 from pyiso20022.pacs.pacs_009_001_08 import (
     ActiveCurrencyAndAmount,
@@ -26,25 +25,18 @@ from pyiso20022.pacs.pacs_009_001_08 import (
     SettlementInstruction7,
     SettlementMethod1Code,
 )
-from xsdata.formats.dataclass.parsers import XmlParser
-from xsdata.formats.dataclass.parsers.config import ParserConfig
-from xsdata.formats.dataclass.serializers import XmlSerializer
-from xsdata.formats.dataclass.serializers.config import SerializerConfig
-from xsdata.models.datatype import XmlDate, XmlDateTime
+from xsdata.models.datatype import XmlDate
 
 from clearing_core.encoding.records import SettlementBatch, SettlementInstruction
 from clearing_core.exports.documents import (
     CLEARING_HOUSE,
-    ISO_AMOUNT_DIGITS_MAX,
-    ISO_AMOUNT_FRACTION_MAX,
-    PACS009_NAMESPACE,
     UETR_PATTERN,
     ExportError,
     Identity,
     iso_text,
-    minor_to_decimal,
 )
-from clearing_core.exports.iso_schemas import validate
+from clearing_core.exports.iso_xml import checked_amount, render, utc, xml_time
+from clearing_core.exports.iso_xml import parse as parse_xml
 
 MESSAGE = "pacs.009.001.08"
 
@@ -64,7 +56,7 @@ def document(
         )
     exponent = int(batch["currency_exponent"])
     ccy = str(batch["iso_currency"])
-    created = _utc(batch["created_at"])
+    created = utc(batch["created_at"])
     instructions = list(batch["instructions"])
     total = _checked_total(batch, instructions)
     transactions = [
@@ -74,11 +66,11 @@ def document(
     system = clearing_system or str(batch["rail_id"])
     header = GroupHeader93(
         msg_id=iso_text(str(batch["batch_id"]), "M"),
-        cre_dt_tm=XmlDateTime.from_datetime(created),
+        cre_dt_tm=xml_time(created),
         nb_of_txs=str(len(transactions)),
-        ctrl_sum=_checked_amount(total, exponent, "control sum"),
+        ctrl_sum=checked_amount(total, exponent, "control sum"),
         ttl_intr_bk_sttlm_amt=ActiveCurrencyAndAmount(
-            value=_checked_amount(total, exponent, "control sum"), ccy=ccy
+            value=checked_amount(total, exponent, "control sum"), ccy=ccy
         ),
         intr_bk_sttlm_dt=XmlDate.from_date(created.date()),
         sttlm_inf=SettlementInstruction7(
@@ -117,7 +109,7 @@ def _transaction(
             uetr=str(instruction["uetr"]),
         ),
         intr_bk_sttlm_amt=ActiveCurrencyAndAmount(
-            value=_checked_amount(int(instruction["amount_minor"]), exponent, where), ccy=ccy
+            value=checked_amount(int(instruction["amount_minor"]), exponent, where), ccy=ccy
         ),
         intr_bk_sttlm_dt=XmlDate.from_date(settle_date),
         dbtr=_party(str(instruction["payer_id"]), instruction.get("payer_bic"),
@@ -125,29 +117,6 @@ def _transaction(
         cdtr=_party(str(instruction["payee_id"]), instruction.get("payee_bic"),
                     instruction.get("payee_lei"), house, house_account, where),
     )  # fmt: skip
-
-
-def _utc(value: object) -> datetime:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    raise ExportError(f"created_at {value!r} is not a timestamp")
-
-
-def _checked_amount(amount_minor: int, exponent: int, what: str) -> Decimal:
-    if exponent > ISO_AMOUNT_FRACTION_MAX:
-        raise ExportError(
-            f"currency exponent {exponent} exceeds ISO 20022's {ISO_AMOUNT_FRACTION_MAX} decimals"
-        )
-    if amount_minor < 0:
-        raise ExportError(f"{what}: negative amount {amount_minor}")
-    value = minor_to_decimal(amount_minor, exponent)
-    if len(value.as_tuple().digits) > ISO_AMOUNT_DIGITS_MAX:
-        raise ExportError(f"{what}: {value} has more than {ISO_AMOUNT_DIGITS_MAX} digits")
-    return value
 
 
 def _party(
@@ -200,15 +169,10 @@ def xml(
         batch, clearing_house=clearing_house, clearing_house_account=clearing_house_account,
         clearing_system=clearing_system,
     )  # fmt: skip
-    serializer = XmlSerializer(config=SerializerConfig(indent="  ", encoding="UTF-8"))
-    data = serializer.render(built, ns_map={None: PACS009_NAMESPACE}).encode("utf-8")
-    validate(data, MESSAGE)  # against the official XSD: an invalid document is never written
-    return data
+    return render(built, MESSAGE)  # an invalid document is never written
 
 
 def parse(data: bytes) -> Document:
     """Parse pacs.009.001.08 XML strictly (unknown elements or attributes fail), after
     validating it against the official XSD."""
-    validate(data, MESSAGE)
-    config = ParserConfig(fail_on_unknown_properties=True, fail_on_unknown_attributes=True)
-    return XmlParser(config=config).from_bytes(data, Document)
+    return parse_xml(data, MESSAGE, Document)

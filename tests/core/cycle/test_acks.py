@@ -33,7 +33,8 @@ def ack(b: dict[str, Any], status: str) -> dict[str, Any]:
     ("PENDING", "SETTLED", Transition.APPLY), ("PENDING", "PENDING", Transition.REPEAT),
     ("SETTLED", "SETTLED", Transition.REPEAT), ("FAILED", "FAILED", Transition.REPEAT),
     ("SETTLED", "FAILED", Transition.CONTRADICTS), ("FAILED", "SETTLED", Transition.CONTRADICTS),
-    ("SETTLED", "PENDING", Transition.CONTRADICTS),
+    ("SETTLED", "PENDING", Transition.STALE), ("FAILED", "PENDING", Transition.STALE),
+    (None, "PENDING", Transition.APPLY),
 ])  # fmt: skip
 def test_the_transitions(current: str | None, status: str, expected: Transition) -> None:
     assert transition(current, status) is expected
@@ -67,6 +68,22 @@ def test_a_failure_carries_once_and_a_contradiction_is_refused() -> None:
     assert isinstance(settled, AckOutcome)
     assert settled.obligation is None
     assert isinstance(apply_ack(ack(b, "SETTLED"), b, "FAILED"), AckProblem)
+
+
+def test_a_pending_ack_is_recorded_and_a_late_one_after_a_final_state_changes_nothing() -> None:
+    """A bank's interim report (ACSP, PDNG) is PENDING: recorded, nothing carried; one
+    arriving after the final report (they cross on the wire) is neither applied nor
+    refused as a contradiction."""
+    b = batch()
+    pending = apply_ack(ack(b, "PENDING"), b, None)
+    assert isinstance(pending, AckOutcome)
+    assert pending.status is not None
+    assert (pending.status["status"], pending.obligation) == ("PENDING", None)
+    assert apply_ack(ack(b, "PENDING"), b, "SETTLED") == AckOutcome(None, None)
+    settled = apply_ack(ack(b, "SETTLED"), b, "PENDING")
+    assert isinstance(settled, AckOutcome)
+    assert settled.status is not None
+    assert settled.status["status"] == "SETTLED"
 
 
 def test_an_ack_that_does_not_match_its_batch_is_a_problem() -> None:

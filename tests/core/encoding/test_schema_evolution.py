@@ -329,3 +329,13 @@ def test_a_v2_resend_of_a_v1_event_is_a_duplicate_after_a_restart(
     }  # fmt: skip
     obligations = decoded(bootstrap, V1_ONLY, "clearing.obligations", f"o-{time.time_ns()}")
     assert [o.get("obligation_id") for o in obligations].count("m:dup-m-1") == 1
+
+
+def test_acks_written_before_pending_existed_stay_readable() -> None:
+    """SettlementAck gained the PENDING symbol (issue 18): records on the topic written
+    with the earlier version (schemas/history/) decode into the current one."""
+    earlier = SingleObjectCodec(SchemaCatalog.load(REPO / "schemas/history"))
+    old_bytes = earlier.encode("SettlementAck", sample("SettlementAck"))
+    assert old_bytes[2:10] != v1_of("SettlementAck").fingerprint
+    decoded = V1_ONLY.decode(old_bytes)
+    assert (decoded.name, decoded.record) == ("SettlementAck", sample("SettlementAck"))

@@ -46,6 +46,8 @@ NEEDS_BROKER = {
     "demo": ["demo", "--json"],  # starts a broker only when KAFKA_BOOTSTRAP is not set
     "settle": ["settle", "--rail", "cnh-stable"],
     "cycles": ["cycles", "--json"],
+    "bank simulate": ["bank", "simulate", "--rail", "cnh-cips", "--idle-exit", "1"],
+    "statement": ["statement", "--participant", "BANK-HK-01"],
 }
 NO_BROKER = {
     "broker start", "broker stop", "broker status", "broker logs", "broker fetch",

@@ -17,12 +17,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.errors import InputError
 from clearing_services.broker.secure import read_env_file
 from clearing_services.kafka.clients import consumer_config, producer_config
@@ -236,6 +239,79 @@ def test_bank_reads_only_its_own_rails(
     assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
+def _read_as(
+    secure: SecureBroker, user: str, group: str, topic: str
+) -> tuple[bytes | None, KafkaError | None]:
+    reader = Consumer(consumer_config(secure.bootstrap, group, **secure.props(user), **QUIET))
+    reader.subscribe([topic])
+    return _first(reader)
+
+
+STATEMENT = {
+    "participant_id": "SOLAR-SEC-01", "currency": "CNH", "iso_currency": "CNY",
+    "currency_exponent": 2, "cycle_id": "CNH-00000001", "cycle_seq": 1,
+    "closed_at": datetime(2026, 12, 7, 9, tzinfo=UTC), "rail_id": "cnh-cips",
+    "obligations_in_count": 1, "obligations_in_minor": 125_000, "obligations_out_count": 0,
+    "obligations_out_minor": 0, "net_position_minor": 125_000, "failed_carried_net_minor": 0,
+    "deferred_net_minor": 0, "instructions": [{
+        "instruction_id": "cnh-cips-CNH-00000001-000001", "batch_id": "cnh-cips-CNH-00000001",
+        "rail_id": "cnh-cips", "direction": "CREDIT", "counterparty_id": "CLEARING_HOUSE",
+        "amount_minor": 125_000, "end_to_end_id": "cnh-cips-CNH-00000001-000001"}],
+}  # fmt: skip
+
+
+@pytest.mark.broker
+def test_a_participant_reads_its_own_statements_and_no_one_elses(
+    secure: SecureBroker, provisioned: dict[str, object]
+) -> None:
+    """Kafka's ACLs name topics, not keys: each participant's statements are a topic of
+    its own (clearing.statements.<participant>), the only one it may read."""
+    service = secure.props("clearing-service")
+    admin = AdminClient({"bootstrap.servers": secure.bootstrap, **service, **QUIET})
+    own, other = "clearing.statements.SOLAR-SEC-01", "clearing.statements.DC-SEC-01"
+    for future in admin.create_topics([NewTopic(t, 1, 1) for t in (own, other)]).values():
+        future.result(30)
+    value = SingleObjectCodec(SchemaCatalog.load()).encode("ParticipantStatement", STATEMENT)
+    writer = Producer(producer_config(secure.bootstrap, **service, **QUIET))
+    for topic in (own, other):
+        writer.produce(topic, value, b"cycle/CNH-00000001")
+    assert writer.flush(30) == 0
+    group = f"participant-SOLAR-SEC-01-{uuid.uuid4().hex[:6]}"
+    assert _read_as(secure, "SOLAR-SEC-01", group, own) == (value, None)
+    read, error = _read_as(secure, "SOLAR-SEC-01", group, other)
+    assert read is None
+    assert error is not None
+    assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # and through the CLI, as the participant
+    password = json.loads(secure.credentials.read_text())["principals"]["SOLAR-SEC-01"]["password"]
+    env = {**secure.admin_env, "CLEARING_KAFKA_SASL_USERNAME": "SOLAR-SEC-01",
+           "CLEARING_KAFKA_SASL_PASSWORD": password}  # fmt: skip
+    mine = _clearing("statement", "--participant", "SOLAR-SEC-01", "--format", "json", env=env)
+    assert mine.returncode == 0, mine.stderr
+    (listed,) = json.loads(mine.stdout)["statements"]
+    assert (listed["net_position_minor"], listed["outstanding_minor"]) == (125_000, 125_000)
+    theirs = _clearing("statement", "--participant", "DC-SEC-01", env=env)
+    assert theirs.returncode == 2
+    assert "may not read clearing.statements.DC-SEC-01" in theirs.stderr
+
+
+@pytest.mark.broker
+def test_a_bank_reads_the_rails_of_the_reference_data_and_not_the_participants(
+    secure: SecureBroker, provisioned: dict[str, object]
+) -> None:
+    """What `clearing export` needs as a bank (the rails' operator BICs), no more."""
+    service = secure.props("clearing-service")
+    rails, participants = "clearing.refdata.rails", "clearing.refdata.participants"
+    for topic in (rails, participants):
+        assert _delivery(secure.bootstrap, service, topic) is None
+    group = f"bank-BANK-SEC-A-{uuid.uuid4().hex[:6]}"
+    assert _read_as(secure, "BANK-SEC-A", group, rails)[1] is None
+    value, error = _read_as(secure, "BANK-SEC-A", group, participants)
+    assert value is None
+    assert error is not None
+    assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
 @pytest.mark.broker
 def test_provisioning_twice_changes_nothing(
     secure: SecureBroker, provisioned: dict[str, object]
@@ -249,7 +325,9 @@ def test_provisioning_twice_changes_nothing(
     report = json.loads(again.stdout)
     assert report["changed"] is False
     assert report["users_created"] == report["acls_created"] == report["acls_deleted"] == []
-    assert report["acls_unchanged"] == 11 + 11 + 13 + 7 + 7
+    # service 11; each participant 7 + its statements (read, describe, group) 3; a bank
+    # besides: its group and the acks 2, 2 per rail, the rails' and currencies' refdata 4
+    assert report["acls_unchanged"] == 11 + (10 + 2 + 2 + 4) + (10 + 2 + 4 + 4) + 10 + 10
     assert secure.credentials.read_text() == passwords
 
 

@@ -1,7 +1,8 @@
 """``clearing demo`` end to end on a broker of its own (its default reference data
 must not meet the other tests' data): it runs, every currency closes cycles,
 bad events are counted, the token rails settle on the embedded chain (failures
-carried and settled once funded), and the replay reproduces every batch."""
+carried and settled once funded), simulated banks answer the ISO 20022 rails, and
+the replay reproduces every batch."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from clearing_core.exports.iso_schemas import validate
 from tests.support.pipeline import clearing
 
 pytestmark = pytest.mark.own_broker
@@ -40,3 +42,13 @@ def test_demo_runs_end_to_end_and_replays(bootstrap: str, tmp_path: Path) -> Non
     # the chain agrees with the ledger: every balance moved by its settled instructions
     assert summary["chain_audit"] == {"cnh-stable": [], "usd-stable": []}
     assert "chain audit cnh-stable: the balances of" in done.stderr
+    # the bank rails reach finality too: a simulated bank answers each pacs.009 with a
+    # pacs.002, both kept for a person to open, and both valid against their XSDs
+    for rail in ("cnh-cips", "usd-swift", "hkd-chats"):
+        figures = summary["rails"][rail]
+        assert (figures["pending"], figures["settled"] > 0) == (0, True), figures
+        documents = sorted((tmp_path / "bank" / rail).glob("*.xml"))
+        assert len(documents) == 2 * figures["batches"], rail
+        for path in documents:
+            validate(path.read_bytes(), "pacs.002.001.10" if ".pacs002." in path.name
+                     else "pacs.009.001.08")  # fmt: skip
