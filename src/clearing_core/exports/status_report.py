@@ -47,14 +47,18 @@ class KnownBatches:
 
     by_message_id: dict[str, SettlementBatch] = field(default_factory=dict)
     by_uetr: dict[str, tuple[SettlementBatch, Instruction]] = field(default_factory=dict)
+    # batch id -> the EndToEndId each instruction went out with -> the instruction
+    by_end_to_end: dict[str, dict[str, Instruction]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, batches: Iterable[SettlementBatch]) -> KnownBatches:
         known = cls()
         for batch in batches:
             known.by_message_id[iso_text(str(batch["batch_id"]), "M")] = batch
+            sent = known.by_end_to_end.setdefault(str(batch["batch_id"]), {})
             for instruction in batch["instructions"]:
                 known.by_uetr[str(instruction["uetr"])] = (batch, instruction)
+                sent[iso_text(str(instruction["end_to_end_id"]), "E")] = instruction
         return known
 
 
@@ -152,7 +156,7 @@ def _match(
         batch = _batch(info.orgnl_msg_id, info.orgnl_msg_nm_id, known, f"{where}/OrgnlGrpInf")
     elif len(groups) == 1:
         batch = next(iter(groups.values())).batch
-    by_e2e = _by_end_to_end(tx.orgnl_end_to_end_id, batch, where)
+    by_e2e = _by_end_to_end(tx.orgnl_end_to_end_id, batch, known, where)
     by_uetr = _by_uetr(tx.orgnl_uetr, batch, known, where)
     if by_e2e is None and by_uetr is None:
         raise ExportError(f"{where}: names its transaction by neither OrgnlMsgId + "
@@ -166,13 +170,13 @@ def _match(
 
 
 def _by_end_to_end(
-    end_to_end_id: str | None, batch: SettlementBatch | None, where: str
+    end_to_end_id: str | None, batch: SettlementBatch | None, known: KnownBatches, where: str
 ) -> tuple[SettlementBatch, Instruction] | None:
     if end_to_end_id is None or batch is None:
         return None
-    for instruction in batch["instructions"]:
-        if iso_text(str(instruction["end_to_end_id"]), "E") == end_to_end_id:
-            return batch, instruction
+    instruction = known.by_end_to_end[str(batch["batch_id"])].get(end_to_end_id)
+    if instruction is not None:
+        return batch, instruction
     raise ExportError(f"{where}/OrgnlEndToEndId: {end_to_end_id!r} is not a transaction of "
                       f"{batch['batch_id']}")  # fmt: skip
 

@@ -157,6 +157,9 @@ def test_a_report_that_does_not_match_is_refused_whole(data: bytes, message: str
     (report(tx(E2E[1], "ACSC", amount="-0.99")), "IntrBkSttlmAmt"),
     (report(tx(E2E[0], "ACSC")).replace(b"<MsgId>STS-20260301-0001</MsgId>", b""), "GrpHdr"),
     (b"<Document>not a report", "pacs.002.001.10 invalid at"),
+    (report(tx(E2E[0], "ACSC")).replace(b"<MsgId>STS-20260301-0001</MsgId>", b"<MsgId>&x;</MsgId>")
+     .replace(b"<Document", b'<!DOCTYPE Document [<!ENTITY x SYSTEM "file:///etc/hostname">]>'
+              b"<Document", 1), "pacs.002.001.10 invalid"),  # an external entity: never read
 ])  # fmt: skip
 def test_a_malformed_report_is_one_line_naming_the_element(data: bytes, message: str) -> None:
     with pytest.raises(ExportError) as refused:

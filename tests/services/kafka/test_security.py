@@ -32,6 +32,7 @@ from clearing_services.kafka.clients import consumer_config, producer_config
 from clearing_services.kafka.security import faust_credentials
 from clearing_services.settings import ClientSecurity, load_client_security, load_settings
 from tests.conftest import REPO
+from tests.core.exports.test_exports import make_batch
 from tests.support.brokers import free_port
 
 CLEARING = [sys.executable, "-m", "clearing_services.cli"]
@@ -39,6 +40,7 @@ REFDATA = REPO / "tests" / "data" / "security-refdata.yaml"
 METER = "clearing.events.meter"
 OWN_RAIL = "clearing.settlement.batches.usd-swift"  # BANK-SEC-A's
 OTHER_RAIL = "clearing.settlement.batches.cnh-cips"  # BANK-SEC-B's
+BATCHES_HKD = "clearing.settlement.batches.hkd-chats"  # BANK-SEC-B operates it
 QUIET = {"log_level": 0}
 
 
@@ -81,7 +83,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
             Path(admin_env["CLEARING_KAFKA_CA_FILE"]),
         )  # fmt: skip
         topics = _clearing("topics", "create", "--rail", "usd-swift", "--rail", "cnh-cips",
-                           "--json", env=admin_env)  # fmt: skip
+                           "--rail", "hkd-chats", "--json", env=admin_env)  # fmt: skip
         assert topics.returncode == 0, topics.stderr
         yield broker
     finally:
@@ -299,17 +301,31 @@ def test_a_participant_reads_its_own_statements_and_no_one_elses(
 def test_a_bank_reads_the_rails_of_the_reference_data_and_not_the_participants(
     secure: SecureBroker, provisioned: dict[str, object]
 ) -> None:
-    """What `clearing export` needs as a bank (the rails' operator BICs), no more."""
-    service = secure.props("clearing-service")
+    """What `clearing export` needs as a bank (the rails' operator BICs), no more: BANK-SEC-B
+    operates hkd-chats, and its export names the rail's operator from the reference data."""
+    published = _clearing("refdata", "publish", str(REFDATA), env=secure.admin_env)
+    assert published.returncode == 0, published.stderr
+    group = f"bank-BANK-SEC-B-{uuid.uuid4().hex[:6]}"
     rails, participants = "clearing.refdata.rails", "clearing.refdata.participants"
-    for topic in (rails, participants):
-        assert _delivery(secure.bootstrap, service, topic) is None
-    group = f"bank-BANK-SEC-A-{uuid.uuid4().hex[:6]}"
-    assert _read_as(secure, "BANK-SEC-A", group, rails)[1] is None
-    value, error = _read_as(secure, "BANK-SEC-A", group, participants)
+    assert _read_as(secure, "BANK-SEC-B", group, rails)[1] is None
+    value, error = _read_as(secure, "BANK-SEC-B", group, participants)
     assert value is None
     assert error is not None
     assert error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    batch = make_batch("hkd-chats", "HKD", "HKD", 2, 2, [
+        ("DC-SEC-01", "CLEARING_HOUSE", 50_000, "DDDDUS33", None)])  # fmt: skip
+    codec = SingleObjectCodec(SchemaCatalog.load())
+    writer = Producer(
+        producer_config(secure.bootstrap, **secure.props("clearing-service"), **QUIET)
+    )
+    writer.produce(BATCHES_HKD, codec.encode("SettlementBatch", batch), batch["batch_id"].encode())
+    assert writer.flush(30) == 0
+    password = json.loads(secure.credentials.read_text())["principals"]["BANK-SEC-B"]["password"]
+    env = {**secure.admin_env, "CLEARING_KAFKA_SASL_USERNAME": "BANK-SEC-B",
+           "CLEARING_KAFKA_SASL_PASSWORD": password}  # fmt: skip
+    exported = _clearing("export", "iso20022", batch["batch_id"], env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert "<BICFI>BBBBHKHH</BICFI>" in exported.stdout  # the operator, from the rails
 
 
 @pytest.mark.broker
