@@ -235,7 +235,7 @@ class CurrencyLedger:
         statements = close_statements(
             CycleColumns(participants, debtor_idx, creditor_idx, amount, deferred,
                          repeats_of_failures(columns, self.carried)),
-            netted.position_minor, batches, ctx=ctx, seq=seq, closed_at=closed_at,
+            positions, batches, ctx=ctx, seq=seq, closed_at=closed_at,
         )  # fmt: skip
         self._advance(seq, carried, closed_at)
         return CycleOutcome(seq, batches, positions, report, carried, statements)

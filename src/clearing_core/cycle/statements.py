@@ -31,6 +31,7 @@ from clearing_core.cycle.context import CycleContext
 from clearing_core.cycle.ledger_columns import FAILED_SETTLEMENT, Carried, Columns
 from clearing_core.encoding.records import (
     ParticipantStatement,
+    Position,
     SettlementBatch,
     StatementDirection,
     StatementInstruction,
@@ -70,39 +71,43 @@ def _sums(index: npt.NDArray[np.int32], values: I64, n: int) -> I64:
 
 
 def close_statements(
-    cols: CycleColumns, position: I64, batches: Sequence[SettlementBatch], *,
+    cols: CycleColumns, positions: Sequence[Position], batches: Sequence[SettlementBatch], *,
     ctx: CycleContext, seq: int, closed_at: datetime,
 ) -> list[ParticipantStatement]:  # fmt: skip
     """One statement per participant of the cycle, checked: its instructions must
-    reproduce its net position."""
+    reproduce its net position. ``positions`` are the close's, in the order of
+    ``cols.participants``: their sums are not computed twice."""
     n, kept, currency = len(cols.participants), ~cols.deferred, ctx.currency
     d, c, a = cols.debtor_idx, cols.creditor_idx, cols.amount
-    out_minor, in_minor = _sums(d[kept], a[kept], n), _sums(c[kept], a[kept], n)
-    ones = np.ones(len(a), dtype=np.int64)
-    out_count, in_count = _sums(d[kept], ones[kept], n), _sums(c[kept], ones[kept], n)
+    out_count = np.bincount(d, minlength=n) - np.bincount(d[cols.deferred], minlength=n)
+    in_count = np.bincount(c, minlength=n) - np.bincount(c[cols.deferred], minlength=n)
     repeat, owed = kept & cols.failed, cols.deferred & ~cols.failed  # a deferred repeat
     carried = _sums(c[repeat], a[repeat], n) - _sums(d[repeat], a[repeat], n)  # is owed already
     deferred = _sums(c[owed], a[owed], n) - _sums(d[owed], a[owed], n)
     lines = _lines_by_participant(batches)
     statements: list[ParticipantStatement] = []
-    for i, participant in enumerate(cols.participants):
+    for i, (participant, position) in enumerate(zip(cols.participants, positions, strict=True)):
         if participant == HOUSE:
             continue  # a failure the house paid is carried as its obligation: no statement
+        assert position["participant_id"] == participant
         mine = lines.get(participant, [])
         signed = sum(_signed(line) for line in mine)
-        if signed != int(position[i]) or int(in_minor[i] - out_minor[i]) != int(position[i]):
+        if signed != position["net_minor"]:
             raise InvariantError(
                 f"{currency} cycle {seq}: {participant}'s instructions ({signed}) do not "
-                f"reproduce its position ({position[i]})"
+                f"reproduce its position ({position['net_minor']})"
             )
         statements.append({
             "participant_id": participant, "currency": currency,
             "iso_currency": ctx.iso_currency, "currency_exponent": ctx.currency_exponent,
             "cycle_id": ids.cycle_id(currency, seq), "cycle_seq": seq, "closed_at": closed_at,
             "rail_id": ctx.rail_of.get(participant),
-            "obligations_in_count": int(in_count[i]), "obligations_in_minor": int(in_minor[i]),
-            "obligations_out_count": int(out_count[i]), "obligations_out_minor": int(out_minor[i]),
-            "net_position_minor": int(position[i]), "failed_carried_net_minor": int(carried[i]),
+            "obligations_in_count": int(in_count[i]),
+            "obligations_in_minor": position["receivable_minor"],
+            "obligations_out_count": int(out_count[i]),
+            "obligations_out_minor": position["payable_minor"],
+            "net_position_minor": position["net_minor"],
+            "failed_carried_net_minor": int(carried[i]),
             "deferred_net_minor": int(deferred[i]), "instructions": mine,
         })  # fmt: skip
     return statements
