@@ -40,7 +40,7 @@ from clearing_services.kafka.topics import (
 )
 from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 from clearing_services.netting.scheduler import send_markers
-from clearing_services.operations.chain_audit import audit_rail
+from clearing_services.operations.chain_audit import audit_rail, rail_batch_ids
 from clearing_services.operations.finality import finality
 from clearing_services.operations.replay import ReplayReport, replay
 from clearing_services.settings import Settings
@@ -108,6 +108,7 @@ class ChainRun:
 
     setups: list[RailSetup]
     before: dict[str, dict[str, int]]
+    earlier: dict[str, set[str]] = field(default_factory=dict)  # batches before the run
     minted: dict[str, dict[str, int]] = field(default_factory=dict)
     audit: dict[str, list[str]] = field(default_factory=dict)  # rail -> mismatches
 
@@ -125,7 +126,9 @@ def take_balances(settings: Settings, codec: Codec, refdata: ReferenceData, run:
     """The audit's starting balances, once whatever an earlier (interrupted) run left
     unsettled has settled: the audit counts this run's batches only."""
     wait_for_finality(settings, codec, refdata, None)
-    run.before = {r: rail_balances(settings, refdata, r) for r in embedded_token_rails(refdata)}
+    rails = embedded_token_rails(refdata)
+    run.earlier = {r: rail_batch_ids(settings, codec, r) for r in rails}
+    run.before = {r: rail_balances(settings, refdata, r) for r in rails}
 
 
 def fund_short(settings: Settings, refdata: ReferenceData, run: ChainRun) -> dict[str, list[str]]:
@@ -139,13 +142,13 @@ def fund_short(settings: Settings, refdata: ReferenceData, run: ChainRun) -> dic
     return out
 
 
-def audit_chain(
-    settings: Settings, codec: Codec, refdata: ReferenceData, run: ChainRun, batch_ids: set[str]
-) -> None:
-    """Balances on chain against the settled instructions of the run's batches."""
+def audit_chain(settings: Settings, codec: Codec, refdata: ReferenceData, run: ChainRun) -> None:
+    """Balances on chain against the settled instructions of the run's batches (every
+    batch since the balances were taken: timer closes too)."""
     for rail in embedded_token_rails(refdata):
+        earlier = run.earlier.get(rail, set())
         run.audit[rail] = audit_rail(settings, codec, refdata, rail, run.before[rail],
-                                     run.minted.get(rail, {}), batch_ids)  # fmt: skip
+                                     run.minted.get(rail, {}), earlier)  # fmt: skip
 
 
 def wait_for_finality(
@@ -343,7 +346,7 @@ def run_rounds(
         watcher.close()
     result.finality = wait_for_finality(settings, codec, refdata,
                                         {r["cycle_id"] for r in result.cycles})  # fmt: skip
-    audit_chain(settings, codec, refdata, chain, {b for r in result.cycles for b in r["batch_ids"]})
+    audit_chain(settings, codec, refdata, chain)
     result.chain_audit = chain.audit
     result.replay = replay(bootstrap, codec, refdata, refdata.rails)
     return result
