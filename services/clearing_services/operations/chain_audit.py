@@ -5,9 +5,9 @@ Why it waits for a quiet moment rather than auditing a list of cycles: cycles go
 closing while the audit reads (the scheduler closes a currency on its timer, and
 the failures the banks carried from the last cycle are netted in the next), and a
 batch the chain executed but the audit did not count would show as a mismatch. So
-the audit takes every batch of the rail since the run began, waits until each of
-their instructions has its final acknowledgement, reads the balances, and accepts
-the reading only if no batch appeared or changed meanwhile.
+the audit reads the balances twice, at the start and at the end, each time at a
+quiet moment (every instruction of the rail acknowledged, no batch appearing
+while the balances are read), and counts every batch between the two readings.
 """
 
 from __future__ import annotations
@@ -27,11 +27,6 @@ from clearing_services.settlement.token_chain import rail_balances
 
 QUIET_WAIT_SECONDS_MAX = 120.0
 QUIET_POLL_SECONDS = 1.0
-
-
-def rail_batch_ids(settings: Settings, codec: Codec, rail_id: str) -> set[str]:
-    """Every batch id on the rail's topic now."""
-    return {b["batch_id"] for b in _batches(settings, codec, rail_id, ())}
 
 
 def _batches(
@@ -67,22 +62,37 @@ def _snapshot(
     return batches, states, final
 
 
+def quiet_reading(
+    settings: Settings, codec: Codec, refdata: ReferenceData, rail_id: str,
+    earlier: Iterable[str] = (),
+) -> tuple[list[SettlementBatch], dict[str, str], dict[str, int]] | None:  # fmt: skip
+    """The rail's batches (but ``earlier``), their instructions' states and the
+    balances, read at a moment when every instruction has its final acknowledgement
+    and no batch appears while the balances are read; None if no such moment came
+    in ``QUIET_WAIT_SECONDS_MAX``."""
+    deadline = time.monotonic() + QUIET_WAIT_SECONDS_MAX
+    while True:
+        batches, _, final = _snapshot(settings, codec, rail_id, earlier)
+        if final:
+            balances = rail_balances(settings, refdata, rail_id)
+            again, states, still_final = _snapshot(settings, codec, rail_id, earlier)
+            if still_final and len(again) == len(batches):
+                return again, states, balances
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(QUIET_POLL_SECONDS)
+
+
 def audit_rail(
     settings: Settings, codec: Codec, refdata: ReferenceData, rail_id: str,
     before: Mapping[str, int], minted: Mapping[str, int], earlier: Iterable[str],
 ) -> list[str]:  # fmt: skip
     """The accounts of ``rail_id`` whose balance moved otherwise than the SETTLED
     instructions of the batches since ``before`` was read (every batch but those in
-    ``earlier``) and the tokens ``minted`` to them."""
-    deadline = time.monotonic() + QUIET_WAIT_SECONDS_MAX
-    while True:
-        batches, _, final = _snapshot(settings, codec, rail_id, earlier)
-        if final:
-            after = rail_balances(settings, refdata, rail_id)
-            again, states, still_final = _snapshot(settings, codec, rail_id, earlier)
-            if still_final and len(again) == len(batches):
-                return mismatches(before, after, settled_moves(again, states), minted)
-        if time.monotonic() > deadline:
-            return [f"{rail_id}: no quiet moment in {QUIET_WAIT_SECONDS_MAX:.0f} s (instructions "
-                    "still unacknowledged): the balances cannot be audited"]  # fmt: skip
-        time.sleep(QUIET_POLL_SECONDS)
+    ``earlier``, read in the same quiet moment) and the tokens ``minted`` to them."""
+    reading = quiet_reading(settings, codec, refdata, rail_id, earlier)
+    if reading is None:
+        return [f"{rail_id}: no quiet moment in {QUIET_WAIT_SECONDS_MAX:.0f} s (instructions "
+                "still unacknowledged): the balances cannot be audited"]  # fmt: skip
+    batches, states, after = reading
+    return mismatches(before, after, settled_moves(batches, states), minted)

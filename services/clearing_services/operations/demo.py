@@ -40,11 +40,10 @@ from clearing_services.kafka.topics import (
 )
 from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 from clearing_services.netting.scheduler import send_markers
-from clearing_services.operations.chain_audit import audit_rail, rail_batch_ids
+from clearing_services.operations.chain_audit import audit_rail, quiet_reading
 from clearing_services.operations.finality import finality
 from clearing_services.operations.replay import ReplayReport, replay
 from clearing_services.settings import Settings
-from clearing_services.settlement.token_chain import rail_balances
 from clearing_services.settlement.token_setup import (
     RailSetup,
     embedded_token_rails,
@@ -126,9 +125,13 @@ def take_balances(settings: Settings, codec: Codec, refdata: ReferenceData, run:
     """The audit's starting balances, once whatever an earlier (interrupted) run left
     unsettled has settled: the audit counts this run's batches only."""
     wait_for_finality(settings, codec, refdata, None)
-    rails = embedded_token_rails(refdata)
-    run.earlier = {r: rail_batch_ids(settings, codec, r) for r in rails}
-    run.before = {r: rail_balances(settings, refdata, r) for r in rails}
+    for rail in embedded_token_rails(refdata):
+        reading = quiet_reading(settings, codec, refdata, rail)
+        if reading is None:
+            raise DemoError(f"{rail}: earlier instructions are still unacknowledged; the "
+                            "chain's balances cannot be taken for the audit")  # fmt: skip
+        batches, _, run.before[rail] = reading
+        run.earlier[rail] = {b["batch_id"] for b in batches}
 
 
 def fund_short(settings: Settings, refdata: ReferenceData, run: ChainRun) -> dict[str, list[str]]:
