@@ -48,7 +48,11 @@ def test_demo_runs_end_to_end_and_replays(bootstrap: str, tmp_path: Path) -> Non
         figures = summary["rails"][rail]
         assert (figures["pending"], figures["settled"] > 0) == (0, True), figures
         documents = sorted((tmp_path / "bank" / rail).glob("*.xml"))
-        assert len(documents) == 2 * figures["batches"], rail
+        received = [p for p in documents if ".pacs009." in p.name]
+        answered = [p for p in documents if ".pacs002." in p.name]
+        # every batch received was answered; the scheduler's timer closes add batches
+        # beyond the demo's own cycles (the carried rejections of the last one)
+        assert len(received) == len(answered) >= figures["batches"], rail
         for path in documents:
             validate(path.read_bytes(), "pacs.002.001.10" if ".pacs002." in path.name
                      else "pacs.009.001.08")  # fmt: skip
