@@ -86,9 +86,13 @@ def worker(
     bootstrap: str, state: Path, role: str = "all", worker_id: str = "w1",
     store: str = "memory://",
 ) -> Iterator[subprocess.Popen[str]]:  # fmt: skip
-    """A real worker process for the duration of the block; its log is kept beside, and
-    its Prometheus endpoint is at ``process.metrics_url``."""
-    log = (state / f"worker-{worker_id}.log").open("w")
+    """A real worker process for the duration of the block; its log is kept beside (each
+    start appended under a line naming the test, so a failure is still in it after the
+    module's next test), and its Prometheus endpoint is at ``process.metrics_url``."""
+    log = (state / f"worker-{worker_id}.log").open("a")
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?")
+    log.write(f"=== worker {role} started at {time.strftime('%H:%M:%S')} by {test}\n")
+    log.flush()
     port = free_port()
     process = subprocess.Popen(
         [*CLEARING, "worker", role],

@@ -11,6 +11,7 @@ higher fee), never waited on for ever.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,8 @@ RPC_TIMEOUT_SECONDS = 30.0
 RECEIPT_WAIT_SECONDS = 30.0  # per attempt; a stuck transaction is then replaced
 RECEIPT_POLL_SECONDS = 0.05
 REPLACEMENTS_MAX = 3  # then the transaction is reported stuck and the agent ends
-NONCE_RETRIES = 3  # a nonce another process of the same key took first
+NONCE_RETRIES = 8  # a nonce another process of the same key took first
+NONCE_BACKOFF_SECONDS = 0.02  # doubled per retry, jittered: the other sender goes first
 GAS_MARGIN_PERCENT = 25  # over the node's estimate
 FEE_BUMP_PERCENT = 25  # a replacement pays this much more (nodes require at least 10)
 _log = logging.getLogger("clearing.chain")
@@ -166,7 +168,9 @@ class ChainClient:
         """Take the sender's next nonce, sign, send and wait. A transaction not mined in
         time is replaced at its nonce with a higher fee up to REPLACEMENTS_MAX times
         (whichever of them is mined counts), then reported (ChainError); a nonce another
-        process took first is taken again, up to NONCE_RETRIES times."""
+        process took first is taken again, up to NONCE_RETRIES times, each after a jittered
+        wait: without it, the other process's next send can take every retry's nonce
+        too, when both send without pause (seen under load)."""
         sent: list[HexBytes] = []
         replacements = retries = 0
         while True:
@@ -179,7 +183,8 @@ class ChainClient:
                     raise ChainError(f"the node refused the transaction at nonce {tx['nonce']} "
                                      f"of {account.address}: {refused}")  # fmt: skip
                 retries += 1
-                del tx["nonce"]  # taken by another sender: the next one
+                del tx["nonce"]  # taken by another sender: the next one, after it
+                time.sleep(random.uniform(0, NONCE_BACKOFF_SECONDS * 2**retries))
                 continue
             if self.on_sent is not None:
                 self.on_sent()

@@ -54,19 +54,26 @@ def bank_group(name: str | None = None) -> str:
     return f"{prefix}-{name or uuid.uuid4().hex[:12]}"
 
 
+def batch_in(codec: Codec, topic: str, value: bytes | None) -> SettlementBatch:
+    """The batch a record of a rail's topic holds; else a CodecError saying what it
+    holds instead (one decoder for the export, the tail and the simulated bank)."""
+    if not value:
+        raise CodecError("no value")
+    decoded = codec.decode(value, topic=topic)
+    if decoded.name != BATCH_TYPE:
+        raise CodecError(f"a {decoded.name}, not a {BATCH_TYPE}")
+    return decoded.as_record(SettlementBatch)
+
+
 def _decode_batches(codec: Codec, records: list[Record]) -> list[SettlementBatch]:
+    """The batches among ``records``; any other record is reported, one line each."""
     out = []
     for record in records:
-        if not record.value:
-            continue
         try:
-            decoded = codec.decode(record.value, topic=record.topic)
+            out.append(batch_in(codec, record.topic, record.value))
         except CodecError as exc:
             err_console.print(f"[yellow]skipped {record.topic}:{record.partition}:"
                               f"{record.offset}: {exc}[/]")  # fmt: skip
-            continue
-        if decoded.name == BATCH_TYPE:
-            out.append(decoded.as_record(SettlementBatch))
     return out
 
 
@@ -127,10 +134,8 @@ def _follow(
                         continue
                     raise KafkaException(error)
                 value = message.value()
-                if not isinstance(value, bytes):
-                    continue
-                record = Record(topic, int(message.partition() or 0),
-                                int(message.offset() or 0), None, value, 0)  # fmt: skip
+                record = Record(topic, int(message.partition() or 0), int(message.offset() or 0),
+                                None, value if isinstance(value, bytes) else b"", 0)  # fmt: skip
                 yield from _decode_batches(codec, [record])
     finally:
         consumer.close()

@@ -29,7 +29,7 @@ from clearing_core.errors import InputError
 from clearing_core.exports.documents import Identity
 from clearing_core.refdata.models import ExportFormat, Rail
 from clearing_services.cli.ack import bank_identities, report_items
-from clearing_services.cli.bank import BATCH_TYPE, bank_group, until_signalled
+from clearing_services.cli.bank import bank_group, batch_in, until_signalled
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -111,19 +111,15 @@ def answer(bank: Bank, batch: SettlementBatch, tally: Tally) -> list[tuple[bytes
 
 def _batch_of(bank: Bank, message: Message, tally: Tally) -> SettlementBatch | None:
     """The batch a record holds; a record that is not one is reported and counted."""
-    where = f"{message.topic()}:{message.partition()}:{message.offset()}"
     value = message.value()
+    topic = str(message.topic())
     try:
-        if not isinstance(value, bytes):
-            raise CodecError("no value")
-        decoded = bank.codec.decode(value, topic=str(message.topic()))
-        if decoded.name != BATCH_TYPE:
-            raise CodecError(f"a {decoded.name}, not a {BATCH_TYPE}")
+        return batch_in(bank.codec, topic, value if isinstance(value, bytes) else b"")
     except CodecError as exc:
         tally.unreadable += 1
+        where = f"{message.topic()}:{message.partition()}:{message.offset()}"
         err_console.print(f"[yellow]{where}: not answered: {exc}[/]")
         return None
-    return decoded.as_record(SettlementBatch)
 
 
 def _rail(rails: Mapping[str, Rail], rail_id: str) -> Rail:

@@ -223,12 +223,16 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_seconds: flo
 class ParticipantTopics:
     """The participants' statement topics this process knows exist; the missing ones
     of a write are created first (a participant added to the reference data after
-    the worker started has none yet)."""
+    the worker started has none yet). One per process, seeded with the participants
+    whose topics the process created at its start: an admin round trip on the path of
+    a close or an acknowledgement only for a participant added since."""
 
-    def __init__(self, bootstrap: str, plan: TopicPlan | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, plan: TopicPlan | None = None, known: Iterable[str] = ()
+    ) -> None:
         self._bootstrap = bootstrap
         self._plan = plan or load_topic_plan()
-        self._known: set[str] = set()
+        self._known: set[str] = set(known)
 
     def ensure(self, participants: Iterable[str]) -> None:
         missing = set(participants) - self._known

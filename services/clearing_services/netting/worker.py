@@ -69,6 +69,7 @@ class NettingWorker:
         on_cycle: Callable[[CycleOutcome], None] | None = None,
         metrics: Metrics | None = None,
         warm_currencies: Sequence[str] = (),
+        statement_topics: ParticipantTopics | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.codec = codec
@@ -81,7 +82,7 @@ class NettingWorker:
         self.contexts = contexts
         self.fold = LogFold(codec, contexts, self)
         self._versions_recorded: set[str] = set()  # by this process, in a committed close
-        self.statement_topics = ParticipantTopics(bootstrap)
+        self.statement_topics = statement_topics or ParticipantTopics(bootstrap)
         self._messages: list[Message] = []  # the poll the fold is reading
         self._pending_rejects: list[tuple[bytes, bytes]] = []
         self._close_started = self._rejections_counted = 0.0

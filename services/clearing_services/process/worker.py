@@ -174,6 +174,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     plan = load_topic_plan()
     specs = plan.for_rails(refdata.rails, refdata.participants)
     create_topics(admin_client(bootstrap), specs)
+    statement_topics = ParticipantTopics(bootstrap, plan, known=refdata.participants)
     process = WorkerProcess(settings, codec, roles)
     try:
         process.metrics.serve(settings.metrics_port)
@@ -189,6 +190,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         process.netting = NettingWorker(
             bootstrap, codec, ContextsInForce(holder.get), settings.worker_id, on_cycle=log_cycle,
             metrics=process.metrics, warm_currencies=sorted(refdata.currencies),
+            statement_topics=statement_topics,
         )  # fmt: skip
         process.spawn("netting", process.netting.run)
         seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}
@@ -207,7 +209,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     if "settle" in roles:
         for settler in embedded_settlers(settings, codec, holder, process.metrics):
             process.spawn(f"settle-{settler.rail_id}", settler.run)
-    runtime = Runtime(codec, holder, None, ParticipantTopics(bootstrap), process.metrics)
+    runtime = Runtime(codec, holder, None, statement_topics, process.metrics)
     if "acks" in roles:
         runtime.batches = BatchIndex(bootstrap, codec, lambda: holder.get().rails)
         process.spawn("batches", runtime.batches.run)

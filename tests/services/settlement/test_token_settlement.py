@@ -120,6 +120,11 @@ def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
         wait_for_obligation(bootstrap, codec, f"f:{failed['instruction_id']}")
         close_cycle(bootstrap, state, "CNH")
         second = wait_for_acks(bootstrap, codec, "cnh-stable-CNH-00000002", 1)
+        # the worker's acks agent applies the ack (an instruction status): wait for it
+        # before the worker stops, or nothing would ever apply it
+        first_cycle, second_cycle = wait_until(
+            "cycle 2 final (its ack applied)", lambda: final_second_cycle(bootstrap, state)
+        )
     assert [(a["status"], a["reason_code"]) for a in second] == [("SETTLED", None)]
     after = chain.balances()
     assert {w: after[w] - before[w] for w in after} == {
@@ -127,9 +132,6 @@ def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
         "CLEARING_HOUSE": -30_000 * UNITS_PER_FEN}  # fmt: skip
     # one final ack per instruction, whatever the kill
     assert len(acks(bootstrap, codec, "cnh-stable-CNH-00000001")) == 2
-    first_cycle, second_cycle = wait_until(
-        "cycle 2 final (its ack applied)", lambda: final_second_cycle(bootstrap, state)
-    )
     finality = {r["rail_id"]: (r["settled"], r["failed"], r["pending"], r["carried_minor"])
                 for r in first_cycle["rails"]}  # fmt: skip
     assert finality == {"cnh-stable": (1, 1, 0, 50_000), "cnh-cips": (0, 0, 1, 0)}
