@@ -10,7 +10,8 @@ set -euo pipefail
 
 # One line per tool: the command the tests run, then the Debian package that has it.
 TOOLS=(
-  "chromium chromium" # tests/services/operations/test_dashboard.py renders the dashboard headless
+  "chromium chromium"   # tests/services/operations/test_dashboard.py renders the dashboard headless
+  "promtool prometheus" # tests/services/operations/test_monitoring.py checks and unit-tests infra/prometheus/alerts.yml
 )
 
 missing=()

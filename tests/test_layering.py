@@ -48,8 +48,8 @@ SERVICE_LEVELS = {
     "netting": 3,
     "settlement": 3,
     "operations": 4,
-    "process": 4,
-    "cli": 5,
+    "process": 5,  # a worker put together: stages, and operations' lag monitor
+    "cli": 6,
 }
 PACKAGES = {
     "clearing_core": (REPO / "src" / "clearing_core", CORE_LEVELS),

@@ -118,6 +118,18 @@ def send_events(
     produce_all(Producer(producer_config(bootstrap)), spec.topic, items)
 
 
+def scrape_text(url: str) -> str:
+    """A worker's /metrics page; "" while nothing answers there yet."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+    except (urllib.error.URLError, ConnectionError):
+        return ""
+
+
 def scrape(url: str) -> dict[str, float]:
     """A worker's metrics as {"name{labels}": value}."""
     import urllib.request

@@ -23,6 +23,7 @@ from clearing_services.cli.cycle import cycle
 from clearing_services.cli.cycles import cycles
 from clearing_services.cli.dashboard import dashboard
 from clearing_services.cli.demo import demo
+from clearing_services.cli.dlq import dlq
 from clearing_services.cli.export import export
 from clearing_services.cli.keys import keys
 from clearing_services.cli.lag import lag
@@ -56,6 +57,7 @@ cli.add_command(keys)
 cli.add_command(cycle)
 cli.add_command(net)
 cli.add_command(lag)
+cli.add_command(dlq)
 cli.add_command(dashboard)
 cli.add_command(batches)
 cli.add_command(export)

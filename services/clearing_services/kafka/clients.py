@@ -290,11 +290,12 @@ def consume_batches(
 
 
 def read_topic(
-    bootstrap: str, topic: str, group: str, timeout_seconds: float = READ_SECONDS_MAX
-) -> list[Record]:
+    bootstrap: str, topic: str, group: str, timeout_seconds: float = READ_SECONDS_MAX,
+    since_ms: int | None = None,
+) -> list[Record]:  # fmt: skip
     """Read a whole topic as it stands now: the committed records of every partition up
-    to its log end (``log_ends``); commits nothing. For tests, the demo, replay, the
-    audit and state recovery.
+    to its log end (``log_ends``), or those of log time ``since_ms`` and later; commits
+    nothing. For tests, the demo, replay, the audit, state recovery and the DLQ tools.
 
     Done-ness is judged by the consumer's position, not by the offset of the last
     record seen: transaction markers occupy offsets that are never delivered. An
@@ -307,7 +308,9 @@ def read_topic(
         partitions = sorted(metadata.topics[topic].partitions)
         ends = {p: high for p, (low, high) in log_ends(bootstrap, topic, partitions).items()
                 if high > low}  # fmt: skip
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        starts = _starts(consumer, topic, ends, since_ms)
+        ends = {p: end for p, end in ends.items() if p in starts}
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         records: list[Record] = []
         deadline = time.monotonic() + timeout_seconds
         while ends and time.monotonic() < deadline:
@@ -325,6 +328,18 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def _starts(
+    consumer: Consumer, topic: str, ends: dict[int, int], since_ms: int | None
+) -> dict[int, int]:
+    """Where to start reading each partition: its start, or its first record of log
+    time ``since_ms`` or later (a partition with none that late is left out)."""
+    if since_ms is None or not ends:
+        return dict.fromkeys(ends, 0)
+    wanted = [TopicPartition(topic, p, since_ms) for p in ends]
+    found = consumer.offsets_for_times(wanted, timeout=METADATA_TIMEOUT_SECONDS)
+    return {tp.partition: tp.offset for tp in found if 0 <= tp.offset < ends[tp.partition]}
 
 
 def log_ends(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:

@@ -20,6 +20,7 @@ from clearing_services.settings import infra_dir
 
 OBLIGATIONS_TOPIC = "clearing.obligations"
 DLQ_TOPIC = "clearing.dlq"
+REDRIVEN_TOPIC = "clearing.dlq.redriven"
 ACKS_TOPIC = "clearing.settlement.acks"
 POSITIONS_TOPIC = "clearing.positions"
 STATEMENTS_TOPIC = "clearing.statements"

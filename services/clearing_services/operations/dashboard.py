@@ -1,11 +1,14 @@
 """The operators' dashboard: an aiohttp server with JSON endpoints and one static page.
 
-Why this shape: two background threads keep the state, a tailer (one confluent
-consumer, assigned, never in a group, never committing) reading ``clearing.cycles``,
-``clearing.dlq`` and every ``clearing.settlement.batches.<rail>`` from the start,
-and a sampler reading consumer lag (``clearing_services.operations.lag``) and the event
-topics' log-end offsets. Memory is bounded (``clearing_core.operations.dashboard``); the page
-polls ``/api/state`` and draws everything itself, with nothing fetched from outside.
+Why this shape: background threads keep the state. A tailer (one confluent consumer,
+assigned, never in a group, never committing) reads ``clearing.cycles``,
+``clearing.dlq``, ``clearing.positions``, the settlement status and every
+``clearing.settlement.batches.<rail>`` from the start; a sampler reads consumer lag
+(``clearing_services.operations.lag``) and the event topics' log-end offsets; a third
+follows the reference data (currency exponents and rail decimals for the page's units,
+ack timeouts) and a fourth reads the clearing house's balances on chain. Memory is
+bounded (``clearing_core.operations.dashboard``); the page polls ``/api/state`` and
+draws everything itself, with nothing fetched from outside.
 
 Run it with ``clearing dashboard`` or ``python -m clearing_services.operations.dashboard``.
 """
@@ -29,20 +32,27 @@ from clearing_core.encoding.codec import Codec
 from clearing_core.encoding.records import (
     CycleReport,
     InstructionStatus,
+    Position,
     Rejected,
     SettlementBatch,
 )
-from clearing_core.operations.dashboard import DashboardState, OffsetsSample
+from clearing_core.operations.dashboard import DashboardState, OffsetsSample, health, units_of
 from clearing_core.operations.lag import report_json
+from clearing_core.refdata import ReferenceData
 from clearing_services.kafka.clients import admin_client, consumer_config
 from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.groups import partitions_in
-from clearing_services.kafka.refdata import load_refdata_from_topics
+from clearing_services.kafka.refdata import (
+    RefdataFollower,
+    RefdataHolder,
+    load_refdata_from_topics,
+)
 from clearing_services.kafka.topics import (
     BATCH_TOPIC_PREFIX,
     CYCLES_TOPIC,
     DLQ_TOPIC,
     EVENT_TOPIC_NAMES,
+    POSITIONS_TOPIC,
     STATUS_TOPIC,
 )
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
@@ -55,10 +65,12 @@ DEFAULT_PORT = 8050
 SAMPLE_INTERVAL_SECONDS = 2.0
 TOPIC_REFRESH_SECONDS = 5.0
 CHAIN_SAMPLE_SECONDS = 5.0
+REFDATA_WAIT_SECONDS = 0.5
 THREAD_STOP_SECONDS_MAX = 15.0
 _log = logging.getLogger("clearing.dashboard")
 
 
+_TAILED = frozenset({CYCLES_TOPIC, DLQ_TOPIC, STATUS_TOPIC, POSITIONS_TOPIC})
 _TAIL_CONFIG: dict[str, str | int | float | bool] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
@@ -86,9 +98,12 @@ class Dashboard:
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.refdata: RefdataHolder | None = None  # set once the reference data is read
+        self.refdata_digest = ""  # of the snapshot the state's units come from
 
     def start(self) -> None:
         for target, name in ((self._tail, "dashboard-tail"), (self._sample, "dashboard-sample"),
+                             (self._follow_refdata, "dashboard-refdata"),
                              (self._sample_chain, "dashboard-chain")):  # fmt: skip
             thread = threading.Thread(target=self._guard(target), name=name, daemon=True)
             thread.start()
@@ -118,6 +133,7 @@ class Dashboard:
             out = self.state.snapshot(int(time.time() * 1000))
             out["lag"] = self.lag
             out["errors"] = dict(self.errors)
+        out["health"] = health(out, out["errors"])
         out["updated_ms"] = int(time.time() * 1000)
         return out
 
@@ -127,9 +143,7 @@ class Dashboard:
         topics = consumer.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
         out: list[TopicPartition] = []
         for name, meta in topics.items():
-            if name in {CYCLES_TOPIC, DLQ_TOPIC, STATUS_TOPIC} or name.startswith(
-                BATCH_TOPIC_PREFIX
-            ):
+            if name in _TAILED or name.startswith(BATCH_TOPIC_PREFIX):
                 out.extend(TopicPartition(name, p, OFFSET_BEGINNING) for p in meta.partitions)
         return out
 
@@ -152,6 +166,7 @@ class Dashboard:
                         consumer.incremental_assign(new)
                         assigned.update((tp.topic, tp.partition) for tp in new)
                     with self.lock:
+                        self.errors.pop("tail", None)  # reading again after a failure
                         self.state.rails.update(
                             t[len(BATCH_TOPIC_PREFIX) :]
                             for t, _p in assigned
@@ -183,18 +198,40 @@ class Dashboard:
                 self.state.add_rejected(cast(Rejected, record))
             elif topic == STATUS_TOPIC:
                 self.state.add_status(cast(InstructionStatus, record))
+            elif topic == POSITIONS_TOPIC:
+                self.state.add_position(cast(Position, record))
             else:
                 self.state.add_batch(cast(SettlementBatch, record))
 
     # -- the samplers -------------------------------------------------------------------
 
-    def _sample_chain(self) -> None:
-        """The reference data's rails (their ack timeouts) once, then the clearing house's
-        balances on the token rails' chains every few samples."""
-        refdata = load_refdata_from_topics(self.bootstrap, self.codec, "clearing-refdata-load")
+    def _follow_refdata(self) -> None:
+        """The reference data, then its changes: the follower swaps the holder's snapshot
+        and ``_sample_chain`` applies a new one to the state."""
+        holder = RefdataHolder(
+            load_refdata_from_topics(self.bootstrap, self.codec, "clearing-refdata-load")
+        )
+        self._use_refdata(holder.get())
+        self.refdata = holder
+        RefdataFollower(self.bootstrap, self.codec, holder).run(self.stop_event)
+
+    def _use_refdata(self, refdata: ReferenceData) -> None:
         with self.lock:
             self.state.ack_timeouts = {r: x.ack_timeout_seconds for r, x in refdata.rails.items()}
+            self.state.units = units_of(refdata)
+            self.refdata_digest = refdata.digest
+            self.errors.pop("follow_refdata", None)
+
+    def _sample_chain(self) -> None:
+        """The clearing house's balances on the token rails' chains every few seconds,
+        once the reference data (which names the rails) is read."""
+        while self.refdata is None:
+            if self.stop_event.wait(REFDATA_WAIT_SECONDS):
+                return
         while not self.stop_event.is_set():
+            refdata = self.refdata.get()
+            if refdata.digest != self.refdata_digest:
+                self._use_refdata(refdata)
             balances = house_balances(self.settings, refdata)
             with self.lock:
                 self.state.chain = balances

@@ -30,6 +30,7 @@ from clearing_core.operations.lag import (
     OffsetSample,
     PartitionWindow,
     evaluate_partition,
+    judged,
 )
 from clearing_services.kafka.clients import admin_client, consumer_config
 from clearing_services.kafka.groups import committed_offsets, partitions_in
@@ -226,9 +227,13 @@ class LagMonitor:
         *,
         window: int = 30,
         admin: AdminClient | None = None,
+        require: bool | None = None,
     ) -> None:
+        """``require``: a named group that does not exist is an error (the default
+        where groups are named)."""
         self.bootstrap = bootstrap
         self.groups = list(dict.fromkeys(groups)) if groups else None
+        self.require = self.groups is not None if require is None else require
         self.window = max(2, window)
         self.admin = admin or admin_client(bootstrap)
         self.windows: dict[str, dict[TP, PartitionWindow]] = {}
@@ -237,7 +242,7 @@ class LagMonitor:
     def sample(self, now_ms: int | None = None) -> None:
         """One sample of every group (or of the named ones) and their partitions."""
         names = self.groups if self.groups is not None else list_groups(self.admin)
-        samples = sample_groups(self.admin, self.bootstrap, names, require=self.groups is not None)
+        samples = sample_groups(self.admin, self.bootstrap, names, require=self.require)
         ends = log_offsets(self.admin, (tp for s in samples for tp in s.committed))
         at_ms = int(time.time() * 1000) if now_ms is None else now_ms
         seen = set()
@@ -246,7 +251,7 @@ class LagMonitor:
             self.latest[group_sample.group] = group_sample
             windows = self.windows.setdefault(group_sample.group, {})
             for tp, committed in group_sample.committed.items():
-                if tp not in ends:
+                if tp not in ends or not judged(tp[0], committed):
                     continue
                 start, end = ends[tp]
                 window = windows.setdefault(tp, PartitionWindow(max_samples=self.window))

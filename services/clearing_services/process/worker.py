@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaException
 
 from clearing_core.cycle.context import ContextsInForce
 from clearing_core.cycle.ledger import CycleOutcome
@@ -27,7 +26,6 @@ from clearing_core.errors import ClearingError
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
 from clearing_services.ingest.worker import IngestWorker
 from clearing_services.kafka.clients import admin_client
-from clearing_services.kafka.groups import group_lag
 from clearing_services.kafka.refdata import (
     RefdataFollower,
     RefdataHolder,
@@ -35,17 +33,15 @@ from clearing_services.kafka.refdata import (
 )
 from clearing_services.kafka.topics import (
     ACKS_TOPIC,
-    EVENT_TOPIC_NAMES,
-    OBLIGATIONS_TOPIC,
     ParticipantTopics,
     create_topics,
     load_topic_plan,
 )
 from clearing_services.netting.scheduler import CycleScheduler
-from clearing_services.netting.worker import GROUP as NETTING_GROUP
 from clearing_services.netting.worker import NettingWorker
+from clearing_services.process.health import watch_lag, watch_overdue
 from clearing_services.process.watchdog import StallDetector, watch_stalls
-from clearing_services.runtime.failure import fatal
+from clearing_services.runtime.failure import fatal, keep_journal
 from clearing_services.runtime.metrics import Metrics
 from clearing_services.settings import Settings
 from clearing_services.settlement.acks_agent import APP_ID, Runtime, build_app
@@ -92,59 +88,6 @@ class WorkerProcess:
         self.threads.append(thread)
 
 
-LAG_EVERY_SECONDS = 10.0
-# the pipeline's groups, with the topics each consumes
-LAG_GROUPS = {
-    INGEST_GROUP: EVENT_TOPIC_NAMES,
-    NETTING_GROUP: (OBLIGATIONS_TOPIC,),
-    APP_ID: (ACKS_TOPIC,),
-}
-
-
-def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
-    """Publish the consumer lag of the pipeline's groups as a gauge, every few seconds.
-
-    The gauge only observes: while the broker is away (a restart, a network split) a
-    failed probe is logged and tried again next time, never a reason to end the worker.
-    """
-    while not stop.wait(LAG_EVERY_SECONDS):
-        for group, topics in LAG_GROUPS.items():
-            try:
-                lags = group_lag(bootstrap, group, topics)
-            except (KafkaException, TimeoutError) as exc:
-                _log.warning("lag of group %s not measured this time: %r", group, exc)
-                continue
-            for topic, lag in lags.items():
-                metrics.lag_records.labels(group, topic).set(lag)
-
-
-OVERDUE_EVERY_SECONDS = 30.0
-
-
-def watch_overdue(
-    index: BatchIndex, holder: RefdataHolder, metrics: Metrics, stop: threading.Event
-) -> None:
-    """Report instructions still PENDING past their rail's ack_timeout_seconds: a gauge
-    per rail, and a warning each time a rail's count changes. Never settled or failed
-    by the clock (DESIGN section 11): a person chases the bank."""
-    said: dict[str, int] = {}
-    while not stop.wait(OVERDUE_EVERY_SECONDS):
-        timeouts = {r: x.ack_timeout_seconds for r, x in holder.get().rails.items()}
-        late = index.overdue(int(time.time() * 1000), timeouts)
-        for rail in sorted(set(late) | set(said)):
-            count = late.get(rail, 0)
-            metrics.overdue.labels(rail).set(count)
-            if count and said.get(rail) != count:
-                _log.warning(
-                    "%s: %d instructions without a final acknowledgement past %d s "
-                    "(OVERDUE in clearing cycles)",
-                    rail,
-                    count,
-                    timeouts[rail],
-                )
-            said[rail] = count
-
-
 def log_cycle(outcome: CycleOutcome) -> None:
     r = outcome.report
     _log.warning(
@@ -176,6 +119,9 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     create_topics(admin_client(bootstrap), specs)
     statement_topics = ParticipantTopics(bootstrap, plan, known=refdata.participants)
     process = WorkerProcess(settings, codec, roles)
+    journal = settings.state_dir / "failures" / f"{settings.worker_id}.jsonl"
+    for kind, count in keep_journal(journal).items():  # every kind's series, 0 included
+        process.metrics.failures.labels(kind).inc(count)
     try:
         process.metrics.serve(settings.metrics_port)
     except OSError as exc:
@@ -194,6 +140,9 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         )  # fmt: skip
         process.spawn("netting", process.netting.run)
         seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}
+        for currency, every in seconds.items():  # a close is due within every: from now
+            process.metrics.schedule_seconds.labels(currency).set(every)
+            process.metrics.last_close.labels(currency).set(time.time())
         scheduler = CycleScheduler(bootstrap, codec, seconds, settings.worker_id, time.time)
         process.spawn("scheduler", scheduler.run)
     if "ingest" in roles:

@@ -11,7 +11,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from clearing_core.encoding.records import CycleReport
 
@@ -29,9 +36,34 @@ class Metrics:
         self._record_metrics(r)
         self._cycle_metrics(r)
         self._settlement_metrics(r)
+        self._health_metrics(r)
+        # process_start_time_seconds and friends: a restart shows as a new start time
+        ProcessCollector(registry=r)
+
+    def _health_metrics(self, r: CollectorRegistry) -> None:
+        """The pipeline around the worker (``process/health.py``) and the worker's own
+        failures (``runtime/failure.py``)."""
         self.lag_records = Gauge(
             "clearing_consumer_lag_records", "Records not yet committed by a consumer group.",
             ["group", "topic"], registry=r,
+        )  # fmt: skip
+        self.group_status = Gauge(
+            "clearing_consumer_group_status", "A pipeline group's status as `clearing lag` "
+            "judges it: 0 OK, 1 WARN, 2 ERR (a partition STALL, STOP or REWIND).", ["group"],
+            registry=r,
+        )  # fmt: skip
+        self.under_replicated = Gauge(
+            "clearing_under_replicated_partitions", "Partitions of the clearing topics with "
+            "fewer in-sync replicas than replicas.", registry=r,
+        )  # fmt: skip
+        self.offline_partitions = Gauge(
+            "clearing_offline_partitions", "Partitions of the clearing topics without a "
+            "leader.", registry=r,
+        )  # fmt: skip
+        self.failures = Counter(
+            "clearing_worker_failures", "Times this worker id ended itself (exit 70), by "
+            "kind (invariant, stall, error); kept across restarts in the state folder.",
+            ["kind"], registry=r,
         )  # fmt: skip
 
     def _record_metrics(self, r: CollectorRegistry) -> None:
@@ -94,6 +126,14 @@ class Metrics:
             "clearing_open_obligations", "Obligations in the open cycle.", ["currency"],
             registry=r,
         )  # fmt: skip
+        self.last_close = Gauge(
+            "clearing_cycle_last_close_timestamp_seconds", "When this worker last closed a "
+            "cycle of the currency (its start, before the first).", ["currency"], registry=r,
+        )  # fmt: skip
+        self.schedule_seconds = Gauge(
+            "clearing_cycle_schedule_seconds", "The currency's cycle_seconds in the "
+            "reference data: a close is due this often.", ["currency"], registry=r,
+        )  # fmt: skip
 
     def _settlement_metrics(self, r: CollectorRegistry) -> None:
         """What the token-rail settlement agents send to the chain and get back."""
@@ -119,6 +159,11 @@ class Metrics:
             "past their rail's ack_timeout_seconds, per rail (the acks worker's batches).",
             ["rail"], registry=r,
         )  # fmt: skip
+        self.acks = Counter(
+            "clearing_acks_applied", "Acknowledgements that changed an instruction's state, "
+            "per rail and the state (SETTLED, FAILED, PENDING).", ["rail", "status"],
+            registry=r,
+        )  # fmt: skip
         self.chain_call_seconds = Histogram(
             "clearing_chain_call_seconds", "From asking the chain to holding a call's outcomes.",
             ["rail"], buckets=CYCLE_BUCKETS_SECONDS, registry=r,
@@ -133,6 +178,7 @@ class Metrics:
         self.net_minor.labels(currency).set(int(report["net_minor"]))
         self.deferred_minor.labels(currency).set(int(report["deferred_minor"]))
         self.open_obligations.labels(currency).set(0)
+        self.last_close.labels(currency).set(time.time())
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` from a daemon thread (port 0: not at all)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,9 @@ def build_app(settings: Settings, runtime: Runtime, roles: set[str]) -> faust.Ap
         producer_linger_ms=5,
         producer_acks=-1,
         table_standby_replicas=0,  # no tables
+        # no leader election used: no <app>-__assignor-__leader topic assigned to the
+        # group and never committed (clearing lag showed it as a partition of the group)
+        topic_disable_leader=True,
         # A worker killed without leaving its group holds its partitions until the
         # session times out: keep that short so a restart takes over within seconds.
         broker_session_timeout=SESSION_TIMEOUT_SECONDS,
@@ -165,6 +169,7 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
     sends: list[Send] = []
     states: dict[str, InstructionStatus] = {}  # instruction id -> state set in this batch
     parties: set[str] = set()  # whose statement topics get the new states
+    applied: Counter[tuple[str, str]] = Counter()  # (rail, state) -> instructions
     for event in raw:
         runtime.metrics.events_in.labels("acks", event.topic).inc()
         decided = await _decide(event, runtime, states)
@@ -178,9 +183,12 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
         if decided.status is not None:
             states[decided.status["instruction_id"]] = decided.status
             parties.update(decided.parties)
+            applied[(decided.status["rail_id"], str(decided.status["status"]))] += 1
     await loop.run_in_executor(None, runtime.statement_topics.ensure, parties)
     await sender.send_all(sends)
     index.record(states.values())
+    for (rail, state), count in applied.items():  # once written
+        runtime.metrics.acks.labels(rail, state).inc(count)
 
 
 async def _decide(

@@ -314,6 +314,18 @@ class Rail(TypedDict):
     clearing_house_address: NotRequired[str | None]
 
 
+class Redriven(TypedDict):
+    dlq_partition: int
+    dlq_offset: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    reason_code: str
+    event_id: NotRequired[str | None]
+    redriven_by: NotRequired[str | None]
+    redriven_at: datetime
+
+
 class RefdataPolicy(TypedDict):
     require_signed_events: NotRequired[bool]
 
@@ -323,6 +335,11 @@ class RefdataVersion(TypedDict):
     recorded_by: str
     recorded_at: datetime
     records: list[bytes]
+
+
+class RecordHeader(TypedDict):
+    name: str
+    value: bytes
 
 
 class Rejected(TypedDict):
@@ -338,6 +355,8 @@ class Rejected(TypedDict):
     principal: NotRequired[str | None]
     rejected_at: datetime
     currency: NotRequired[str | None]
+    headers: NotRequired[list[RecordHeader]]
+    original_cut: NotRequired[bool]
 
 
 class SeenEvent(TypedDict):

@@ -27,7 +27,7 @@ from operator import itemgetter
 import numpy as np
 
 from clearing_core.encoding.codec import Codec
-from clearing_core.encoding.records import Rejected
+from clearing_core.encoding.records import RecordHeader, Rejected
 from clearing_core.ingest.aggregate import Keyed, obligation_of
 from clearing_core.ingest.batch import Case, LaneResult, Priced, PricedColumns, RawEvent
 from clearing_core.ingest.checks import EVENT_ID_LENGTH_MAX
@@ -38,6 +38,7 @@ _PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(4)  # of 
 # request limit: ids are short, so a longer key is garbage; values rarely come near.
 REJECTED_ORIGINAL_MAX = 900 * 1024
 REJECTED_KEY_MAX = 4 * 1024
+REJECTED_HEADERS_MAX = 64 * 1024  # names and values together
 Forms = Callable[[list[bytes]], list[bytes]]  # the canonical forms of the lane's rows
 
 
@@ -256,14 +257,26 @@ def rejected_record(
     event: RawEvent, reason_code: str, message: str, event_id: str | None = None,
     currency: str | None = None, stage: str = "ingest", principal: str | None = None,
 ) -> Rejected:  # fmt: skip
-    """The ``Rejected`` record of an input any stage refuses: the original bytes and
-    where they came from, so the record can be inspected and re-driven. A key or value
-    too big to fit a record under the size limits is cut, and the message says so (else
-    the dead-letter send itself would fail); an over-long event id is left out."""
+    """The ``Rejected`` record of an input any stage refuses: the original bytes, its
+    headers (a forged event's signature is the evidence) and where they came from, so
+    the record can be inspected and re-driven. A key, value or headers too big to fit
+    a record under the size limits are cut, the message says so and ``original_cut``
+    marks it as not re-drivable (else the dead-letter send itself would fail); an
+    over-long event id is left out."""
     original, key = event.value[:REJECTED_ORIGINAL_MAX], event.key
     key = key[:REJECTED_KEY_MAX] if key is not None else None
-    if len(original) < len(event.value) or (key is not None and len(key) < len(event.key or b"")):
-        message = f"key/value cut to {len(key or b'')}/{len(original)} bytes; {message}"
+    headers: list[RecordHeader] = []
+    kept_bytes = 0
+    for name, value in event.headers:
+        kept_bytes += len(name) + len(value)
+        if kept_bytes > REJECTED_HEADERS_MAX:
+            break
+        headers.append({"name": name, "value": value})
+    cut = (len(original) < len(event.value) or len(headers) < len(event.headers)
+           or (key is not None and len(key) < len(event.key or b"")))  # fmt: skip
+    if cut:
+        message = (f"key/value cut to {len(key or b'')}/{len(original)} bytes, headers to "
+                   f"{len(headers)} of {len(event.headers)}; {message}")  # fmt: skip
     if event_id is not None and len(event_id) > EVENT_ID_LENGTH_MAX:
         event_id = None
     return {
@@ -272,5 +285,5 @@ def rejected_record(
         "reason_code": reason_code, "message": message[:500], "stage": stage,
         "event_id": event_id, "principal": principal,
         "rejected_at": datetime.fromtimestamp(event.timestamp_ms / 1000, tz=UTC),
-        "currency": currency,
+        "currency": currency, "headers": headers, "original_cut": cut,
     }  # fmt: skip

@@ -55,6 +55,19 @@ class OffsetSample:
         return partition_lag(self.committed, self.log_start, self.log_end)
 
 
+# Topics a stream processor's members assign themselves and read with offsets of
+# their own, never committed in the group: a table's changelog, Faust's leader topic.
+STATE_TOPIC_SUFFIXES = ("-changelog", "-__assignor-__leader")
+
+
+def judged(topic: str, committed: int | None) -> bool:
+    """Whether a partition of a group's assignment says anything about what the group
+    consumes. Not a state topic it never committed: Faust restores a table from its
+    changelog with offsets of its own, so the group's lag there only grows, and a
+    group judged on it would be ERR however well it consumes its input."""
+    return committed is not None or not topic.endswith(STATE_TOPIC_SUFFIXES)
+
+
 def partition_lag(committed: int | None, log_start: int, log_end: int) -> int:
     """Records between the group's position and the log end, never negative.
 

@@ -339,3 +339,18 @@ def test_acks_written_before_pending_existed_stay_readable() -> None:
     assert old_bytes[2:10] != v1_of("SettlementAck").fingerprint
     decoded = V1_ONLY.decode(old_bytes)
     assert (decoded.name, decoded.record) == ("SettlementAck", sample("SettlementAck"))
+
+
+def test_dead_letters_written_before_they_kept_headers_stay_readable() -> None:
+    """Rejected gained the original's headers and ``original_cut`` (issue 19): a dead
+    letter written with the earlier version decodes with no headers, not cut."""
+    earlier = SingleObjectCodec(SchemaCatalog.load(REPO / "schemas/history"))
+    letter = {"source_topic": "clearing.events.payment", "source_partition": 1,
+              "source_offset": 42, "source_key": b"DC-SHENZHEN-01", "original": b"\xc3\x01",
+              "reason_code": "TRUNCATED_AVRO", "message": "truncated", "stage": "ingest",
+              "event_id": None, "principal": None, "currency": None,
+              "rejected_at": datetime(2026, 11, 24, 8, 15, tzinfo=UTC)}  # fmt: skip
+    old_bytes = earlier.encode("Rejected", letter)
+    assert old_bytes[2:10] != v1_of("Rejected").fingerprint
+    decoded = V1_ONLY.decode(old_bytes)
+    assert decoded.record == {**letter, "headers": [], "original_cut": False}

@@ -19,6 +19,7 @@ from clearing_core.operations.lag import (
     PartitionWindow,
     evaluate_partition,
     group_status,
+    judged,
     lag_seconds_from_record,
     lag_seconds_interpolated,
     partition_lag,
@@ -213,3 +214,12 @@ def test_only_transaction_markers_left_counts_as_caught_up() -> None:
         w.add(sample)
     report = evaluate_partition("t", 0, w, active=True, now_ms=NOW, record_probed=True)
     assert (report.lag, report.lag_seconds, report.status) == (1, 0.0, OK)
+
+
+def test_a_state_topic_the_group_never_committed_is_not_judged() -> None:
+    """A Faust table's changelog or its leader topic, assigned but read with offsets of
+    the app's own: leaving it in made the acks group ERR however well it consumed."""
+    assert not judged("clearing-acks_state-changelog", None)
+    assert not judged("clearing-__assignor-__leader", None)
+    assert judged("clearing-acks_state-changelog", 12)  # committed: the group reads it
+    assert judged("clearing.settlement.acks", None)  # input never committed: judged

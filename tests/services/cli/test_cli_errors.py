@@ -48,6 +48,9 @@ NEEDS_BROKER = {
     "cycles": ["cycles", "--json"],
     "bank simulate": ["bank", "simulate", "--rail", "cnh-cips", "--idle-exit", "1"],
     "statement": ["statement", "--participant", "BANK-HK-01"],
+    "dlq count": ["dlq", "count", "--by", "participant"],
+    "dlq show": ["dlq", "show", "--last", "3", "--json"],
+    "dlq redrive": ["dlq", "redrive", "--reason", "UNKNOWN_CONTRACT", "--dry-run"],
 }
 NO_BROKER = {
     "broker start", "broker stop", "broker status", "broker logs", "broker fetch",

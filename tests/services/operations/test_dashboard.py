@@ -1,10 +1,14 @@
 """The operators' dashboard end to end: a real pipeline on a broker of its own, the
 dashboard server as a process, and the page rendered by headless Chromium; every
-figure the page shows is checked against the topics it comes from."""
+figure the page shows is checked against the topics it comes from, and every amount's
+text against ``clearing_core.operations.money_format`` (the page formats in JavaScript).
+The module has a broker of its own and reference data of its own: two participants get
+net debit caps, one of them tight enough for the cycle to defer an obligation."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +16,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from fractions import Fraction
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,11 +24,16 @@ from typing import Any
 import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.operations.money_format import format_amount
+from clearing_core.refdata import ReferenceData
+from clearing_core.refdata.loader import dump_refdata_yaml, parse_yaml
+from clearing_services.kafka.refdata import load_refdata_from_topics
 from tests.services.settlement.test_token_settlement import ADDRESS
 from tests.support.brokers import free_port
 from tests.support.chains import deployed
 from tests.support.events import meter_reading, payment
 from tests.support.pipeline import (
+    REFDATA_FILE,
     REPO,
     batches,
     clearing,
@@ -39,6 +49,28 @@ from tests.support.pipeline import (
 
 pytestmark = pytest.mark.own_broker
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_TIMEOUT_SECONDS = 120
+API_TIMEOUT_SECONDS = 10
+HEALTH_TIMEOUT_SECONDS = 5
+READY_TIMEOUT_SECONDS = 90
+SERVER_START_TIMEOUT_SECONDS = 60
+SCREENSHOT_WINDOW = "1400,1800"  # docs/dashboard.png is taken at this size
+# Net debit caps (fen): DC-SHENZHEN-01 owes 350,000 for energy and 120,000 of rent, so
+# 400,000 makes the cycle defer; LEASECO-HK-01 pays 50,000 against 100,000.
+CAPS = {"DC-SHENZHEN-01": 400_000, "LEASECO-HK-01": 100_000, "SOLAR-QINGHAI-07": 1_000_000}
+
+
+@pytest.fixture(scope="module")
+def refdata_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pipeline's reference data with CNH net debit caps on three participants."""
+    data = parse_yaml(REFDATA_FILE.read_text())
+    for participant in data["participants"]:
+        for account in participant["accounts"]:
+            if account["currency"] == "CNH" and participant["participant_id"] in CAPS:
+                account["net_debit_cap_minor"] = CAPS[participant["participant_id"]]
+    path = tmp_path_factory.mktemp("dashboard-refdata") / "refdata.yaml"
+    path.write_text(dump_refdata_yaml(data))
+    return path
 
 
 class Figures(HTMLParser):
@@ -46,14 +78,15 @@ class Figures(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.found: dict[str, dict[str, str]] = {}
+        self.found: dict[str, dict[str, str]] = {}  # in document order
         self.stack: list[tuple[str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         named = dict(attrs)
         testid = named.get("data-testid")
         if testid:
-            self.found[testid] = {"text": "", "value": named.get("data-value") or ""}
+            self.found[testid] = {"text": "", "value": named.get("data-value") or "",
+                                  "title": named.get("title") or ""}  # fmt: skip
         if tag not in {"br", "img", "input", "meta", "link", "circle", "line", "polyline"}:
             self.stack.append((tag, testid))
 
@@ -75,11 +108,11 @@ def render(url: str, profile: Path, screenshot: Path | None = None) -> dict[str,
             "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
             "--virtual-time-budget=8000"]  # fmt: skip
     if screenshot is not None:
-        args += [f"--screenshot={screenshot}", "--window-size=1400,1000", url]
-        subprocess.run(args, capture_output=True, timeout=120, check=False)
+        args += [f"--screenshot={screenshot}", f"--window-size={SCREENSHOT_WINDOW}", url]
+        subprocess.run(args, capture_output=True, timeout=CHROMIUM_TIMEOUT_SECONDS, check=False)
         return {}
     done = subprocess.run([*args, "--dump-dom", url], capture_output=True, text=True,
-                          timeout=120, check=True)  # fmt: skip
+                          timeout=CHROMIUM_TIMEOUT_SECONDS, check=True)  # fmt: skip
     parser = Figures()
     parser.feed(done.stdout)
     return parser.found
@@ -91,14 +124,14 @@ def number(text: str) -> int:
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_SECONDS) as response:
             return bool(response.status == 200)
     except OSError:
         return False
 
 
 def api(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url + "/api/state", timeout=10) as response:
+    with urllib.request.urlopen(url + "/api/state", timeout=API_TIMEOUT_SECONDS) as response:
         value: dict[str, Any] = json.loads(response.read())
         return value
 
@@ -126,46 +159,32 @@ def test_the_page_shows_what_the_topics_hold(
 
         # what the topics hold
         rejected = decoded(bootstrap, codec, "clearing.dlq", f"d-{time.time_ns()}")
-        reasons = Counter(r["reason_code"] for r in rejected)
         rails = sorted({b.rsplit("-CNH-", 1)[0] for b in report["batch_ids"]})
         batch_records = {bid: b for rail in rails for bid, b in batches(bootstrap, codec,
                          rail).items()}  # fmt: skip
         assert set(report["batch_ids"]) <= set(batch_records)
+        cycle = (report["currency"], report["cycle_seq"])
+        held = decoded(bootstrap, codec, "clearing.positions", f"p-{time.time_ns()}")
+        positions = [p for p in held if (p["currency"], p["cycle_seq"]) == cycle]
+        refdata = load_refdata_from_topics(bootstrap, codec, f"r-{time.time_ns()}")
 
         with dashboard_server(bootstrap, state) as url:
             groups = {"clearing-ingest", "clearing-netting"}
-            wait_until("the dashboard's state", lambda: _ready(api(url), report, groups), 90)
-            figures = wait_until("the page's figures",
-                                 lambda: _rendered(url, tmp_path, report), 90)  # fmt: skip
+            wait_until("the dashboard's state", lambda: _ready(api(url), report, groups),
+                       READY_TIMEOUT_SECONDS)  # fmt: skip
+            figures = wait_until("the page's figures", lambda: _rendered(url, tmp_path, report),
+                                 READY_TIMEOUT_SECONDS)  # fmt: skip
             snapshot = api(url)
             house = house_balance(state)
             render(url + "/", tmp_path / "profile-shot", tmp_path / "dashboard.png")
 
-    cid = report["cycle_id"]
-    assert number(figures[f"cycle-{cid}-gross"]["text"]) == report["gross_minor"]
-    assert number(figures[f"cycle-{cid}-net"]["text"]) == report["net_minor"]
-    assert int(figures[f"cycle-{cid}-gross"]["value"]) == report["gross_minor"]
-    assert (
-        figures[f"cycle-{cid}-efficiency"]["text"] == f"{100 * report['netting_efficiency']:.1f}%"
-    )
-    assert f"chart-{report['currency']}" in figures
-    assert f"chart-{report['currency']}-gross_minor" in figures
-
-    for reason, count in reasons.items():
-        assert number(figures[f"dlq-{reason}"]["text"]) == count
-    assert number(figures["dlq-total"]["text"]) == len(rejected)
-    assert {k[4:] for k in figures if k.startswith("dlq-") and k != "dlq-total"} == set(reasons)
-
-    for batch_id in report["batch_ids"]:
-        record = batch_records[batch_id]
-        assert figures[f"batch-{batch_id}-id"]["text"] == batch_id
-        assert number(figures[f"batch-{batch_id}-instructions"]["text"]) == (
-            record["instruction_count"])  # fmt: skip
-        assert number(figures[f"batch-{batch_id}-control"]["text"]) == record["control_sum_minor"]
-    for rail in rails:
-        assert f"rail-{rail}" in figures
-
+    assert report["deferred_count"] > 0, "the caps were meant to defer an obligation"
+    check_cycle(figures, report, refdata)
+    check_dlq(figures, rejected)
+    check_batches(figures, report, batch_records, refdata)
+    check_liquidity(figures, positions, refdata)
     check_finality(figures, report, batch_records, house)
+    check_health(figures, snapshot, rejected, report, batch_records)
 
     lag_rows = {k for k in figures if k.startswith("lag-")}
     for group in ("clearing-ingest", "clearing-netting"):
@@ -181,6 +200,129 @@ def test_the_page_shows_what_the_topics_hold(
         assert f"rate-{topic}" in figures
         assert number(figures[f"logend-{topic}"]["text"]) >= 2
     assert not any(k.startswith("lag-clearing-dashboard-") for k in figures)
+
+
+def check_amount(
+    figure: dict[str, str], minor: int, exponent: int, unit: str, what: str = "minor units"
+) -> None:  # fmt: skip
+    """The text in units, the exact integer in data-value and in the title."""
+    assert figure["text"] == format_amount(minor, exponent, unit), figure
+    assert int(figure["value"]) == minor, figure
+    assert figure["title"].startswith(f"{minor} {what}"), figure
+
+
+def check_cycle(
+    figures: dict[str, dict[str, str]], report: dict[str, Any], refdata: ReferenceData
+) -> None:  # fmt: skip
+    """Gross, net, deferred and carried in CNH units; a chart whose top tick covers the
+    series, with short labels."""
+    cid, currency = report["cycle_id"], report["currency"]
+    exponent = refdata.currencies[currency].minor_exponent
+    check_amount(figures[f"cycle-{cid}-gross"], report["gross_minor"], exponent, currency)
+    check_amount(figures[f"cycle-{cid}-net"], report["net_minor"], exponent, currency)
+    check_amount(figures[f"cycle-{cid}-deferred-value"], report["deferred_minor"], exponent,
+                 currency)  # fmt: skip
+    carried = report["carried_in_minor"] + report["failed_carried_minor"]
+    check_amount(figures[f"cycle-{cid}-carried"], carried, exponent, currency)
+    assert number(figures[f"cycle-{cid}-deferred"]["text"]) == report["deferred_count"]
+    assert (
+        figures[f"cycle-{cid}-efficiency"]["text"] == f"{100 * report['netting_efficiency']:.1f}%"
+    )
+    assert f"chart-{currency}" in figures
+    assert f"chart-{currency}-gross_minor" in figures
+    ticks = [f for k, f in figures.items() if k.startswith(f"chart-{currency}-tick-")]
+    assert int(ticks[-1]["value"]) >= report["gross_minor"] > int(ticks[-2]["value"])
+    assert all(re.fullmatch(r"\d{1,3}(\.\d{1,2})?[KMBT]?", t["text"]) for t in ticks), ticks
+
+
+def check_dlq(figures: dict[str, dict[str, str]], rejected: list[dict[str, Any]]) -> None:
+    """Counts by reason, each with the command that shows its dead letters."""
+    reasons = Counter(r["reason_code"] for r in rejected)
+    for reason, count in reasons.items():
+        assert number(figures[f"dlq-{reason}"]["text"]) == count
+        assert figures[f"dlq-{reason}-command"]["text"] == f"clearing dlq show --reason {reason}"
+    assert number(figures["dlq-total"]["text"]) == len(rejected)
+    shown = {k[len("dlq-row-") :] for k in figures if k.startswith("dlq-row-")}
+    assert shown == set(reasons)
+
+
+def check_batches(
+    figures: dict[str, dict[str, str]], report: dict[str, Any],
+    batch_records: dict[str, dict[str, Any]], refdata: ReferenceData,
+) -> None:  # fmt: skip
+    """Control sums in currency units and in the rail's units (CNHT has 6 decimals)."""
+    for batch_id in report["batch_ids"]:
+        record = batch_records[batch_id]
+        rail = refdata.rails[record["rail_id"]]
+        assert figures[f"batch-{batch_id}-id"]["text"] == batch_id
+        assert number(figures[f"batch-{batch_id}-instructions"]["text"]) == (
+            record["instruction_count"])  # fmt: skip
+        check_amount(
+            figures[f"batch-{batch_id}-control"],
+            record["control_sum_minor"],
+            refdata.currencies[record["currency"]].minor_exponent,
+            record["currency"],
+        )
+        check_amount(
+            figures[f"batch-{batch_id}-control-rail"],
+            record["control_sum_rail_units"],
+            rail.decimals,
+            rail.token_symbol or rail.currency,
+            "rail units",
+        )
+        assert f"rail-{record['rail_id']}" in figures  # fmt: skip
+
+
+def check_liquidity(
+    figures: dict[str, dict[str, str]], positions: list[dict[str, Any]], refdata: ReferenceData
+) -> None:  # fmt: skip
+    """Every position of the cycle, net debit against its cap, the most constrained first."""
+    assert positions
+    exponent = refdata.currencies["CNH"].minor_exponent
+    for p in positions:
+        row = f"liq-{p['participant_id']}-CNH"
+        check_amount(figures[f"{row}-debit"], max(0, -p["net_minor"]), exponent, "CNH")
+        check_amount(figures[f"{row}-deferred"], p["deferred_minor"], exponent, "CNH")
+        cap = p["net_debit_cap_minor"]
+        assert cap == CAPS.get(p["participant_id"])
+        if cap is None:
+            assert figures[f"{row}-cap"]["text"] == "no cap"
+        else:
+            check_amount(figures[f"{row}-cap"], cap, exponent, "CNH")
+            used_bp = max(0, -p["net_minor"]) * 10_000 // cap
+            assert figures[f"{row}-used"]["value"] == str(used_bp)
+    order = [k[: -len("-id")] for k in figures if k.startswith("liq-") and k.endswith("-id")]
+    assert sorted(order) == sorted(f"liq-{p['participant_id']}-CNH" for p in positions)
+
+    def used(row: str) -> tuple[int, Fraction]:
+        cap = figures[f"{row}-cap"]["value"]
+        debit = int(figures[f"{row}-debit"]["value"])
+        return (1, Fraction(0)) if not cap else (0, -Fraction(debit, int(cap)))
+
+    assert [used(r) for r in order] == sorted(used(r) for r in order)
+    assert order[0] == "liq-DC-SHENZHEN-01-CNH"  # it hit its cap: the cycle deferred its rent
+
+
+def check_health(
+    figures: dict[str, dict[str, str]], snapshot: dict[str, Any], rejected: list[dict[str, Any]],
+    report: dict[str, Any], batch_records: dict[str, dict[str, Any]],
+) -> None:  # fmt: skip
+    """The strip at the top: it comes first on the page, and its figures are the topics'."""
+    first = next(k for k in figures if k.startswith(("health", "liq-", "cycle-", "dlq-")))
+    assert first.startswith("health")
+    assert figures["health-status"]["value"] in {"OK", "WARN", "ERR"}
+    assert figures["health-lag-status"]["value"] == snapshot["health"]["signals"]["lag"]
+    for group in ("clearing-ingest", "clearing-netting"):
+        assert figures[f"health-group-{group}"]["value"] in {"OK", "WARN", "ERR"}
+    assert int(figures["health-dlq-total"]["value"]) == len(rejected)
+    pending = sum(
+        batch_records[b]["instruction_count"]
+        for b in report["batch_ids"]
+        if batch_records[b]["rail_id"] != "cnh-stable"
+    )  # the bank never answers
+    assert int(figures["health-pending"]["value"]) == pending
+    assert int(figures["health-stalled-count"]["value"]) == len(snapshot["health"]["stalled"])
+    assert int(figures["health-deferring"]["value"]) >= 1
 
 
 def check_finality(
@@ -207,6 +349,7 @@ def house_balance(state: Path) -> int:
 
 
 def _ready(snapshot: dict[str, Any], report: dict[str, Any], groups: set[str]) -> bool:
+    """The dashboard has read every topic the test checks, and the reference data."""
     seen = {g["group"] for g in snapshot["lag"]["groups"]}
     token_final = any(
         r["rail_id"] == "cnh-stable" and r["pending"] == 0 and r["settled"] > 0
@@ -222,12 +365,16 @@ def _ready(snapshot: dict[str, Any], report: dict[str, Any], groups: set[str]) -
         and all(t["rate"] is not None for t in snapshot["throughput"].values())
         and token_final
         and any("balance_units" in c for c in snapshot["chain"])
+        and bool(snapshot["units"].get("currencies"))
+        and any(r["cycle_seq"] == report["cycle_seq"] for r in snapshot["liquidity"]["rows"])
     )
 
 
-def _rendered(url: str, tmp: Path, report: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+def _rendered(url: str, tmp: Path, report: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The page's figures once it shows the cycle in units (empty until then)."""
     figures = render(url + "/", tmp / f"profile-{time.time_ns()}")
-    return figures if f"cycle-{report['cycle_id']}-gross" in figures else None
+    gross = figures.get(f"cycle-{report['cycle_id']}-gross", {})
+    return figures if gross.get("text", "").endswith(report["currency"]) else {}
 
 
 def dashboard_server(bootstrap: str, state: Path) -> Any:
@@ -244,7 +391,8 @@ def dashboard_server(bootstrap: str, state: Path) -> Any:
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until("the dashboard server", lambda: _answers(url + "/api/health"), 60)
+            wait_until("the dashboard server", lambda: _answers(url + "/api/health"),
+                       SERVER_START_TIMEOUT_SECONDS)  # fmt: skip
             yield url
         finally:
             stop_process(process)
