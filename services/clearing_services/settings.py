@@ -7,6 +7,7 @@ glance what it runs with.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping, MutableMapping
@@ -15,6 +16,9 @@ from pathlib import Path
 
 DEFAULT_BROKER_HOST = "127.0.0.1"
 DEFAULT_BROKER_PORT = 9092
+BROKER_HOME_NAME = "kafka"  # the local broker's folder in the state folder
+CLUSTER_FILE = "cluster.json"  # in the broker home: a local cluster's shape (broker/cluster.py)
+BROKER_PORTS_PER_NODE = 2  # a node's client port, then its controller port
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_BROKER_HEAP_MB = 768  # enough for the demo and tests; small beside the workers on 2 cores
 DEFAULT_METRICS_PORT = 9464  # Prometheus /metrics of a worker; 0 turns it off
@@ -180,14 +184,18 @@ class Settings:
     # CLEARING_CHAIN_HOME: the embedded chain's folder, when several state folders (worker
     # processes on one host) must share one chain; default $CLEARING_STATE_DIR/chain
     chain_home_dir: Path | None = None
+    # the local broker's node count, as `clearing broker start --nodes N` recorded it
+    # in the broker home (CLUSTER_FILE); 1 without a record
+    broker_nodes: int = 1
 
     @property
     def local_bootstrap(self) -> str:
-        return f"{self.broker_host}:{self.broker_port}"
+        """The local broker's address; every node's, for a local cluster."""
+        return local_addresses(self.broker_host, self.broker_port, self.broker_nodes)
 
     @property
     def broker_home(self) -> Path:
-        return self.state_dir / "kafka"
+        return self.state_dir / BROKER_HOME_NAME
 
     @property
     def chain_home(self) -> Path:
@@ -238,17 +246,38 @@ def _bounded(env: Mapping[str, str], name: str, default: int, limits: tuple[int,
     return value
 
 
+def local_addresses(host: str, port: int, nodes: int) -> str:
+    """Every local node's client address: node K listens on ``port + 2(K-1)`` (its
+    controller one above), so a client finds a cluster with any one node down."""
+    return ",".join(f"{host}:{port + BROKER_PORTS_PER_NODE * k}" for k in range(nodes))
+
+
+def recorded_broker_nodes(home: Path) -> int:
+    """The node count ``<home>/cluster.json`` records; 1 without one."""
+    try:
+        nodes = json.loads((home / CLUSTER_FILE).read_text())["nodes"]
+    except FileNotFoundError:
+        return 1
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _input_error(f"{home / CLUSTER_FILE} is unreadable ({exc})") from None
+    if not isinstance(nodes, int) or nodes < 1:
+        raise _input_error(f"{home / CLUSTER_FILE}: nodes {nodes!r} is not a node count")
+    return nodes
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from an environment mapping (``os.environ`` by default)."""
     env = os.environ if env is None else env
     root = project_root()
     default_cache = root / ".cache" if root else Path.home() / ".cache" / "clearing-house"
     default_state = root / ".run" if root else Path.home() / ".local" / "state" / "clearing-house"
+    state_dir = Path(env.get("CLEARING_STATE_DIR") or default_state)
     return Settings(
         bootstrap_servers=env.get("KAFKA_BOOTSTRAP") or None,
         schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
         cache_dir=Path(env.get("CLEARING_CACHE_DIR") or default_cache),
-        state_dir=Path(env.get("CLEARING_STATE_DIR") or default_state),
+        state_dir=state_dir,
+        broker_nodes=recorded_broker_nodes(state_dir / BROKER_HOME_NAME),
         broker_host=env.get("CLEARING_BROKER_HOST") or DEFAULT_BROKER_HOST,
         broker_port=_int(env, "CLEARING_BROKER_PORT", DEFAULT_BROKER_PORT),
         controller_port=_int(env, "CLEARING_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT),

@@ -13,12 +13,30 @@ from clearing_services.settings import load_settings
 
 STARTS_MAX = 3  # a free port can be taken between choosing and binding it
 HEAP_MB = 512  # several nodes may run at once on a 2-core CI machine
+PORT_TRIES_MAX = 50
+PORT_LAST = 65_535
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> int:
+    """A base port with ``count`` consecutive ports free now (a local cluster's)."""
+    for _ in range(PORT_TRIES_MAX):
+        base = free_port()
+        if base + count > PORT_LAST:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise OSError(f"no {count} consecutive free ports in {PORT_TRIES_MAX} tries")
 
 
 def new_local_broker(home: Path) -> LocalBroker:

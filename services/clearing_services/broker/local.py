@@ -50,6 +50,8 @@ class BrokerConfig:
     log4j_config: Path | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
     secure: bool = False  # SASL_SSL + StandardAuthorizer (broker/secure.py)
+    node_id: int = 1
+    voters: str | None = None  # controller.quorum.voters of a cluster (broker/cluster.py)
 
     @property
     def bootstrap(self) -> str:
@@ -80,8 +82,8 @@ def server_properties(
     ``security`` (the secure mode's listeners and authorizer) replaces the defaults."""
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{config.host}:{config.controller_port}",
+        "node.id": str(config.node_id),
+        "controller.quorum.voters": config.voters or f"1@{config.host}:{config.controller_port}",
         "listeners": f"PLAINTEXT://{config.host}:{config.port},"
         f"CONTROLLER://{config.host}:{config.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{config.host}:{config.port}",
@@ -109,7 +111,7 @@ def server_properties(
     return props
 
 
-def _kafka_uuid() -> str:
+def kafka_uuid() -> str:
     """A cluster id in Kafka's form: 16 random bytes, URL-safe base64, no padding; like
     Kafka's own Uuid.randomUuid, never one starting with '-', which a command line
     would take for an option."""
@@ -187,7 +189,7 @@ class LocalBroker:
             return
         cluster_id_file = self.config.home / "cluster.id"
         if not cluster_id_file.is_file():
-            cluster_id_file.write_text(_kafka_uuid() + "\n")
+            cluster_id_file.write_text(kafka_uuid() + "\n")
         command = [
             "java", *self._jvm_flags(heap_mb=256), "kafka.tools.StorageTool", "format",
             f"--cluster-id={cluster_id_file.read_text().strip()}", "-c", str(properties_file),
@@ -224,6 +226,13 @@ class LocalBroker:
             return current, False
         if current.state == "unhealthy":
             self.stop()
+        process = self.launch()
+        return self.wait_started(process, timeout_seconds), True
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Prepare the home and start the JVM, without waiting for it to answer: the
+        nodes of a cluster are all launched before any can (a quorum needs most of
+        its voters)."""
         if port_open(self.config.host, self.config.port):
             raise BrokerUnavailableError(
                 f"port {self.config.port} is in use by another process; choose another "
@@ -256,6 +265,13 @@ class LocalBroker:
         self.pid_file.write_text(
             json.dumps({"pid": process.pid, "bootstrap": self.config.bootstrap}) + "\n"
         )
+        return process
+
+    def wait_started(
+        self, process: subprocess.Popen[bytes], timeout_seconds: float = START_SECONDS_MAX
+    ) -> BrokerStatus:
+        """The launched node's status once it answers; else it is stopped and the error
+        names its log."""
         info = wait_until_healthy(
             self.config.bootstrap, timeout_seconds, security=self.client_properties(),
             gone=lambda: process.poll() is not None,
@@ -269,7 +285,7 @@ class LocalBroker:
                 else f"not healthy in {timeout_seconds:.0f} s"
             )
             raise BrokerUnavailableError(f"the local broker {why}; see {self.log_dir}/stdout.log")
-        return replace(self._status("running", process.pid), cluster=info), True
+        return replace(self._status("running", process.pid), cluster=info)
 
     def _refuse_plain_start_of_secure_home(self) -> None:
         if is_secure_home(self.config.home):

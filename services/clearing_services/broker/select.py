@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from clearing_services.broker.cluster import LocalCluster
 from clearing_services.broker.distribution import BrokerUnavailableError, KafkaDistribution
 from clearing_services.broker.health import ClusterInfo, wait_until_healthy
 from clearing_services.broker.local import BrokerConfig, LocalBroker
-from clearing_services.settings import Settings, infra_dir, project_root
+from clearing_services.settings import Settings, infra_dir, project_root, recorded_broker_nodes
 
 
 def distribution(settings: Settings) -> KafkaDistribution:
@@ -47,6 +48,25 @@ def local_broker(
     return LocalBroker(config, distribution(settings))
 
 
+def local_cluster(
+    settings: Settings,
+    nodes: int,
+    *,
+    home: Path | None = None,
+    port: int | None = None,
+    heap_mb: int | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> LocalCluster:
+    """The local cluster of ``nodes`` (3) in the broker home: node K at ``port + 2(K-1)``."""
+    node = local_broker(settings, home=home, port=port, heap_mb=heap_mb, overrides=overrides)
+    return LocalCluster(node.config, node.distribution, nodes)
+
+
+def home_nodes(settings: Settings, home: Path | None = None) -> int:
+    """How many nodes the broker home holds, as its start recorded it."""
+    return recorded_broker_nodes((home or settings.broker_home).resolve())
+
+
 def ensure_broker(settings: Settings, timeout_seconds: float = 60.0) -> tuple[ClusterInfo, bool]:
     """A reachable broker, starting the local one if needed; (info, started_here)."""
     if settings.bootstrap_servers:
@@ -60,6 +80,10 @@ def ensure_broker(settings: Settings, timeout_seconds: float = 60.0) -> tuple[Cl
                 f"KAFKA_BOOTSTRAP={settings.bootstrap_servers} does not answer metadata requests"
             )
         return info, False
+    if settings.broker_nodes > 1:  # the home holds a cluster: start all of it
+        whole, started = local_cluster(settings, settings.broker_nodes).start(timeout_seconds)
+        info = next(n.cluster for n in whole.nodes if n.cluster is not None)
+        return info, started
     status, started = local_broker(settings).start(timeout_seconds=timeout_seconds)
     assert status.cluster is not None
     return status.cluster, started

@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from clearing_services.broker.cluster import NODE_COUNTS, ClusterStatus, LocalCluster
 from clearing_services.broker.local import BrokerStatus
 from clearing_services.broker.secure import credentials_file
-from clearing_services.broker.select import local_broker
+from clearing_services.broker.select import home_nodes, local_broker, local_cluster
 from clearing_services.cli.common import (
     bootstrap_option,
     emit_json,
@@ -33,7 +34,8 @@ EXIT_UNHEALTHY = 1
 
 @click.group()
 def broker() -> None:
-    """The local single-node Apache Kafka (KRaft) broker, run from Maven Central jars."""
+    """The local Apache Kafka (KRaft) broker, one node or a cluster of three, run from
+    Maven Central jars."""
 
 
 _home = click.option("--home", type=click.Path(path_type=Path), help="State folder (data, logs).")
@@ -45,6 +47,23 @@ def _status_dict(status: BrokerStatus) -> dict[str, object]:
     out = asdict(status)
     out["cluster"] = asdict(status.cluster) if status.cluster else None
     return out
+
+
+def _cluster_dict(status: ClusterStatus) -> dict[str, object]:
+    return {"state": status.state, "bootstrap": status.bootstrap,
+            "nodes": [_status_dict(node) for node in status.nodes]}  # fmt: skip
+
+
+def _say_cluster(status: ClusterStatus, started: bool | None = None) -> None:
+    verb = {True: "started", False: "already running", None: status.state}[started]
+    err_console.print(f"cluster {verb}: {status.bootstrap} ({len(status.nodes)} nodes)")
+    for k, node in enumerate(status.nodes, start=1):
+        err_console.print(f"  node {k}: {node.state} {node.bootstrap} pid {node.pid or '-'}"
+                          f"{f' ({node.detail})' if node.detail else ''}")  # fmt: skip
+
+
+def _nodes_or_recorded(nodes: int | None, home: Path | None) -> int:
+    return nodes if nodes is not None else home_nodes(settings(), home)
 
 
 def _say_status(status: BrokerStatus, started: bool | None = None) -> None:
@@ -61,11 +80,19 @@ def _say_status(status: BrokerStatus, started: bool | None = None) -> None:
     err_console.print(f"  logs: {status.log_file}", style="dim")
 
 
+_nodes = click.option(
+    "--nodes", type=click.Choice([str(n) for n in NODE_COUNTS]), default=None,
+    help="1 node, or a cluster of 3 on consecutive ports from --port (node K at "
+    "port + 2(K-1)); default: what the home holds, else 1.",
+)  # fmt: skip
+
+
 @broker.command()
 @_home
 @_port
 @_cport
-@click.option("--heap-mb", type=int, help="JVM heap (default 768).")
+@_nodes
+@click.option("--heap-mb", type=int, help="JVM heap (default 768; 512 per node of three).")
 @click.option(
     "--secure", is_flag=True,
     help="SASL_SSL (SCRAM-SHA-512) client listener, TLS from a CA made in the home, "
@@ -74,15 +101,23 @@ def _say_status(status: BrokerStatus, started: bool | None = None) -> None:
 )  # fmt: skip
 @json_option
 def start(
-    home: Path | None, port: int | None, controller_port: int | None, heap_mb: int | None,
-    secure: bool, as_json: bool,
+    home: Path | None, port: int | None, controller_port: int | None, nodes: str | None,
+    heap_mb: int | None, secure: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Fetch Kafka if needed, format and start the node; harmless when already running.
+    """Fetch Kafka if needed, format and start the node (or the nodes); harmless when
+    already running.
 
     Example: clearing broker start --port 9092
 
+    Example: clearing broker start --nodes 3
+
     Example: clearing broker start --secure --home .run/kafka-secure --port 9192
     """
+    count = _nodes_or_recorded(int(nodes) if nodes else None, home)
+    if count > 1:
+        _start_cluster(local_cluster(settings(), count, home=home, port=port, heap_mb=heap_mb),
+                       as_json)  # fmt: skip
+        return
     node = local_broker(
         settings(), home=home, port=port, controller_port=controller_port, heap_mb=heap_mb,
         secure=secure,
@@ -101,16 +136,39 @@ def start(
             err_console.print(f"  operator: set -a; . {credentials}; set +a", style="dim")
 
 
+def _start_cluster(cluster: LocalCluster, as_json: bool) -> None:
+    if not cluster.nodes[0].distribution.is_fetched():
+        err_console.print("fetching Apache Kafka jars from Maven Central (once)...")
+    t0 = time.monotonic()
+    status, started = cluster.start()
+    if as_json:
+        emit_json({**_cluster_dict(status), "started": started,
+                   "seconds": time.monotonic() - t0})  # fmt: skip
+    else:
+        _say_cluster(status, started)
+
+
 @broker.command()
 @_home
 @_port
 @_cport
 @json_option
 def stop(home: Path | None, port: int | None, controller_port: int | None, as_json: bool) -> None:
-    """Stop the node (controlled shutdown, then kill after 30 s); no process is left.
+    """Stop the node, or every node of the home's cluster (controlled shutdown, then
+    kill after 30 s); no process is left.
 
     Example: clearing broker stop
     """
+    count = home_nodes(settings(), home)
+    if count > 1:
+        cluster = local_cluster(settings(), count, home=home, port=port)
+        stopped = cluster.stop()
+        if as_json:
+            emit_json({"stopped": stopped, "bootstrap": cluster.bootstrap, "nodes": count})
+        else:
+            err_console.print(f"cluster stopped ({count} nodes)" if stopped
+                              else "cluster was not running")  # fmt: skip
+        return
     node = local_broker(settings(), home=home, port=port, controller_port=controller_port)
     was_running = node.stop()
     if as_json:
@@ -125,17 +183,26 @@ def stop(home: Path | None, port: int | None, controller_port: int | None, as_js
 @_cport
 @json_option
 def status(home: Path | None, port: int | None, controller_port: int | None, as_json: bool) -> None:
-    """Whether the node runs and answers a metadata request. Exit 0 running, 3 stopped,
-    1 unhealthy.
+    """Whether the node (each node of a cluster) runs and answers a metadata request.
+    Exit 0 running, 3 stopped, 1 unhealthy (or a cluster with a node down).
 
     Example: clearing broker status --json
     """
-    node = local_broker(settings(), home=home, port=port, controller_port=controller_port)
-    current = node.status()
-    if as_json:
-        emit_json(_status_dict(current))
+    count = home_nodes(settings(), home)
+    current: BrokerStatus | ClusterStatus
+    if count > 1:
+        current = local_cluster(settings(), count, home=home, port=port).status()
+        if as_json:
+            emit_json(_cluster_dict(current))
+        else:
+            _say_cluster(current)
     else:
-        _say_status(current)
+        node = local_broker(settings(), home=home, port=port, controller_port=controller_port)
+        current = node.status()
+        if as_json:
+            emit_json(_status_dict(current))
+        else:
+            _say_status(current)
     if not current.running:
         sys.exit(EXIT_STOPPED if current.state == "stopped" else EXIT_UNHEALTHY)
 
@@ -143,12 +210,22 @@ def status(home: Path | None, port: int | None, controller_port: int | None, as_
 @broker.command()
 @_home
 @click.option("-n", "--lines", default=40, show_default=True, help="Lines to show.")
-def logs(home: Path | None, lines: int) -> None:
-    """Print the end of the broker's server log.
+@click.option("--node", "node_id", type=int, default=1, show_default=True,
+              help="Which node of a cluster.")  # fmt: skip
+def logs(home: Path | None, lines: int, node_id: int) -> None:
+    """Print the end of the broker's server log (of one node of a cluster).
 
     Example: clearing broker logs -n 20
+
+    Example: clearing broker logs --node 2
     """
-    node = local_broker(settings(), home=home)
+    count = home_nodes(settings(), home)
+    if count > 1:
+        node = local_cluster(settings(), count, home=home).node(node_id)
+    elif node_id != 1:
+        raise click.BadParameter(f"the home holds one node, not {node_id}", param_hint="--node")
+    else:
+        node = local_broker(settings(), home=home)
     try:
         with node.log_file.open(errors="replace") as fh:
             tail = deque(fh, maxlen=lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ PARTICIPANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 BATCH_TOPIC_PREFIX = "clearing.settlement.batches."
 STATEMENT_TEMPLATE = STATEMENTS_TOPIC + ".{participant}"
 CREATE_SECONDS_MAX = 30.0
+REPLICAS_FOR_TWO_IN_SYNC = 3  # with three replicas, a write waits for two
 LEADER_POLL_SECONDS = 0.1  # how often new topics are asked whether they have leaders
 
 
@@ -170,13 +171,28 @@ class CreateResult:
         return sorted(n for n, o in self.outcome.items() if o == "created")
 
 
+def fitted(spec: TopicSpec, brokers: int) -> TopicSpec:
+    """``spec`` as a cluster of ``brokers`` holds it: ``min(factor, brokers)`` replicas
+    (topics.yaml asks for 3; one local node gets 1); with three, a write needs two
+    in-sync replicas; never an unclean leader election (it loses acknowledged
+    records). A topic's own config wins."""
+    factor = max(1, min(spec.replication_factor, brokers))
+    config = {"unclean.leader.election.enable": "false", **spec.config}
+    if factor >= REPLICAS_FOR_TWO_IN_SYNC:
+        config.setdefault("min.insync.replicas", "2")
+    return replace(spec, replication_factor=factor, config=config)
+
+
 def create_topics(
     admin: AdminClient, specs: Iterable[TopicSpec], timeout_seconds: float = CREATE_SECONDS_MAX
 ) -> CreateResult:
-    """Create every missing topic; existing ones are left as they are."""
-    specs = list(specs)
-    existing = set(admin.list_topics(timeout=timeout_seconds).topics)
-    outcome = {s.name: "exists" for s in specs if s.name in existing}
+    """Create every missing topic, fitted to the cluster's size; an existing one is
+    left as it is, and reported when its replication is not the plan's (a topic made
+    on one node before the cluster grew: reassign its partitions)."""
+    metadata = admin.list_topics(timeout=timeout_seconds)
+    specs = [fitted(s, len(metadata.brokers)) for s in specs]
+    existing = metadata.topics
+    outcome = {s.name: _existing_outcome(s, existing[s.name]) for s in specs if s.name in existing}
     missing = [s for s in specs if s.name not in existing]
     if missing:
         new = [
@@ -202,6 +218,15 @@ def create_topics(
                     raise ClearingError(f"creating topic {name} failed: {exc}") from exc
         _wait_for_leaders(admin, [s.name for s in missing], timeout_seconds)
     return CreateResult(outcome)
+
+
+def _existing_outcome(spec: TopicSpec, metadata: Any) -> str:
+    """``exists``, or how its replication differs from the plan's."""
+    factors = {len(p.replicas) for p in metadata.partitions.values()}
+    if factors and factors != {spec.replication_factor}:
+        found = "/".join(str(f) for f in sorted(factors))
+        return f"exists, replication factor {found} (plan: {spec.replication_factor})"
+    return "exists"
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_seconds: float) -> None:

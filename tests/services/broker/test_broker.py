@@ -122,8 +122,8 @@ def test_topics_create_is_idempotent(kafka_bootstrap: str) -> None:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from clearing_services.broker.local import _kafka_uuid
+    from clearing_services.broker.local import kafka_uuid
 
-    ids = [_kafka_uuid() for _ in range(5_000)]
+    ids = [kafka_uuid() for _ in range(5_000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.kafka.clients import (
     RDKAFKA_DEBUG,
     RDKAFKA_ERRORS,
@@ -18,6 +21,8 @@ from clearing_services.kafka.clients import (
     producer_config,
     show_rdkafka_logs,
 )
+from clearing_services.settings import load_settings
+from clearing_services.settlement.acks_agent import Runtime, build_app
 
 SECURE = {
     "CLEARING_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -54,3 +59,19 @@ def test_every_client_takes_the_profile_of_the_environment(
     assert consumer_config("b:1", "g")["sasl.username"] == "BANK-A"
     assert producer_config("b:1", **{"transactional.id": "t"})["sasl.password"] == "secret"
     admin_client("127.0.0.1:1")  # builds with the profile (librdkafka checks the keys)
+
+
+def test_every_producer_waits_for_the_in_sync_replicas_and_is_idempotent(
+    tmp_path: Path,
+) -> None:
+    """DESIGN section 12: acks=all with idempotence, plain or transactional; the Faust
+    app (the acks agent) asks for all replicas too and writes nothing through its own
+    producer: no tables, no leader topic; its records go through a transactional
+    producer of ours (``Sender``)."""
+    for config in (producer_config("b:1"), producer_config("b:1", **{"transactional.id": "t"})):
+        assert (config["acks"], config["enable.idempotence"]) == ("all", True)
+    app = build_app(load_settings({"CLEARING_STATE_DIR": str(tmp_path)}),
+                    Runtime(SingleObjectCodec(SchemaCatalog.load()), None, None, None),  # type: ignore[arg-type]
+                    roles=set())  # fmt: skip
+    assert (app.conf.producer_acks, app.conf.topic_disable_leader) == (-1, True)
+    assert (app.conf.table_standby_replicas, list(app.tables)) == (0, [])
