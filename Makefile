@@ -11,7 +11,7 @@ SOURCES := src services tests bench
 
 GANACHE := .cache/ganache/node_modules/.bin/ganache
 
-.PHONY: help venv kafka tools ganache records demo test test-fast lint format chaos bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
+.PHONY: help venv kafka tools ganache records demo test test-fast lint format chaos chaos-cluster bench bench-e2e bench-soak bench-e2e-profile coverage-nojit clean
 
 help:
 	@echo "make demo   - set up and run the clearing house demo on a local Kafka broker"
@@ -21,6 +21,7 @@ help:
 	@echo "make tools  - install the system tools the tests need (chromium) when missing"
 	@echo "make ganache - install the JSON-RPC node of the token-rail test (npm, pinned)"
 	@echo "make chaos  - the long chaos run: kills, broker restarts, pauses (last line JSON)"
+	@echo "make chaos-cluster - failover chaos on three brokers: leader and controller kills, a rolling restart (last line JSON)"
 	@echo "make bench  - the benchmarks (they print ratios, last line JSON)"
 
 $(STAMP): pyproject.toml
@@ -74,6 +75,9 @@ test-fast: venv
 
 chaos: kafka
 	$(BIN)/python -m tests.support.chaos
+
+chaos-cluster: kafka
+	$(BIN)/python -m tests.support.chaos_cluster
 
 bench: kafka
 	$(BIN)/python bench/codec.py

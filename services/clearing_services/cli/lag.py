@@ -126,8 +126,8 @@ def lag(
     """
     server = bootstrap or current_settings().bootstrap()
     if not watch:
-        monitor = LagMonitor(server, list(groups) or None, window=max(samples, 2))
-        reports = sample_window(monitor, samples, interval)
+        with LagMonitor(server, list(groups) or None, window=max(samples, 2)) as monitor:
+            reports = sample_window(monitor, samples, interval)
         if as_json:
             emit_json(report_json(reports))
         else:
@@ -159,3 +159,5 @@ def lag(
                 refreshes += 1
     except KeyboardInterrupt:
         err_console.print("stopped")
+    finally:
+        monitor.close()

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 import click
+from confluent_kafka import KafkaError, KafkaException
 
 from clearing_core.errors import ClearingError
 from clearing_services.cli.ack import ack
@@ -34,6 +35,7 @@ from clearing_services.cli.security import security
 from clearing_services.cli.settle import settle
 from clearing_services.cli.statement import statement
 from clearing_services.cli.worker import refdata, replay, worker
+from clearing_services.kafka.reachability import EX_UNAVAILABLE
 from clearing_services.settings import tune_process_environment
 
 
@@ -83,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ClearingError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except KafkaException as exc:  # the cluster refused or lost a request: one line, not a trace
+        error = exc.args[0] if exc.args else exc
+        why = f"{error.name()}: {error.str()}" if isinstance(error, KafkaError) else str(error)
+        click.echo(f"error: Kafka: {why} (try again; `clearing broker status` for a local "
+                   "cluster)", err=True)  # fmt: skip
+        sys.exit(EX_UNAVAILABLE)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

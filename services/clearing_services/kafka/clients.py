@@ -8,6 +8,7 @@ outputs of a batch are written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,14 +16,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from clearing_core.errors import ClearingError
@@ -320,11 +314,9 @@ def read_topic(
                 if tp.offset >= ends[tp.partition]:
                     del ends[tp.partition]
         if ends:
-            raise DeliveryError(
-                f"{topic}: partitions {sorted(ends)} not read to their end in "
-                f"{timeout_seconds:.0f} s "
-                "(a transaction left open holds them back until it is decided)"
-            )
+            raise DeliveryError(f"{topic}: partitions {sorted(ends)} not read to their end in "
+                                f"{timeout_seconds:.0f} s (a transaction left open holds them "
+                                "back until it is decided)")  # fmt: skip
         return records
     finally:
         consumer.close()
@@ -358,10 +350,15 @@ def log_ends(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int,
         probe.close()
 
 
+_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+             KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._ALL_BROKERS_DOWN,
+             KafkaError._TRANSPORT, KafkaError._DESTROY_BROKER, KafkaError._TIMED_OUT}  # fmt: skip
+
+
 def watermarks(
     consumer: Consumer, tp: TopicPartition, timeout_seconds: float = 30.0
 ) -> tuple[int, int]:
-    """(low, high) of a partition, retrying while a new topic's leader settles in."""
+    """(low, high) of a partition, retrying while leadership settles (new topic, lost broker)."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
@@ -370,13 +367,12 @@ def watermarks(
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             retriable = isinstance(error, KafkaError) and error.retriable()
-            leadership = isinstance(error, KafkaError) and error.code() in {
-                KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                KafkaError.UNKNOWN_TOPIC_OR_PART,
-            }  # fmt: skip
+            leadership = isinstance(error, KafkaError) and error.code() in _SETTLING
             if not (retriable or leadership) or time.monotonic() > deadline:
                 raise
             time.sleep(LEADER_RETRY_SECONDS)
+            with contextlib.suppress(KafkaException):  # who leads now: not the dead one again
+                consumer.list_topics(tp.topic, timeout=METADATA_TIMEOUT_SECONDS)
 
 
 def _poll(consumer: Consumer) -> list[Record]:

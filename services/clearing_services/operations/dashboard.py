@@ -39,7 +39,7 @@ from clearing_core.encoding.records import (
 from clearing_core.operations.dashboard import DashboardState, OffsetsSample, health, units_of
 from clearing_core.operations.lag import report_json
 from clearing_core.refdata import ReferenceData
-from clearing_services.kafka.clients import admin_client, consumer_config
+from clearing_services.kafka.clients import consumer_config
 from clearing_services.kafka.codecs import codec_for
 from clearing_services.kafka.groups import partitions_in
 from clearing_services.kafka.refdata import (
@@ -56,7 +56,7 @@ from clearing_services.kafka.topics import (
     STATUS_TOPIC,
 )
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
-from clearing_services.operations.lag import LagMonitor, log_offsets
+from clearing_services.operations.lag import LagMonitor
 from clearing_services.settings import Settings, load_settings
 from clearing_services.settlement.token_chain import house_balances
 
@@ -238,12 +238,14 @@ class Dashboard:
             self.stop_event.wait(CHAIN_SAMPLE_SECONDS)
 
     def _sample(self) -> None:
-        admin = admin_client(self.bootstrap)
-        monitor = LagMonitor(self.bootstrap, None, window=10, admin=admin)
+        with LagMonitor(self.bootstrap, None, window=10) as monitor:
+            self._sample_every(monitor)
+
+    def _sample_every(self, monitor: LagMonitor) -> None:
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
-                self._sample_offsets(admin, EVENT_TOPIC_NAMES)
+                self._sample_offsets(monitor, EVENT_TOPIC_NAMES)
                 monitor.sample()
                 reports = [
                     r for r in monitor.report() if not r.group.startswith("clearing-dashboard-")
@@ -257,8 +259,8 @@ class Dashboard:
                     self.errors["sample"] = str(exc)
             self.stop_event.wait(max(0.1, self.interval_seconds - (time.monotonic() - started)))
 
-    def _sample_offsets(self, admin: Any, topics: Iterable[str]) -> None:
-        ends = log_offsets(admin, partitions_in(admin, topics))
+    def _sample_offsets(self, monitor: LagMonitor, topics: Iterable[str]) -> None:
+        ends = monitor.log_offsets(partitions_in(monitor.admin, topics))
         totals: dict[str, int] = {}
         for (topic, _p), (_start, end) in ends.items():
             totals[topic] = totals.get(topic, 0) + end

@@ -12,11 +12,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from confluent_kafka import (
     Consumer,
-    ConsumerGroupState,
     KafkaError,
     KafkaException,
     TopicPartition,
@@ -24,7 +22,6 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
-from clearing_core.errors import ClearingError
 from clearing_core.operations.lag import (
     GroupReport,
     OffsetSample,
@@ -33,15 +30,14 @@ from clearing_core.operations.lag import (
     judged,
 )
 from clearing_services.kafka.clients import admin_client, consumer_config
-from clearing_services.kafka.groups import committed_offsets, partitions_in
+from clearing_services.operations.group_sample import TP, GroupProbe, GroupSample, lag_error
+from clearing_services.operations.group_sample import GroupNotFoundError as GroupNotFoundError
+from clearing_services.operations.group_sample import LagError as LagError
 
 REQUEST_TIMEOUT_SECONDS = 15.0
 PROBE_TIMEOUT_SECONDS = 5.0
 READ_WAIT_SECONDS = 0.2  # one consume() while reading the records at the given offsets
 TIMESTAMP_NOT_AVAILABLE = 0
-_ACTIVE_STATES = {"STABLE", "PREPARING_REBALANCING", "COMPLETING_REBALANCING", "RECONCILING"}
-
-TP = tuple[str, int]
 
 
 _PROBE_CONFIG: dict[str, str | int | float | bool] = {
@@ -55,99 +51,33 @@ _PROBE_CONFIG: dict[str, str | int | float | bool] = {
 }
 
 
-class LagError(ClearingError):
-    """Consumer lag could not be read."""
-
-    reason_code = "LAG_UNAVAILABLE"
-
-
-class GroupNotFoundError(LagError):
-    reason_code = "GROUP_NOT_FOUND"
-
-
-@dataclass(frozen=True)
-class GroupSample:
-    """One look at one group: state, members, committed offsets and assignment."""
-
-    group: str
-    state: str
-    members: int
-    committed: dict[TP, int | None]  # None: assigned, never committed
-
-    @property
-    def active(self) -> bool:
-        return self.state in _ACTIVE_STATES or self.members > 0
-
-
-def _state_name(state: object) -> str:
-    if isinstance(state, ConsumerGroupState):
-        return state.name
-    return str(state or "UNKNOWN").upper()
-
-
-def _raise(what: str, exc: Exception) -> LagError:
-    error = exc.args[0] if exc.args else exc
-    message = error.str() if isinstance(error, KafkaError) else str(error)
-    return LagError(f"{what}: {message}")
-
-
 def list_groups(admin: AdminClient) -> list[str]:
     """Every consumer group the cluster knows, sorted. A broker that did not answer is
     an error, not fewer groups: no answer at all once read as "no consumer groups"."""
     try:
         result = admin.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_SECONDS).result()
     except KafkaException as exc:
-        raise _raise("listing consumer groups", exc) from exc
+        raise lag_error("listing consumer groups", exc) from exc
     if result.errors:
-        raise _raise("listing consumer groups", KafkaException(result.errors[0]))
+        raise lag_error("listing consumer groups", KafkaException(result.errors[0]))
     return sorted({listing.group_id for listing in result.valid})
-
-
-def sample_groups(
-    admin: AdminClient, bootstrap: str, groups: Sequence[str], *, require: bool = False
-) -> list[GroupSample]:
-    """State, members and committed offsets of each group. A group that does not exist
-    (DEAD, nothing committed) is left out, or raises when ``require``."""
-    if not groups:
-        return []
-    try:
-        described = admin.describe_consumer_groups(
-            list(groups), request_timeout=REQUEST_TIMEOUT_SECONDS
-        )
-    except KafkaException as exc:
-        raise _raise("describing consumer groups", exc) from exc
-    out, partitions = [], None
-    for group in groups:
-        try:
-            description = described[group].result()
-            state, members = _state_name(description.state), list(description.members)
-        except KafkaException as exc:  # e.g. a share or streams group: not ours to judge
-            if require:
-                raise _raise(f"describing consumer group {group!r}", exc) from exc
-            continue
-        committed: dict[TP, int | None] = {}
-        for member in members:
-            assignment = member.assignment.topic_partitions if member.assignment else []
-            for tp in assignment:
-                committed[(tp.topic, tp.partition)] = None
-        try:  # not the admin client's list_consumer_group_offsets: committed_offsets says why
-            partitions = partitions if partitions is not None else partitions_in(admin)
-            offsets = committed_offsets(bootstrap, group, partitions, REQUEST_TIMEOUT_SECONDS)
-        except KafkaException as exc:
-            raise _raise(f"committed offsets of group {group!r}", exc) from exc
-        committed.update((tp, offset) for tp, offset in offsets.items() if offset >= 0)
-        if state == "DEAD" and not committed:
-            if require:
-                raise GroupNotFoundError(f"consumer group {group!r} not found")
-            continue
-        out.append(GroupSample(group, state, len(members), committed))
-    return out
 
 
 def _spec(name: str) -> OffsetSpec:
     """``OffsetSpec.earliest()`` / ``.latest()`` (untyped in confluent-kafka's stubs)."""
     factory: Callable[[], OffsetSpec] = getattr(OffsetSpec, name)
     return factory()
+
+
+class StaleLeaderError(LagError):
+    """The admin client asked a partition's former leader, or with its former epoch."""
+
+
+# librdkafka's admin client keeps asking with the leader epoch it knew before a
+# failover, and the new leader refuses it (FENCED_LEADER_EPOCH) at every later
+# request, for minutes (the three-node chaos run): only a new client asks afresh.
+_LEADER_MOVED = {KafkaError.FENCED_LEADER_EPOCH, KafkaError.NOT_LEADER_FOR_PARTITION,
+                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.LEADER_NOT_AVAILABLE}  # fmt: skip
 
 
 def log_offsets(admin: AdminClient, partitions: Iterable[TP]) -> dict[TP, tuple[int, int]]:
@@ -174,7 +104,10 @@ def log_offsets(admin: AdminClient, partitions: Iterable[TP]) -> dict[TP, tuple[
                 }:  # fmt: skip
                     found.pop(key, None)
                     continue
-                raise _raise(f"log offsets of {tp.topic}[{tp.partition}]", exc) from exc
+                what = f"log offsets of {tp.topic}[{tp.partition}]"
+                if isinstance(error, KafkaError) and error.code() in _LEADER_MOVED:
+                    raise StaleLeaderError(str(lag_error(what, exc))) from exc
+                raise lag_error(what, exc) from exc
     return {tp: (v[0], v[1]) for tp, v in found.items()}
 
 
@@ -238,12 +171,32 @@ class LagMonitor:
         self.admin = admin or admin_client(bootstrap)
         self.windows: dict[str, dict[TP, PartitionWindow]] = {}
         self.latest: dict[str, GroupSample] = {}
+        self.probe = GroupProbe(bootstrap)  # DescribeConsumerGroups in a child: why there
+
+    def close(self) -> None:
+        self.probe.close()
+
+    def log_offsets(self, partitions: Iterable[TP]) -> dict[TP, tuple[int, int]]:
+        """``log_offsets``, asked again by a new admin client where a broker died
+        since the last request (``_LEADER_MOVED``)."""
+        wanted = list(partitions)
+        try:
+            return log_offsets(self.admin, wanted)
+        except StaleLeaderError:
+            self.admin = admin_client(self.bootstrap)
+            return log_offsets(self.admin, wanted)
+
+    def __enter__(self) -> LagMonitor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def sample(self, now_ms: int | None = None) -> None:
         """One sample of every group (or of the named ones) and their partitions."""
         names = self.groups if self.groups is not None else list_groups(self.admin)
-        samples = sample_groups(self.admin, self.bootstrap, names, require=self.require)
-        ends = log_offsets(self.admin, (tp for s in samples for tp in s.committed))
+        samples = self.probe.sample(names, require=self.require)
+        ends = self.log_offsets(tp for s in samples for tp in s.committed)
         at_ms = int(time.time() * 1000) if now_ms is None else now_ms
         seen = set()
         for group_sample in samples:

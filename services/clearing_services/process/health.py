@@ -32,6 +32,7 @@ from clearing_services.settlement.acks_agent import APP_ID
 from clearing_services.settlement.batch_index import BatchIndex
 
 LAG_EVERY_SECONDS = 10.0
+REPLICAS_EVERY_SECONDS = 5.0
 LAG_WINDOW_SAMPLES = 12  # two minutes of samples decide STALL, STOP, WARN
 OVERDUE_EVERY_SECONDS = 30.0
 TOPIC_PREFIX = "clearing"  # the partitions whose replication is watched
@@ -46,17 +47,28 @@ _log = logging.getLogger("clearing.worker")
 
 def watch_lag(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
     """Every LAG_EVERY_SECONDS: each pipeline group's lag per topic and its status
-    (0 OK, 1 WARN, 2 ERR), and the partitions under-replicated or offline."""
+    (0 OK, 1 WARN, 2 ERR)."""
     # whichever of the groups exist: one not formed yet is no error
     monitor = LagMonitor(bootstrap, list(LAG_GROUPS), window=LAG_WINDOW_SAMPLES, require=False)
-    admin = admin_client(bootstrap)
     said: dict[str, str] = {}  # group -> the status last logged
-    while not stop.wait(LAG_EVERY_SECONDS):
+    with monitor:
+        while not stop.wait(LAG_EVERY_SECONDS):
+            try:
+                _sample_groups(monitor, metrics, said)
+            except (KafkaException, LagError, TimeoutError) as exc:
+                _log.warning("lag not measured this time: %r", exc)
+
+
+def watch_replicas(bootstrap: str, metrics: Metrics, stop: threading.Event) -> None:
+    """Every REPLICAS_EVERY_SECONDS: the partitions under-replicated or offline. A
+    thread of its own: while a broker is dead, a lag sample can wait out its request
+    timeouts, and these gauges are what the operator needs then."""
+    admin = admin_client(bootstrap)
+    while not stop.wait(REPLICAS_EVERY_SECONDS):
         try:
-            _sample_groups(monitor, metrics, said)
             _count_replicas(admin, metrics)
-        except (KafkaException, LagError, TimeoutError) as exc:
-            _log.warning("lag and replication not measured this time: %r", exc)
+        except (KafkaException, TimeoutError) as exc:
+            _log.warning("replication not measured this time: %r", exc)
 
 
 def _sample_groups(monitor: LagMonitor, metrics: Metrics, said: dict[str, str]) -> None:
@@ -82,20 +94,25 @@ def _sample_groups(monitor: LagMonitor, metrics: Metrics, said: dict[str, str]) 
 
 
 def _count_replicas(admin: AdminClient, metrics: Metrics) -> None:
-    """Partitions of the clearing topics with fewer in-sync replicas than replicas,
-    and those with no leader, as the cluster metadata says now."""
+    under, offline = replica_counts(admin, TOPIC_PREFIX)
+    metrics.under_replicated.set(under)
+    metrics.offline_partitions.set(offline)
+
+
+def replica_counts(admin: AdminClient, prefix: str = "") -> tuple[int, int]:
+    """(under-replicated, offline) partitions of the topics named ``prefix...``, as the
+    cluster metadata says now: fewer in-sync replicas than replicas, or no leader."""
     topics = admin.list_topics(timeout=METADATA_TIMEOUT_SECONDS).topics
     under = offline = 0
     for name, topic in topics.items():
-        if not name.startswith(TOPIC_PREFIX):
+        if not name.startswith(prefix):
             continue
         for partition in topic.partitions.values():
             if partition.leader < 0:
                 offline += 1
             elif len(partition.isrs) < len(partition.replicas):
                 under += 1
-    metrics.under_replicated.set(under)
-    metrics.offline_partitions.set(offline)
+    return under, offline
 
 
 def watch_overdue(

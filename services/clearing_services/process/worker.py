@@ -39,7 +39,7 @@ from clearing_services.kafka.topics import (
 )
 from clearing_services.netting.scheduler import CycleScheduler
 from clearing_services.netting.worker import NettingWorker
-from clearing_services.process.health import watch_lag, watch_overdue
+from clearing_services.process.health import watch_lag, watch_overdue, watch_replicas
 from clearing_services.process.watchdog import StallDetector, watch_stalls
 from clearing_services.runtime.failure import fatal, keep_journal
 from clearing_services.runtime.metrics import Metrics
@@ -130,6 +130,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
             "set CLEARING_METRICS_PORT to a free port, or 0 for none"
         ) from None
     process.spawn("lag", lambda stop: watch_lag(bootstrap, process.metrics, stop))
+    process.spawn("replicas", lambda stop: watch_replicas(bootstrap, process.metrics, stop))
     holder = RefdataHolder(refdata)
     process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)
     if "netting" in roles:

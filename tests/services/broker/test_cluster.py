@@ -1,7 +1,9 @@
 """Three KRaft nodes through the real CLI (issue 20): started, every topic replicated
 three times with two in sync required, a topic made before the cluster reported;
-with two of three nodes down a producer is refused, not silently accepted, and
-nothing acknowledged is lost when they return; stop leaves no process."""
+with one node down the partitions it held are reported under-replicated; with two
+down a producer is refused, not silently accepted, and nothing acknowledged is
+lost when they return, and lag is read across the failover; stop leaves no
+process."""
 
 from __future__ import annotations
 
@@ -14,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from clearing_services.kafka.clients import producer_config, read_topic
+from clearing_services.kafka.clients import (
+    admin_client,
+    consumer_config,
+    producer_config,
+    read_topic,
+)
+from clearing_services.operations.lag import LagError, LagMonitor
+from clearing_services.process.health import replica_counts
 from tests.support.brokers import free_ports
 from tests.support.installed import CLEARING
 
@@ -26,6 +35,7 @@ NODES, PORTS = 3, 6
 TOPIC = "clearing.events.payment"
 REFUSED_WAIT_MS = 8_000  # a produce to a cluster without two in-sync replicas gives up
 DELIVERY_SECONDS_MAX = 60.0
+COORDINATOR_SECONDS_MAX = 60.0
 
 
 def clearing(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,8 +103,15 @@ def test_with_two_nodes_down_a_producer_is_refused_and_nothing_acknowledged_is_l
     bootstrap = started["bootstrap"]
     before = [f"before-{i}".encode() for i in range(50)]
     assert set(produce(bootstrap, before).values()) == {None}
-    for node in started["nodes"][1:]:
-        os.kill(node["pid"], signal.SIGKILL)
+    monitor = LagMonitor(bootstrap, [_committed_group(bootstrap)])
+    monitor.sample()  # its admin client now knows the leaders before the failover
+    os.kill(started["nodes"][2]["pid"], signal.SIGKILL)  # one down: the ISRs shrink
+    under, offline = _replicas_once_fenced(bootstrap)  # what the worker's gauges show
+    assert under > 0, "no partition is reported under-replicated with a node dead"
+    assert offline == 0  # two replicas of three are left in every ISR
+    # a second one down: no controller quorum, so the metadata stays as it was (the
+    # gauges cannot tell); the producers can
+    os.kill(started["nodes"][1]["pid"], signal.SIGKILL)
     during = [f"during-{i}".encode() for i in range(5)]
     refused = produce(bootstrap, during, **{"message.timeout.ms": REFUSED_WAIT_MS})
     assert sorted(refused) == sorted(during)
@@ -112,6 +129,50 @@ def test_with_two_nodes_down_a_producer_is_refused_and_nothing_acknowledged_is_l
     # it before the replicas were missed): once or twice after the resend, which the
     # ingest stage's event-id check makes harmless; never lost
     assert {values.count(v) for v in during} <= {1, 2}
+    with monitor:  # lag is read across the failover (a stale leader epoch is asked afresh)
+        _sample_until_answered(monitor)
+        (report,) = monitor.report(probe=False)
+    assert [p.committed_offset for p in report.partitions] == [1]
+
+
+def _replicas_once_fenced(bootstrap: str) -> tuple[int, int]:
+    """(under-replicated, offline) partitions of the clearing topics, once the
+    controller has fenced the dead nodes (their ISR shrunk)."""
+    admin = admin_client(bootstrap)
+    deadline = time.monotonic() + COORDINATOR_SECONDS_MAX
+    while True:
+        counts = replica_counts(admin, "clearing")
+        if counts[0] > 0 or time.monotonic() > deadline:
+            return counts
+        time.sleep(1.0)
+
+
+def _sample_until_answered(monitor: LagMonitor) -> None:
+    """A sample, once the group's coordinator has moved and loaded (a describe
+    refused meanwhile is what a worker's health probe logs and tries again)."""
+    deadline = time.monotonic() + COORDINATOR_SECONDS_MAX
+    while True:
+        try:
+            monitor.sample()
+            return
+        except LagError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def _committed_group(bootstrap: str) -> str:
+    """A group that committed offset 1 of a partition led by a node the test kills, so
+    its leader moves under the monitor."""
+    group = f"cluster-lag-{time.time_ns()}"
+    partitions = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
+    moved = min(n for n, p in partitions.topics[TOPIC].partitions.items() if p.leader != 1)
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        consumer.commit(offsets=[TopicPartition(TOPIC, moved, 1)], asynchronous=False)
+    finally:
+        consumer.close()
+    return group
 
 
 def test_stop_leaves_no_node_running(cluster: Any, tmp_path: Path) -> None:

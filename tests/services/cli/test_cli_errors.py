@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from clearing_services.cli.main import cli
+from clearing_services.cli.main import cli, main
 from clearing_services.kafka.reachability import EX_UNAVAILABLE
 from clearing_services.operations import lag as lag_service
 from clearing_services.operations.lag import LagError, LagMonitor
@@ -177,3 +178,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     usage = clearing("lag", "--samples", "0", env=dict(os.environ))
     assert usage.returncode == 2  # click's usage errors: exit 2 before anything runs
     assert "Invalid value for '--samples'" in usage.stderr
+
+
+def test_a_kafka_error_past_the_check_is_one_line_and_exit_69(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A cluster that loses a broker under a running command (``produce`` while a node
+    died: librdkafka destroyed the handle it was asking) is one line, not a trace."""
+
+    @cli.command("raise-kafka-error", hidden=True)
+    def raising() -> None:
+        raise KafkaException(KafkaError(KafkaError._DESTROY_BROKER, "Broker handle destroyed"))
+
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main(["raise-kafka-error"])
+    finally:
+        cli.commands.pop("raise-kafka-error")
+    assert ended.value.code == EX_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.startswith("error: Kafka: _DESTROY_BROKER: Broker handle destroyed")
+    assert err.count("\n") == 1

@@ -5,6 +5,8 @@ group, an idle group is still reported, and lag time is about right."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +20,12 @@ from clearing_core.operations.lag import ERR, OK, REWIND, STALL, STOP, WARN
 from clearing_services.broker.select import distribution
 from clearing_services.cli.lag import lag
 from clearing_services.kafka.clients import consumer_config
-from clearing_services.operations.lag import GroupNotFoundError, LagMonitor, sample_window
+from clearing_services.operations.lag import (
+    GroupNotFoundError,
+    LagError,
+    LagMonitor,
+    sample_window,
+)
 from clearing_services.settings import infra_dir, load_settings
 
 COMMAND_CLASS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
@@ -194,6 +201,40 @@ def test_every_group_listed_and_lag_never_negative(kafka_bootstrap: str, unique:
     assert partition.lag_seconds == 0
 
 
+def _one_of_four_read(bootstrap: str, topic: str) -> str:
+    """A group that committed offset 1 of ``topic``, a new topic of 4 records."""
+    group = f"{topic}-group"
+    _topic(bootstrap, topic, 1)
+    _produce(bootstrap, topic, {0: 4})
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        _commit(consumer, topic, {0: 1})
+    finally:
+        consumer.close()
+    return group
+
+
+def test_a_probe_child_that_dies_costs_one_sample_not_the_process(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """The group description runs in a child because librdkafka aborts the process
+    when a coordinator's connection drops mid-request (group_sample.py): a child
+    that dies is one sample not measured, and the next sample starts a new one."""
+    group = _one_of_four_read(kafka_bootstrap, f"lag-c-{unique}")
+    with LagMonitor(kafka_bootstrap, [group], window=4) as monitor:
+        monitor.sample()
+        first = monitor.probe.child_pid
+        assert first is not None
+        os.kill(first, signal.SIGABRT)  # as librdkafka's failed assertion ends it
+        with pytest.raises(LagError, match="not described this time"):
+            monitor.sample()
+        monitor.sample()
+        assert monitor.probe.child_pid not in (None, first)
+        (report,) = monitor.report(probe=False)
+    assert [(p.committed_offset, p.log_end_offset) for p in report.partitions] == [(1, 4)]
+    assert monitor.probe.child_pid is None  # closed with the monitor
+
+
 def test_unknown_group_is_one_line_error(kafka_bootstrap: str, unique: str) -> None:
     with pytest.raises(GroupNotFoundError, match="not found"):
         sample_window(LagMonitor(kafka_bootstrap, [f"nobody-{unique}"]), 1, 0.1)
@@ -204,14 +245,7 @@ def test_unknown_group_is_one_line_error(kafka_bootstrap: str, unique: str) -> N
 
 
 def test_watch_json_refreshes(kafka_bootstrap: str, unique: str) -> None:
-    topic, group = f"lag-watch-{unique}", f"lag-watch-group-{unique}"
-    _topic(kafka_bootstrap, topic, 1)
-    _produce(kafka_bootstrap, topic, {0: 4})
-    consumer = Consumer(consumer_config(kafka_bootstrap, group))
-    try:
-        _commit(consumer, topic, {0: 1})
-    finally:
-        consumer.close()
+    group = _one_of_four_read(kafka_bootstrap, f"lag-watch-{unique}")
     result = CliRunner().invoke(
         lag,
         ["--watch", "--json", "--count", "3", "--interval", "0.2", "--group", group,
