@@ -25,6 +25,12 @@
       each worker's RSS is sampled each second. Then an audit from the log
       (``clearing_services.operations.audit``): every event accepted once and
       carried by exactly one logged obligation.
+   c'. the fair ceiling (``bench/e2e_echo.py``): a transactional echo with as many
+      processes as (c) has ingest workers, writing per event as many bytes as
+      (c)'s ingest stage wrote, committing transactions of the same batch size and
+      doing nothing else; run after (c) and again at the end, the ratio against
+      their mean (``ratio_vs_echo``). The workers' seen-id store is the production
+      default, RocksDB on disk (``--seen-store memory`` for comparison).
    d. one cycle of ``--big-cycle`` obligations (1M) written straight to
       clearing.obligations and closed by a fresh ``clearing worker netting``
       (``bench/e2e_close.py``); the p99 close covers (c) and (d).
@@ -55,7 +61,8 @@ import e2e_profile
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from e2e_close import big_cycle
-from e2e_pipeline import pipeline, start_worker
+from e2e_echo import echo, written_bytes_per_event
+from e2e_pipeline import SEEN_STORES, pipeline, start_worker
 from e2e_support import (
     bench_refdata,
     combine,
@@ -73,6 +80,7 @@ from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.kafka.clients import consumer_config, read_topic
 from clearing_services.kafka.topics import EVENT_TOPIC_NAMES
+from clearing_services.settings import load_settings
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -161,6 +169,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warm-records", type=int, default=1_000_000,
         help="records of the broker warm-up (0: none, the first phase to run a path "
              "pays its JIT compilation)")
+    add("--seen-store", choices=sorted(SEEN_STORES), default="rocksdb",
+        help="the ingest workers' seen-id store: rocksdb (the production default, on "
+             "disk) or memory")
     add("--keep-caps", action="store_true",
         help="keep the default's net debit caps (see bench_refdata)")
     # fmt: on
@@ -206,6 +217,10 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         args.profile_out.parent.mkdir(parents=True, exist_ok=True)
         ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args)
         log(f"pipeline: {ours['events_per_s']:,.0f} events/s")
+        echo_args = (bootstrap, tmp, args.events, args.ingest_workers,
+                     written_bytes_per_event(tmp / "broker", args.events),
+                     load_settings().ingest_batch_max)  # fmt: skip
+        echoes = [echo(*echo_args, run=1)]
         if args.big_cycle:
             log(f"one cycle of {args.big_cycle:,} obligations in a netting worker")
             ours |= big_cycle(bootstrap, codec, refdata, args.big_currency, args.big_cycle,
@@ -219,6 +234,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ]
         ours["p99_cycle_close_to_batch_ms"] = float(np.percentile(every, 99))
         after = baselines(bootstrap, tmp, args, run=2)
+        echoes.append(echo(*echo_args, run=2))
+        ours |= echo_fields(echoes, echo_args[4])
     raw, naive, host = combine(before, after)
     if args.profile:
         areas = e2e_profile.summarise(args.profile_out)
@@ -234,10 +251,14 @@ def result_line(args: argparse.Namespace, parts: dict[str, Any]) -> dict[str, An
         "raw_consume_per_s": raw.pop("raw_consume_per_s"),
         "naive_faust_per_s": naive.pop("naive_faust_per_s"),
     }
+    head["echo_per_s"] = ours.pop("echo_per_s")
+    head["ratio_vs_echo"] = head["events_per_s"] / head["echo_per_s"]
+    head["seen_store"] = args.seen_store
     head["ratio_vs_raw"] = head["events_per_s"] / head["raw_consume_per_s"]
     head["ratio_vs_naive"] = head["events_per_s"] / head["naive_faust_per_s"]
     head["p99_cycle_close_to_batch_ms"] = ours.pop("p99_cycle_close_to_batch_ms")
     head["rss_mb_max"] = ours.pop("rss_mb_max")
+    head |= cpu_per_event(ours, raw, args.events)
     rest = {"events": args.events, "naive_events": args.naive_events, "quick": args.quick,
             "net_debit_caps": args.keep_caps,
             "profiled": bool(args.profile),
@@ -247,6 +268,35 @@ def result_line(args: argparse.Namespace, parts: dict[str, Any]) -> dict[str, An
         if isinstance(value, float):
             line[key] = round(value, 3 if value < 100 else 1)
     return line
+
+
+def echo_fields(echoes: list[dict[str, float]], bytes_per_event: float) -> dict[str, Any]:
+    """The echo's mean rate over its two runs (after ours, and after the second
+    baselines), both runs, and the bytes per event it wrote."""
+    return {
+        "echo_per_s": sum(e["echo_per_s"] for e in echoes) / len(echoes),
+        "echo_per_s_runs": [round(e["echo_per_s"], 1) for e in echoes],
+        "echo_cpu_us_per_event": min(e["echo_cpu_us_per_event"] for e in echoes),
+        "written_bytes_per_event": bytes_per_event,
+    }
+
+
+def cpu_per_event(ours: dict[str, Any], raw: dict[str, Any], events: int) -> dict[str, Any]:
+    """CPU microseconds per event of the broker, of the ingest processes and of the
+    netting process while the pipeline ran (a 'worker all' process does both: it is
+    counted as ingest, and netting is then reported as null)."""
+    per = dict.fromkeys(("ingest", "netting"), 0.0)
+    for role, cpu in zip(ours["worker_roles"], ours["worker_cpu_s"], strict=True):
+        per["netting" if role == "netting" else "ingest"] += cpu
+    apart = "netting" in ours["worker_roles"]
+    return {
+        "cpu_us_per_event": {
+            "broker": round(ours["broker_cpu_s"] / events * 1e6, 2),
+            "ingest": round(per["ingest"] / events * 1e6, 2),
+            "netting": round(per["netting"] / events * 1e6, 2) if apart else None,
+            "echo": round(ours["echo_cpu_us_per_event"], 2),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

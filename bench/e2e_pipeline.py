@@ -21,6 +21,7 @@ import numpy as np
 from e2e_support import (
     IngestProgress,
     ProcessSampler,
+    check_progress,
     first_timestamp_ms,
     log,
     pid_of,
@@ -69,6 +70,10 @@ class Closer:
         return self._send(self.currencies, "final")
 
 
+# the production default first (settings.store_url); memory for comparison
+SEEN_STORES = {"rocksdb": "rocksdb://", "memory": "memory://"}
+
+
 def start_worker(
     bootstrap: str, state: Path, role: str, worker_id: str, store: str = "memory://"
 ) -> subprocess.Popen[Any]:
@@ -100,11 +105,7 @@ def wait_ingested(bootstrap: str, processes: list[subprocess.Popen[Any]], closer
     profiler, last_log = None, 0
     progress = IngestProgress(bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES)
     while (done := progress.committed()) < events:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"a worker exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"ingest: {done:,} of {events:,} events in time")
+        check_progress(processes, "ingest", done, events, deadline)
         closer.maybe_close(done)
         if profile is not None and profiler is None and done >= min(50_000, events // 4):
             profiler = start_profiler(processes[0].pid, *profile)
@@ -137,9 +138,10 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     t_spawn = time.time()
     roles = ["netting" if args.netting_apart else "all"]
     roles += ["ingest"] * (args.ingest_workers - (0 if args.netting_apart else 1))
-    processes = [start_worker(bootstrap, tmp / "worker", roles[0], "bench-e2e-1")]
+    store = SEEN_STORES[args.seen_store]
+    processes = [start_worker(bootstrap, tmp / "worker", roles[0], "bench-e2e-1", store)]
     wait_ready(processes[0], tmp / "worker" / "bench-e2e-1.log")
-    processes += [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 2}")
+    processes += [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 2}", store)
                   for i, role in enumerate(roles[1:])]  # fmt: skip
     samplers = [ProcessSampler(p.pid) for p in processes]
     cpu_start = [sampler.sample() for sampler in samplers]  # start-up (imports, kernels) left out

@@ -302,6 +302,16 @@ def combine(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str
     return tuple(out)
 
 
+def check_progress(processes: list[subprocess.Popen[Any]], what: str, done: int, events: int,
+                   deadline: float) -> None:  # fmt: skip
+    """Raise where a process of the phase has exited or its deadline has passed."""
+    for process in processes:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what}: a process exited with {process.returncode}")
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"{what}: {done:,} of {events:,} events in time")
+
+
 def stop(process: subprocess.Popen[Any], timeout_seconds: float = 60) -> None:
     """SIGTERM, then SIGKILL after ``timeout_s``: a benchmark never leaves a process behind."""
     if process.poll() is None:

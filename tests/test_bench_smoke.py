@@ -15,8 +15,9 @@ from tests.support.pipeline import REPO
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
 EVENTS = 20_000
-FIGURES = ("events_per_s", "raw_consume_per_s", "naive_faust_per_s", "ratio_vs_raw",
-           "ratio_vs_naive", "p99_cycle_close_to_batch_ms", "rss_mb_max")  # fmt: skip
+FIGURES = ("events_per_s", "raw_consume_per_s", "naive_faust_per_s", "echo_per_s",
+           "ratio_vs_raw", "ratio_vs_naive", "ratio_vs_echo", "p99_cycle_close_to_batch_ms",
+           "rss_mb_max", "written_bytes_per_event")  # fmt: skip
 
 
 def test_the_e2e_bench_runs_through_and_its_audit_holds() -> None:
@@ -27,6 +28,9 @@ def test_the_e2e_bench_runs_through_and_its_audit_holds() -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(result[name] > 0 for name in FIGURES), {name: result[name] for name in FIGURES}
+    assert result["seen_store"] == "rocksdb"  # the production default
+    assert set(result["cpu_us_per_event"]) == {"broker", "ingest", "netting", "echo"}
+    assert result["cpu_us_per_event"]["netting"] > 0  # --netting-apart: its own process
     assert result["audit_ok"] is True
     assert result["audit_events_accepted"] == result["audit_events_carried"] == EVENTS
     assert result["audit_repeated"] == result["audit_unlogged"] == 0
