@@ -30,11 +30,16 @@ from clearing_core.operations.lag import (
     judged,
 )
 from clearing_services.kafka.clients import admin_client, consumer_config
-from clearing_services.operations.group_sample import TP, GroupProbe, GroupSample, lag_error
+from clearing_services.operations.group_sample import (
+    REQUEST_TIMEOUT_SECONDS,
+    TP,
+    GroupProbe,
+    GroupSample,
+    lag_error,
+)
 from clearing_services.operations.group_sample import GroupNotFoundError as GroupNotFoundError
 from clearing_services.operations.group_sample import LagError as LagError
 
-REQUEST_TIMEOUT_SECONDS = 15.0
 PROBE_TIMEOUT_SECONDS = 5.0
 READ_WAIT_SECONDS = 0.2  # one consume() while reading the records at the given offsets
 TIMESTAMP_NOT_AVAILABLE = 0
