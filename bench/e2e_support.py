@@ -28,9 +28,9 @@ from clearing_services.kafka.clients import (
     consumer_config,
     produce_all,
     producer_config,
-    watermarks,
 )
 from clearing_services.kafka.refdata import publish_refdata
+from clearing_services.kafka.settling import watermarks
 from clearing_services.kafka.topics import TopicSpec, create_topics, event_topic, load_topic_plan
 
 # The worker's own scheduler closes every currency every ``cycle_seconds`` (30 s in the

@@ -36,8 +36,9 @@ from clearing_services.cli.common import (
     out_console,
     settings,
 )
-from clearing_services.kafka.clients import Record, consumer_config, read_topic, watermarks
+from clearing_services.kafka.clients import Record, consumer_config, read_topic
 from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.settling import topic_partitions, watermarks
 from clearing_services.kafka.topics import batch_topic
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
 from clearing_services.settings import process_client_security
@@ -91,10 +92,8 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """High watermark of each partition now."""
     consumer = Consumer(consumer_config(bootstrap, bank_group()))
     try:
-        partitions = (
-            consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS).topics[topic].partitions
-        )
-        return {p: watermarks(consumer, TopicPartition(topic, p))[1] for p in sorted(partitions)}
+        partitions = topic_partitions(consumer, topic)
+        return {p: watermarks(consumer, TopicPartition(topic, p))[1] for p in partitions}
     finally:
         consumer.close()
 
@@ -122,9 +121,7 @@ def _follow(
     topic = batch_topic(rail)
     consumer = Consumer(consumer_config(bootstrap, bank_group()))
     try:
-        partitions = sorted(
-            consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS).topics[topic].partitions
-        )
+        partitions = topic_partitions(consumer, topic)
         consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in partitions])
         while not stop.is_set():
             for message in consumer.consume(num_messages=500, timeout=CONSUME_WAIT_SECONDS):

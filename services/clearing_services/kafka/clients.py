@@ -8,7 +8,6 @@ outputs of a batch are written.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,11 +21,8 @@ from confluent_kafka.admin import AdminClient
 from clearing_core.errors import ClearingError
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import header_pairs
-from clearing_services.kafka.waits import (
-    LEADER_RETRY_SECONDS,
-    METADATA_TIMEOUT_SECONDS,
-    QUEUE_DRAIN_SECONDS,
-)
+from clearing_services.kafka.settling import topic_partitions, watermarks
+from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS, QUEUE_DRAIN_SECONDS
 from clearing_services.runtime.failure import deadline
 from clearing_services.settings import process_client_security
 
@@ -298,8 +294,7 @@ def read_topic(
     what was committed after it."""
     consumer = Consumer(consumer_config(bootstrap, group))
     try:
-        metadata = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_SECONDS)
-        partitions = sorted(metadata.topics[topic].partitions)
+        partitions = topic_partitions(consumer, topic)
         ends = {p: high for p, (low, high) in log_ends(bootstrap, topic, partitions).items()
                 if high > low}  # fmt: skip
         starts = _starts(consumer, topic, ends, since_ms)
@@ -348,31 +343,6 @@ def log_ends(bootstrap: str, topic: str, partitions: Iterable[int]) -> dict[int,
         return {p: watermarks(probe, TopicPartition(topic, p)) for p in partitions}
     finally:
         probe.close()
-
-
-_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-             KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._ALL_BROKERS_DOWN,
-             KafkaError._TRANSPORT, KafkaError._DESTROY_BROKER, KafkaError._TIMED_OUT}  # fmt: skip
-
-
-def watermarks(
-    consumer: Consumer, tp: TopicPartition, timeout_seconds: float = 30.0
-) -> tuple[int, int]:
-    """(low, high) of a partition, retrying while leadership settles (new topic, lost broker)."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=METADATA_TIMEOUT_SECONDS)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and error.retriable()
-            leadership = isinstance(error, KafkaError) and error.code() in _SETTLING
-            if not (retriable or leadership) or time.monotonic() > deadline:
-                raise
-            time.sleep(LEADER_RETRY_SECONDS)
-            with contextlib.suppress(KafkaException):  # who leads now: not the dead one again
-                consumer.list_topics(tp.topic, timeout=METADATA_TIMEOUT_SECONDS)
 
 
 def _poll(consumer: Consumer) -> list[Record]:

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clearing_services.kafka.clients import consumer_config, watermarks
+from clearing_services.kafka.clients import consumer_config
+from clearing_services.kafka.settling import watermarks
 
 
 def committed_offsets(

@@ -31,8 +31,8 @@ from clearing_services.kafka.clients import (
     consumer_config,
     producer_config,
     read_topic,
-    watermarks,
 )
+from clearing_services.kafka.settling import watermarks
 from clearing_services.kafka.topics import batch_topic_spec, create_topics, load_topic_plan
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS
 

@@ -15,7 +15,8 @@ from clearing_core.cycle.rejections import RejectionWindow
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import Rejected
 from clearing_core.errors import ClearingError
-from clearing_services.kafka.clients import Record, consume_batches, consumer_config, watermarks
+from clearing_services.kafka.clients import Record, consume_batches, consumer_config
+from clearing_services.kafka.settling import topic_partitions, watermarks
 from clearing_services.kafka.topics import DLQ_TOPIC
 from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS
 
@@ -24,12 +25,11 @@ def count_rejections(bootstrap: str, codec: Codec, window: RejectionWindow) -> i
     """The dead letters on the DLQ now that ``window`` covers."""
     consumer = Consumer(consumer_config(bootstrap, "clearing-rejection-count"))
     try:
-        topics = consumer.list_topics(DLQ_TOPIC, timeout=METADATA_TIMEOUT_SECONDS).topics
-        metadata = topics.get(DLQ_TOPIC)
-        if metadata is None or not metadata.partitions:
+        partitions = topic_partitions(consumer, DLQ_TOPIC)
+        if not partitions:
             return 0
         wanted = [TopicPartition(DLQ_TOPIC, p, int(window.since.timestamp() * 1000))
-                  for p in sorted(metadata.partitions)]  # fmt: skip
+                  for p in partitions]  # fmt: skip
         starts = consumer.offsets_for_times(wanted, timeout=METADATA_TIMEOUT_SECONDS)
         ends = {tp.partition: watermarks(consumer, tp)[1] for tp in wanted}
         todo = [tp for tp in starts if 0 <= tp.offset < ends[tp.partition]]

@@ -29,9 +29,10 @@ from clearing_core.operations.finality import CycleFinality
 from clearing_core.refdata import ExportFormat, ReferenceData
 from clearing_core.workload.generator import EventGenerator
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
-from clearing_services.kafka.clients import admin_client, consumer_config, watermarks
+from clearing_services.kafka.clients import admin_client, consumer_config
 from clearing_services.kafka.groups import group_lag
 from clearing_services.kafka.refdata import publish_refdata
+from clearing_services.kafka.settling import watermarks
 from clearing_services.kafka.topics import (
     CYCLES_TOPIC,
     EVENT_TOPIC_NAMES,

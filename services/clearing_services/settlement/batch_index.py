@@ -27,7 +27,8 @@ from clearing_core.cycle.acks import FINAL_STATES, AckBatch
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import InstructionState, InstructionStatus, SettlementBatch
 from clearing_core.errors import ClearingError
-from clearing_services.kafka.clients import consumer_config, log_ends, watermarks
+from clearing_services.kafka.clients import consumer_config, log_ends
+from clearing_services.kafka.settling import watermarks
 from clearing_services.kafka.topics import STATUS_TOPIC, batch_topic
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS, METADATA_TIMEOUT_SECONDS
 
