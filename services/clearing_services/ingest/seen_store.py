@@ -31,7 +31,8 @@ from rocksdict import AccessType, BlockBasedOptions, Cache, Options, Rdict, Writ
 
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
 from clearing_core.encoding.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
-from clearing_core.ingest.records import SEEN_SEPARATOR, seen_entries, seen_parts
+from clearing_core.ingest.records import SEEN_SEPARATOR, Seen, seen_entries, seen_parts
+from clearing_core.ingest.seen_filter import SeenFilter, id_hashes
 from clearing_services.kafka.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
@@ -93,7 +94,8 @@ def _options(cache: Cache) -> Options:
 
 
 class _DiskEntries(Mapping[str, str]):
-    """A partition's ids in a RocksDB database of its own, with a time to live."""
+    """A partition's ids in a RocksDB database of its own, with a time to live, and a
+    filter of their hashes in front of it (``found``: a batch's lookups in one read)."""
 
     def __init__(self, path: Path, ttl_seconds: int, cache: Cache) -> None:
         shutil.rmtree(path, ignore_errors=True)  # rebuilt from the seen topic, never reused
@@ -101,6 +103,7 @@ class _DiskEntries(Mapping[str, str]):
         self.path = path
         self.db = Rdict(str(path), _options(cache), access_type=AccessType.with_ttl(ttl_seconds))
         self.count = 0  # written since the assignment (expiry is RocksDB's, lazily)
+        self.filter = SeenFilter()
 
     def __getitem__(self, key: str) -> str:
         value = self.db.get(key)
@@ -120,15 +123,35 @@ class _DiskEntries(Mapping[str, str]):
     def __len__(self) -> int:
         return self.count
 
+    def found(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The entries of those ``event_ids`` the database holds: the ids hashed once,
+        the filter rules most out, one ``multi_get`` reads the rest (its exact keys
+        decide; a false hit of the filter reads nothing)."""
+        maybe = self.filter.maybe(id_hashes(event_ids)).nonzero()[0].tolist()
+        if not maybe:
+            return {}
+        asked: list[str | int | float | bytes | bool] = [event_ids[i] for i in maybe]
+        values = self.db.get(asked)
+        assert isinstance(values, list)  # a list of keys: multi_get
+        return {str(e): str(v) for e, v in zip(asked, values, strict=True) if v is not None}
+
     def add(self, updates: Mapping[str, str], newest_ms: int | None = None) -> None:
+        if not updates:
+            return
+        if newest_ms is None:
+            newest_ms = max(seen_parts(entry)[1] for entry in updates.values())
         batch = WriteBatch()
         for key, value in updates.items():
             batch.put(key, value)
         self.db.write(batch)
+        self.filter.add(id_hashes(list(updates)), newest_ms)
         self.count += len(updates)
 
     def forget_before(self, horizon_ms: int) -> int:
-        return 0  # RocksDB drops expired entries as it compacts
+        """RocksDB drops expired entries as it compacts; the filter drops its segments
+        once they are as old as the database's margin, so it never rules out an id the
+        database may still hold. The count of ids the filter let go."""
+        return self.filter.forget_before(horizon_ms - TTL_MARGIN_SECONDS * 1000)
 
     def memory_bytes(self) -> int:
         """Write buffers and table readers (the block cache is shared: see the store)."""
@@ -177,7 +200,7 @@ class SeenStore:
         for tp in list(self._partitions):
             self.revoke(tp)
 
-    def of(self, tp: TopicPartitionKey) -> Mapping[str, str]:
+    def of(self, tp: TopicPartitionKey) -> Seen:
         """The accepted ids of an owned partition (KeyError for one not owned)."""
         partition = self._partitions[tp]
         return partition.entries if isinstance(partition, _Partition) else partition

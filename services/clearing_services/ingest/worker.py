@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
@@ -44,7 +44,7 @@ from clearing_core.ingest.aggregate import Aggregation, aggregate_columns
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.checks import DEFAULT_LIMITS, ValidationLimits
 from clearing_core.ingest.fast_lane.lane import FastLane
-from clearing_core.ingest.records import IngestResult
+from clearing_core.ingest.records import IngestResult, Seen
 from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
@@ -219,7 +219,7 @@ class IngestWorker:
 
     def prepare(
         self, groups: dict[tuple[str, int], list[RawEvent]],
-        seen_of: Callable[[tuple[str, int]], Mapping[str, str]] | None = None,
+        seen_of: Callable[[tuple[str, int]], Seen] | None = None,
     ) -> BatchOutput:  # fmt: skip
         """Check and price every partition's events, pre-aggregate the obligations of
         the whole batch, and lay out the records of the transaction (``seen_of``: the

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,6 +41,26 @@ REJECTED_ORIGINAL_MAX = 900 * 1024
 REJECTED_KEY_MAX = 4 * 1024
 REJECTED_HEADERS_MAX = 64 * 1024  # names and values together
 Forms = Callable[[list[bytes]], list[bytes]]  # the canonical forms of the lane's rows
+
+
+@runtime_checkable
+class SeenLookup(Protocol):
+    """Ids accepted before a batch, asked for all of the batch's ids at once (the
+    seen store on disk: hashed once, filtered, read in one ``multi_get``)."""
+
+    def found(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The seen entry of each of ``event_ids`` accepted before; only those."""
+        ...
+
+
+Seen = Mapping[str, str] | SeenLookup
+
+
+def seen_found(seen: Seen, event_ids: Sequence[str]) -> dict[str, str]:
+    """The entries ``seen`` holds of ``event_ids``: one call for the whole batch."""
+    if isinstance(seen, SeenLookup):
+        return seen.found(event_ids)
+    return {e: seen[e] for e in event_ids if e in seen}
 
 
 @dataclass
@@ -105,11 +126,13 @@ class IngestResult:
 
 def records_of(
     events: Sequence[RawEvent], taken: LaneResult, cases: Sequence[Case],
-    seen: Mapping[str, str], codec: Codec, forms: Forms | None,
+    known: Seen, codec: Codec, forms: Forms | None,
 ) -> IngestResult:  # fmt: skip
     """The batch's records, in input order: the fast lane ``taken`` some events, the
     per-event steps decided the others (``cases``, in order); ``forms`` as in
-    ``IngestResult.accept_run``."""
+    ``IngestResult.accept_run``. ``known`` is asked once, for every id in the batch."""
+    told_apart = [str(c.event_id) for c in cases if c.identified]
+    seen = seen_found(known, [*taken.event_ids, *told_apart])
     result = IngestResult()
     rows = taken.rows.tolist()
     done = told = 0  # the events before ``done`` are decided, ``told`` of them cases

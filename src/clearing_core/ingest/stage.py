@@ -36,7 +36,7 @@ from clearing_core.ingest.decode import decode_events
 from clearing_core.ingest.fast_lane.lane import FastLane
 from clearing_core.ingest.identify import identify_events
 from clearing_core.ingest.price import price_events
-from clearing_core.ingest.records import IngestResult, records_of
+from clearing_core.ingest.records import IngestResult, Seen, records_of
 from clearing_core.ingest.validate import validate_events
 from clearing_core.refdata import ReferenceData
 
@@ -47,7 +47,7 @@ def process_batch(
     codec: Codec,
     refdata: ReferenceData,
     expected_type: Mapping[str, str],
-    seen: Mapping[str, str],
+    seen: Seen,
     limits: ValidationLimits = DEFAULT_LIMITS,
     keys_must_match: bool = False,
     lane: FastLane | None = None,

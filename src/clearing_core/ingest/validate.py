@@ -227,7 +227,7 @@ def _payment(
     payer_id = check_text(record, "payer_id")
     payee_id = check_text(record, "payee_id")
     currency = check_text(record, "currency")
-    reference = check_optional_text(record, "reference")
+    reference = check_optional_text(record, "reference")  # bounded like every text
     reported_ms = to_ms(record["reported_at"])
     check_not_future(reported_ms, now_ms, limits, "reported_at")
     check_not_old(reported_ms, now_ms, limits, "reported_at")
@@ -259,9 +259,10 @@ def _payment(
             Reason.QUANTITY_ABOVE_LIMIT,
             f"amount_minor {amount} exceeds {spec.max_amount_minor} for {kind}",
         )
+    del reference  # checked above; kept on the event, not in the obligation's key (batch.py)
     return PricedInput(
         "PAYMENT", event_id, payer_id, payee_id, currency, amount, PRICE_SCALE, "",
-        spec.priority, reference, reported_ms,
+        spec.priority, None, reported_ms,
     )  # fmt: skip
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from clearing_core import ids
 from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.ingest.aggregate import aggregate_columns
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.records import IngestResult
 from clearing_core.refdata import load_default_refdata
@@ -109,6 +111,25 @@ def test_payment_obligation_is_the_amount(codec: SingleObjectCodec, amount: int)
     assert obligation["amount_minor"] == amount
     assert obligation["obligation_id"] == "p:p1"
     assert (obligation["remainder_ppm"], obligation["carry_key"]) == (0, None)
+
+
+def test_payments_of_one_pair_aggregate_whatever_their_references(
+    codec: SingleObjectCodec,
+) -> None:
+    """Issue 21: a payment's reference is not in its obligation's key, so a batch's
+    payments between the same payer and payee become one obligation; each stays
+    traceable by its event id (the digest, and the obligation its seen entry names)."""
+    values = [codec.encode("Payment", payment(f"p{i}", amount_minor=100 + i, reference=ref))
+              for i, ref in enumerate(["INV-1", "INV-2", None])]  # fmt: skip
+    events = [raw(codec, "clearing.events.payment", v, i) for i, v in enumerate(values)]
+    result = run(events, codec)
+    assert result.rejections == []
+    out = aggregate_columns([result.accepted])
+    (record,) = [r for _, r in out.records]
+    assert (record["amount_minor"], record["source_event_count"]) == (303, 3)
+    assert record["contract_id"] is None
+    assert record["source_digest"] == ids.source_digest(["p0", "p1", "p2"])
+    assert out.obligation_of == dict.fromkeys(["p0", "p1", "p2"], record["obligation_id"])
 
 
 def test_seen_table_from_earlier_batches(codec: SingleObjectCodec) -> None:

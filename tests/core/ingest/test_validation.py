@@ -90,7 +90,7 @@ def test_valid_payment() -> None:
     assert result == PricedInput(
         source="PAYMENT", event_id="P-1", debtor_id="DC-SHENZHEN-01", creditor_id="LESSOR-HK-01",
         currency="CNH", quantity=1_250_000, unit_price=1_000_000, carry_key="", priority=8,
-        contract_id="LEASE-2025-06", event_time_ms=NOW_MS - 60_000,
+        contract_id=None, event_time_ms=NOW_MS - 60_000,  # the reference is not a key
     )  # fmt: skip
     assert split_price(result.quantity, result.unit_price) == (1_250_000, 0)
 

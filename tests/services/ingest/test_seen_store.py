@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.ingest.records import seen_entry
+from clearing_core.ingest.records import seen_entry, seen_found
 from clearing_services.ingest.seen_store import (
     SEEN_CHUNK_EVENTS,
+    TTL_MARGIN_SECONDS,
     SeenStore,
     items_of,
     seen_column_values,
@@ -81,3 +82,33 @@ def test_on_disk_the_ids_survive_nothing_but_their_partition(tmp_path: Path) -> 
     assert store.of(TP).get("e1") is None
     store.close()
     assert not (tmp_path / "seen" / f"{TP[0]}-{TP[1]}").exists()
+
+
+def test_on_disk_a_batch_is_looked_up_at_once_and_agrees_with_memory(tmp_path: Path) -> None:
+    """The store on disk answers a batch's ids through its filter and one multi_get;
+    the answer is the in-memory store's (hits, misses, and ids never added)."""
+    disk, memory = SeenStore(tmp_path / "seen", max_age_ms=86_400_000), SeenStore()
+    for store in (disk, memory):
+        store.assign(TP, [])
+        store.add(TP, updates(0, 5_000, 1_000))
+    asked = [f"e{i}" for i in range(4_990, 5_010)] + ["nope", "e0"]
+    expected = {e: seen_entry(f"d{e[1:]}", 1_000, 2, 100 + int(e[1:]))
+                for e in [*(f"e{i}" for i in range(4_990, 5_000)), "e0"]}  # fmt: skip
+    assert seen_found(disk.of(TP), asked) == expected
+    assert seen_found(memory.of(TP), asked) == expected
+    assert seen_found(disk.of(TP), [f"new-{i}" for i in range(1_000)]) == {}
+    disk.close()
+
+
+def test_on_disk_the_filter_keeps_ids_as_long_as_the_database_may(tmp_path: Path) -> None:
+    """Expiry on disk is RocksDB's TTL, the maximum age plus a margin; the filter in
+    front lets a segment go only once it is older than that too."""
+    store = SeenStore(tmp_path / "seen", max_age_ms=1_000)
+    store.assign(TP, [])
+    store.add(TP, updates(0, 3, 1_000))
+    margin_ms = TTL_MARGIN_SECONDS * 1000
+    assert store.forget_before(1_001) == 0  # past the maximum age, within the margin
+    assert seen_found(store.of(TP), ["e0"]) == {"e0": seen_entry("d0", 1_000, 2, 100)}
+    assert store.forget_before(1_001 + margin_ms) == 3
+    assert seen_found(store.of(TP), ["e0", "e1", "e2"]) == {}  # ruled out by the filter
+    store.close()

@@ -75,30 +75,13 @@ def _limits(name: str, limits: ValidationLimits) -> I64:
 
 
 def _accepted(columns: Columns, found: Profiled, exact: I64, time_ms: I64) -> LaneResult:
-    """The accepted rows as columns: a meter reading's or a usage event's aggregate key
-    is its profile's; a payment's also names its reference."""
+    """The accepted rows as columns; each one's aggregate key is its profile's (a
+    payment's reference is not in it: ``batch.AggregateKey``)."""
     good = np.flatnonzero(columns.ok)
     rows, text = columns.rows, columns.text
     event_ids = cut(text, rows.str_offset[good, 0], rows.str_length[good, 0])
-    profiles = found.profile[good]
-    if columns.name != "Payment":
-        keys = [p.key if p is not None else _NO_KEY for p in found.keyed]
-        return LaneResult(good, event_ids, keys, profiles, exact[good], time_ms[good])
-    reference = columns.plan.index("reference")
-    ref_start = rows.str_offset[good, reference].tolist()
-    ref_length = rows.str_length[good, reference].tolist()
-    local: dict[tuple[int, str | None], int] = {}
-    key_ids = [
-        local.setdefault((p, text[a : a + n] if n >= 0 else None), len(local))
-        for p, a, n in zip(profiles.tolist(), ref_start, ref_length, strict=True)
-    ]
-    keys = []
-    for p, ref in local:
-        profile = found.keyed[p]
-        assert profile is not None
-        keys.append((*profile.key[:5], ref, None))
-    return LaneResult(good, event_ids, keys, np.array(key_ids, np.int64), exact[good],
-                      time_ms[good])  # fmt: skip
+    keys = [p.key if p is not None else _NO_KEY for p in found.keyed]
+    return LaneResult(good, event_ids, keys, found.profile[good], exact[good], time_ms[good])
 
 
 @kernel

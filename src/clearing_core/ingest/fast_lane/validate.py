@@ -46,7 +46,7 @@ _INT64_MIN = -(2**63)
 
 
 class Profile(NamedTuple):
-    key: AggregateKey  # a payment's contract_id (its reference) is filled per event
+    key: AggregateKey
     params: tuple[int, ...]  # the columns of ``price``: M_*, C_* or P_*
 
 
