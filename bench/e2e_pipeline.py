@@ -108,7 +108,8 @@ def wait_ingested(bootstrap: str, processes: list[subprocess.Popen[Any]], closer
         check_progress(processes, "ingest", done, events, deadline)
         closer.maybe_close(done)
         if profile is not None and profiler is None and done >= min(50_000, events // 4):
-            profiler = start_profiler(processes[0].pid, *profile)
+            # the last process ingests (with --netting-apart the first one only nets)
+            profiler = start_profiler(processes[-1].pid, *profile)
         if done - last_log >= 250_000:
             log(f"pipeline: {done:,} events ingested")
             last_log = done

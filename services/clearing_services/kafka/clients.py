@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -227,7 +228,11 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
     values: list[Any] = list(map(Message.value, messages))
     if not set(map(type, values)) <= _VALUE_TYPES:
         values = [v if isinstance(v, bytes) else b"" for v in values]
-    headers = [header_pairs(h) if h else () for h in map(Message.headers, messages)]
+    raw_headers = list(map(Message.headers, messages))
+    headers: Iterable[Any] = (
+        [header_pairs(h) if h else () for h in raw_headers] if any(raw_headers)
+        else repeat((), len(messages))  # none has headers (unsigned events): no loop
+    )  # fmt: skip
     columns = zip(
         map(Message.topic, messages), map(Message.partition, messages),
         map(Message.offset, messages), keys, values,

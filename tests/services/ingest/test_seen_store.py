@@ -97,6 +97,9 @@ def test_on_disk_a_batch_is_looked_up_at_once_and_agrees_with_memory(tmp_path: P
     assert seen_found(disk.of(TP), asked) == expected
     assert seen_found(memory.of(TP), asked) == expected
     assert seen_found(disk.of(TP), [f"new-{i}" for i in range(1_000)]) == {}
+    wal = list((tmp_path / "seen").rglob("*.log"))  # rebuilt at every assignment: no WAL
+    assert wal
+    assert [path.stat().st_size for path in wal] == [0] * len(wal)
     disk.close()
 
 
