@@ -198,8 +198,9 @@ class SeenStore:
             partition = _DiskEntries(
                 self.disk_dir / f"{tp[0]}-{tp[1]}", self.ttl_seconds, self.cache
             )
-        for record in records:
-            partition.add(updates_of(record))
+        for record in records:  # the newest time from the record's columns: no entry parsed
+            newest_ms = max((int(e["event_time_ms"]) for e in record["events"]), default=None)
+            partition.add(updates_of(record), newest_ms)
         self._partitions[tp] = partition
         return len(partition)
 

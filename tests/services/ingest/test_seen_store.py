@@ -107,11 +107,15 @@ def test_on_disk_the_filter_keeps_ids_as_long_as_the_database_may(tmp_path: Path
     """Expiry on disk is RocksDB's TTL, the maximum age plus a margin; the filter in
     front lets a segment go only once it is older than that too."""
     store = SeenStore(tmp_path / "seen", max_age_ms=1_000)
-    store.assign(TP, [])
+    restored = {"source_topic": TP[0], "source_partition": TP[1], "events": [
+        {"event_id": "r1", "body_digest": "d", "event_time_ms": 900, "source_offset": 99,
+         "obligation_id": "m:r1"},
+    ]}  # fmt: skip
+    store.assign(TP, [restored])  # its segment's time is the record's event time
     store.add(TP, updates(0, 3, 1_000))
     margin_ms = TTL_MARGIN_SECONDS * 1000
     assert store.forget_before(1_001) == 0  # past the maximum age, within the margin
     assert seen_found(store.of(TP), ["e0"]) == {"e0": seen_entry("d0", 1_000, 2, 100)}
-    assert store.forget_before(1_001 + margin_ms) == 3
-    assert seen_found(store.of(TP), ["e0", "e1", "e2"]) == {}  # ruled out by the filter
+    assert store.forget_before(1_001 + margin_ms) == 4
+    assert seen_found(store.of(TP), ["r1", "e0", "e1", "e2"]) == {}  # ruled out by the filter
     store.close()
