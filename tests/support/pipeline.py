@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from clearing_core.workload.generator import EventGenerator, GeneratedEvent
 from clearing_services.chain.local import LocalChain
 from clearing_services.kafka.clients import admin_client, produce_all, producer_config, read_topic
 from clearing_services.kafka.topics import batch_topic, event_topic
+from clearing_services.operations.audit import coverage
 from tests.support.brokers import free_port
 from tests.support.installed import CLEARING as INSTALLED
 
@@ -214,6 +215,22 @@ def wait_for_obligation(bootstrap: str, codec: SingleObjectCodec, obligation_id:
         return any(r.get("obligation_id") == obligation_id for r in records)
 
     wait_until(f"{obligation_id} on clearing.obligations", found)
+
+
+def wait_for_carried(
+    bootstrap: str, codec: SingleObjectCodec, event_ids: Iterable[str]
+) -> dict[str, str]:
+    """Event id -> the obligation carrying it, once every one of ``event_ids`` is
+    carried by an obligation on ``clearing.obligations`` (from the ingest stage's
+    ``SeenEvents``, written in the obligation's transaction). Why not a wait for
+    ``p:<event id>``: a batch's payments of one payer and payee share an aggregate."""
+    wanted = list(event_ids)
+
+    def found() -> dict[str, str]:
+        carried = coverage(bootstrap, codec, settle_seconds=0.0).obligation_of
+        return {e: carried[e] for e in wanted} if all(e in carried for e in wanted) else {}
+
+    return wait_until(f"events {wanted[:3]} carried on clearing.obligations", found)
 
 
 def close_cycle(bootstrap: str, state: Path, currency: str) -> None:

@@ -81,8 +81,10 @@ class StaleLeaderError(LagError):
 # librdkafka's admin client keeps asking with the leader epoch it knew before a
 # failover, and the new leader refuses it (FENCED_LEADER_EPOCH) at every later
 # request, for minutes (the three-node chaos run): only a new client asks afresh.
+# After two of three nodes came back, its cache found no leaders at all (_NOENT).
 _LEADER_MOVED = {KafkaError.FENCED_LEADER_EPOCH, KafkaError.NOT_LEADER_FOR_PARTITION,
-                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.LEADER_NOT_AVAILABLE}  # fmt: skip
+                 KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError._NOENT}  # fmt: skip
 
 
 def log_offsets(admin: AdminClient, partitions: Iterable[TP]) -> dict[TP, tuple[int, int]]:

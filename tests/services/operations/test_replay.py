@@ -33,7 +33,7 @@ from tests.support.pipeline import (
     clearing,
     close_cycle,
     send_events,
-    wait_for_obligation,
+    wait_for_carried,
     wait_for_reports,
     worker,
 )
@@ -64,7 +64,7 @@ def pay_and_close(bootstrap: str, state: Path, codec: SingleObjectCodec, event_i
     before = len(wait_for_reports(bootstrap, codec, "CNH", 0))
     send_events(bootstrap, codec, "payment",
                 [payment(event_id, DC, LEASE, "FINANCE_LEASE_RENT", amount)])  # fmt: skip
-    wait_for_obligation(bootstrap, codec, f"p:{event_id}")
+    wait_for_carried(bootstrap, codec, [event_id])
     close_cycle(bootstrap, state, "CNH")
     return wait_for_reports(bootstrap, codec, "CNH", before + 1)[-1]
 

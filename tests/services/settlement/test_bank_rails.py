@@ -34,6 +34,7 @@ from tests.support.pipeline import (
     env,
     send_events,
     stop_process,
+    wait_for_carried,
     wait_for_obligation,
     wait_for_reports,
     wait_until,
@@ -110,8 +111,7 @@ def run(bootstrap: str, state: Path, codec: SingleObjectCodec) -> dict[str, Any]
                                     reference=f"INV-{event_id}"))  # fmt: skip
             if sent:
                 send_events(bootstrap, codec, "payment", sent)
-                for event in sent:
-                    wait_for_obligation(bootstrap, codec, f"p:{event['event_id']}")
+                wait_for_carried(bootstrap, codec, [e["event_id"] for e in sent])
             for currency in sorted(RAILS):
                 close_cycle(bootstrap, state, currency)
                 wait_for_reports(bootstrap, codec, currency, round_no + 1)
@@ -172,8 +172,7 @@ def test_a_hand_written_report_fails_one_instruction_and_is_idempotent(
                     reference=f"H-{n}") for n, (a, b) in pairs]  # fmt: skip
     with worker(bootstrap, state):
         send_events(bootstrap, codec, "payment", sent)
-        for event in sent:
-            wait_for_obligation(bootstrap, codec, f"p:{event['event_id']}")
+        wait_for_carried(bootstrap, codec, [e["event_id"] for e in sent])
         before = {b["batch_id"] for b in rail_batches(bootstrap, codec)}
         reports = len(wait_for_reports(bootstrap, codec, "USD", 0))
         close_cycle(bootstrap, state, "USD")

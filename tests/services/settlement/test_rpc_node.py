@@ -35,7 +35,7 @@ from tests.support.pipeline import (
     env,
     send_events,
     stop_process,
-    wait_for_obligation,
+    wait_for_carried,
     worker,
 )
 
@@ -83,8 +83,7 @@ def test_a_batch_settles_through_a_json_rpc_node_process(
                 payment("g-1", LEASECO, SOLAR, "OM_FEE", 50_000),
                 payment("g-2", DC, SOLAR, "OM_FEE", 30_000),
             ])  # fmt: skip
-            for event_id in ("g-1", "g-2"):
-                wait_for_obligation(bootstrap, codec, f"p:{event_id}")
+            wait_for_carried(bootstrap, codec, ["g-1", "g-2"])
             close_cycle(bootstrap, state, "CNH")
             acks = wait_for_acks(bootstrap, codec, "cnh-stable-CNH-00000001", 2)
     finally:

@@ -38,7 +38,7 @@ from tests.support.pipeline import (
     env,
     send_events,
     stop_process,
-    wait_for_obligation,
+    wait_for_carried,
     wait_until,
     worker,
 )
@@ -126,8 +126,7 @@ def test_kills_at_every_point_pay_each_batch_once(
                                 rng.randrange(1_000, 90_000), reference=f"INV-{cycle}-{n}")
                         for n in range(3)]  # fmt: skip
                 send_events(bootstrap, codec, "payment", sent)
-                for event in sent:
-                    wait_for_obligation(bootstrap, codec, f"p:{event['event_id']}")
+                wait_for_carried(bootstrap, codec, [e["event_id"] for e in sent])
                 close_cycle(bootstrap, state, "CNH")
             stable = wait_until("every token batch", lambda: all_batches(bootstrap, codec, cycle))
             expected = sum(b["instruction_count"] for b in stable.values())

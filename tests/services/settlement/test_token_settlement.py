@@ -31,6 +31,7 @@ from tests.support.pipeline import (
     decoded,
     scrape,
     send_events,
+    wait_for_carried,
     wait_for_obligation,
     wait_until,
     worker,
@@ -101,8 +102,7 @@ def test_batches_settle_on_chain_and_a_carried_failure_settles_once_funded(
             payment("t-1", LEASECO, SOLAR, "OM_FEE", 50_000),  # LEASECO holds no tokens
             payment("t-2", DC, SOLAR, "OM_FEE", 30_000),       # DC pays on CIPS: the house pays
         ])  # fmt: skip
-        for event_id in ("t-1", "t-2"):  # priced before the close, so in cycle 1
-            wait_for_obligation(bootstrap, codec, f"p:{event_id}")
+        wait_for_carried(bootstrap, codec, ["t-1", "t-2"])  # priced before the close
         close_cycle(bootstrap, state, "CNH")
         first = wait_for_acks(bootstrap, codec, "cnh-stable-CNH-00000001", 2)
         by_payer = {a["instruction_id"]: a for a in first}
@@ -150,7 +150,7 @@ def test_a_chain_outage_is_counted_and_the_batch_settles_once_it_is_back(
                 LocalChain(state / "chain", chain_port(state)).stop()
             paid = payment(event_id, LEASECO, SOLAR, "OM_FEE", 7_000, reference=f"I-{event_id}")
             send_events(bootstrap, codec, "payment", [paid])
-            wait_for_obligation(bootstrap, codec, f"p:{event_id}")
+            wait_for_carried(bootstrap, codec, [event_id])
             close_cycle(bootstrap, state, "CNH")
             if node_up:
                 wait_for_acks(bootstrap, codec, f"cnh-stable-CNH-{cycle:08d}", 1)
