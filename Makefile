@@ -70,7 +70,7 @@ format: venv
 test: tools kafka ganache lint
 	$(BIN)/pytest
 
-test-fast: venv
+test-fast: kafka ganache
 	$(BIN)/pytest -m "not broker and not slow"
 
 chaos: kafka
