@@ -66,11 +66,9 @@ class _Partition:
     # (newest event time of a batch, the ids it added), oldest batch first
     batches: deque[tuple[int, list[str]]] = field(default_factory=deque)
 
-    def add(self, updates: Mapping[str, str], newest_ms: int | None = None) -> None:
+    def add(self, updates: Mapping[str, str], newest_ms: int) -> None:
         if not updates:
             return
-        if newest_ms is None:
-            newest_ms = max(seen_parts(entry)[1] for entry in updates.values())
         self.entries.update(updates)
         self.batches.append((newest_ms, list(updates)))
 
@@ -148,11 +146,9 @@ class _DiskEntries(Mapping[str, str]):
         assert isinstance(values, list)  # a list of keys: multi_get
         return {str(e): str(v) for e, v in zip(asked, values, strict=True) if v is not None}
 
-    def add(self, updates: Mapping[str, str], newest_ms: int | None = None) -> None:
+    def add(self, updates: Mapping[str, str], newest_ms: int) -> None:
         if not updates:
             return
-        if newest_ms is None:
-            newest_ms = max(seen_parts(entry)[1] for entry in updates.values())
         batch = WriteBatch()
         deque(map(batch.put, updates.keys(), updates.values()), maxlen=0)  # no Python loop
         self.db.write(batch)
@@ -199,7 +195,7 @@ class SeenStore:
                 self.disk_dir / f"{tp[0]}-{tp[1]}", self.ttl_seconds, self.cache
             )
         for record in records:  # the newest time from the record's columns: no entry parsed
-            newest_ms = max((int(e["event_time_ms"]) for e in record["events"]), default=None)
+            newest_ms = max((int(e["event_time_ms"]) for e in record["events"]), default=0)
             partition.add(updates_of(record), newest_ms)
         self._partitions[tp] = partition
         return len(partition)
@@ -223,7 +219,9 @@ class SeenStore:
     ) -> None:
         """Record what a committed transaction accepted (``newest_ms``: the newest event
         time among them, if known; else it is read from the entries)."""
-        self._partitions[tp].add(updates, newest_ms)
+        if updates and newest_ms is None:  # parsed from the entries only where not known
+            newest_ms = max(seen_parts(entry)[1] for entry in updates.values())
+        self._partitions[tp].add(updates, newest_ms or 0)
 
     def forget_before(self, horizon_ms: int) -> int:
         return sum(p.forget_before(horizon_ms) for p in self._partitions.values())
