@@ -16,6 +16,7 @@ parent, killed or not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import subprocess
@@ -133,8 +134,9 @@ class GroupProbe:
     """``sample_groups`` in a child process, started at the first sample and again
     after one dies."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, answer_seconds_max: float = ANSWER_SECONDS_MAX) -> None:
         self.bootstrap = bootstrap
+        self.answer_seconds_max = answer_seconds_max
         self._child: subprocess.Popen[str] | None = None
 
     def sample(self, groups: Sequence[str], *, require: bool = False) -> list[GroupSample]:
@@ -146,12 +148,12 @@ class GroupProbe:
         try:
             child.stdin.write(json.dumps({"groups": list(groups), "require": require}) + "\n")
             child.stdin.flush()
-            ready, _, _ = select.select([child.stdout], [], [], ANSWER_SECONDS_MAX)
+            ready, _, _ = select.select([child.stdout], [], [], self.answer_seconds_max)
             line = child.stdout.readline() if ready else ""
         except (BrokenPipeError, OSError):
             line = ""
-        if not line:
-            self.close()
+        if not line:  # dead or hung: either way not worth a polite stop
+            self.close(stop_seconds=0.0)
             raise LagError("the consumer groups were not described this time: the probe "
                            "process gave no answer (a broker lost mid-request; librdkafka "
                            "PR #5397); the next sample starts a new one")  # fmt: skip
@@ -174,15 +176,16 @@ class GroupProbe:
             )  # fmt: skip
         return self._child
 
-    def close(self) -> None:
-        """End the child: stdin closed, then killed if it lingers."""
+    def close(self, stop_seconds: float = CHILD_STOP_SECONDS) -> None:
+        """End the child: stdin closed, then killed if it lingers ``stop_seconds``."""
         child, self._child = self._child, None
         if child is None:
             return
         if child.stdin is not None:
-            child.stdin.close()
+            with contextlib.suppress(OSError):  # a dead child's pipe refuses the flush
+                child.stdin.close()
         try:
-            child.wait(CHILD_STOP_SECONDS)
+            child.wait(stop_seconds)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()

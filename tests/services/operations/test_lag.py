@@ -20,6 +20,7 @@ from clearing_core.operations.lag import ERR, OK, REWIND, STALL, STOP, WARN
 from clearing_services.broker.select import distribution
 from clearing_services.cli.lag import lag
 from clearing_services.kafka.clients import consumer_config
+from clearing_services.operations.group_sample import GroupProbe
 from clearing_services.operations.lag import (
     GroupNotFoundError,
     LagError,
@@ -214,25 +215,60 @@ def _one_of_four_read(bootstrap: str, topic: str) -> str:
     return group
 
 
-def test_a_probe_child_that_dies_costs_one_sample_not_the_process(
+def _dead(pid: int) -> bool:
+    """True once our child ``pid`` can be reaped, or has been (``WNOWAIT`` leaves it
+    for the probe to reap). Not /proc's zombie state: a thread group's leader shows
+    it while librdkafka's threads are still exiting and ``waitpid`` answers nothing."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def test_a_probe_child_that_hangs_costs_one_sample_not_the_process(
     kafka_bootstrap: str, unique: str
 ) -> None:
     """The group description runs in a child because librdkafka aborts the process
-    when a coordinator's connection drops mid-request (group_sample.py): a child
-    that dies is one sample not measured, and the next sample starts a new one."""
+    when a coordinator's connection drops mid-request (group_sample.py): a child that
+    gives no answer is one sample not measured, it is killed, and the next sample
+    starts a new one."""
     group = _one_of_four_read(kafka_bootstrap, f"lag-c-{unique}")
     with LagMonitor(kafka_bootstrap, [group], window=4) as monitor:
+        monitor.probe = GroupProbe(kafka_bootstrap, answer_seconds_max=1.0)
         monitor.sample()
         first = monitor.probe.child_pid
         assert first is not None
-        os.kill(first, signal.SIGABRT)  # as librdkafka's failed assertion ends it
+        os.kill(first, signal.SIGSTOP)  # alive, never answering: a request that hangs
         with pytest.raises(LagError, match="not described this time"):
             monitor.sample()
+        assert monitor.probe.child_pid is None
+        assert _dead(first)  # killed, not left stopped
         monitor.sample()
         assert monitor.probe.child_pid not in (None, first)
         (report,) = monitor.report(probe=False)
     assert [(p.committed_offset, p.log_end_offset) for p in report.partitions] == [(1, 4)]
     assert monitor.probe.child_pid is None  # closed with the monitor
+
+
+def test_a_probe_child_that_died_between_samples_is_replaced(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """A child that died since the last sample (as librdkafka's failed assertion ends
+    it) is found dead before the request is sent: a new one answers that sample."""
+    group = _one_of_four_read(kafka_bootstrap, f"lag-d-{unique}")
+    with LagMonitor(kafka_bootstrap, [group], window=4) as monitor:
+        monitor.sample()
+        first = monitor.probe.child_pid
+        assert first is not None
+        os.kill(first, signal.SIGABRT)
+        deadline = time.monotonic() + 10
+        while not _dead(first):
+            assert time.monotonic() < deadline, "the probe child outlived SIGABRT"
+            time.sleep(0.01)
+        monitor.sample()
+        assert monitor.probe.child_pid not in (None, first)
+        (report,) = monitor.report(probe=False)
+    assert [(p.committed_offset, p.log_end_offset) for p in report.partitions] == [(1, 4)]
 
 
 def test_unknown_group_is_one_line_error(kafka_bootstrap: str, unique: str) -> None:
