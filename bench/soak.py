@@ -11,7 +11,8 @@ The last line of stdout is one JSON object: RSS per minute, its growth per
 minute after the first ``--warmup`` seconds (a least-squares slope; 300 s by
 default, the time the netting stage takes to fill its window of the last 8
 cycles' obligation ids), the events sent and ingested, the cycles the scheduler
-closed, and every minute the event ids the seen store held and RocksDB's memory.
+closed, and every minute the event ids the seen store held, RocksDB's memory and
+the seen filters' bytes.
 
 Run: ``.venv/bin/python bench/soak.py`` (600 s at 5,000 events/s by default).
 """
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         reports = [codec.decode(r.value).record
                    for r in read_topic(bootstrap, CYCLES_TOPIC, "soak-cycles")]  # fmt: skip
     per_minute = [round(rss, 1) for t, rss in samples if int(t) % 60 == 0 or t == samples[-1][0]]
-    held = re.findall(r"(\d+) event ids held, RocksDB memory ([\d.]+) MB",
+    held = re.findall(r"(\d+) event ids held, RocksDB memory ([\d.]+) MB, filters ([\d.]+) MB",
                       (tmp / "worker" / "soak-1.log").read_text(errors="replace"))  # fmt: skip
     return {
         "rss_growth_mb_per_min": round(slope_mb_per_min(samples, args.warmup), 2),
@@ -139,8 +140,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "events_ingested_at_end": ingested, "cycles": len(reports),
         "obligations_in_cycles": sum(r["obligation_count"] for r in reports),
         "worker_cpu_s": round(sampler.cpu_seconds, 1),
-        # from the worker's INFO log, every 10 s: (event ids held, RocksDB memory in MB)
-        "seen_ids_and_rocksdb_mb": [(int(n), float(mb)) for n, mb in held[5::6]],
+        # from the worker's INFO log, every minute: (event ids held, MB of RocksDB memory,
+        # MB of the seen filters)
+        "seen_ids_rocksdb_filter_mb": [(int(n), float(mb), float(f)) for n, mb, f in held[5::6]],
     }  # fmt: skip
 
 

@@ -36,3 +36,21 @@ def test_the_e2e_bench_runs_through_and_its_audit_holds() -> None:
     assert result["audit_repeated"] == result["audit_unlogged"] == 0
     assert result["big_cycle_obligations"] == EVENTS
     assert result["duplicates_in_cycles"] == 0
+
+
+def test_the_compression_bench_runs_every_codec_over_the_same_records() -> None:
+    """bench/compression.py on a small load: each codec carries the same records of
+    each stream, and the broker wrote some bytes for each."""
+    command = [sys.executable, "bench/compression.py", "--events", "4000", "--batch", "2000",
+               "--rounds", "1"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["events"] == 4000
+    codecs = result["codecs"]
+    assert set(codecs) == {"none", "lz4", "zstd"}
+    for stream in ("events", "obligations", "seen"):
+        (count,) = {codecs[c][stream]["records"] for c in codecs}  # the same records each
+        assert count > 0, (stream, codecs)
+        assert all(codecs[c][stream]["disk_bytes_per_event"] > 0 for c in codecs)
+    assert codecs["none"]["events"]["records"] == 4000  # every event sent once

@@ -4,8 +4,8 @@ event topics.
 Why a confluent-kafka batch loop and not a Faust agent: Faust builds an event,
 a future and an acknowledgement per record, and its per-record machinery was
 73% of an ingest worker's time, capping it near a naive per-event agent's
-rate (docs/performance.md). Here one ``consume()`` takes up to
-``CLEARING_INGEST_BATCH_MAX`` records (20,000), the pure core checks and prices them, the
+rate (docs/performance-history.md). Here one ``consume()`` takes up to
+``CLEARING_INGEST_BATCH_MAX`` records (50,000), the pure core checks and prices them, the
 obligations of the whole batch are pre-aggregated, and the obligations, the
 dead letters, the de-duplication state (``SeenEvents``) and the consumer
 offsets are written in one Kafka transaction (exactly-once, with zombie
@@ -174,11 +174,15 @@ class IngestWorker:
                 if messages:
                     self.handle(messages)
                 if self.timing.maybe_log():
-                    _log.info("ingest: %d event ids held, RocksDB memory %.1f MB", len(self.seen),
-                              self.seen.disk_memory_bytes() / 1e6)  # fmt: skip
+                    self._log_seen()
         finally:
             self.consumer.close()
             self.seen.close()
+
+    def _log_seen(self) -> None:
+        seen = self.seen
+        _log.info("ingest: %d event ids held, RocksDB memory %.1f MB, filters %.1f MB",
+                  len(seen), seen.disk_memory_bytes() / 1e6, seen.filter_bytes() / 1e6)  # fmt: skip
 
     def handle(self, messages: list[Message]) -> None:
         """Turn one consumed batch into its outputs and commit them with the offsets."""

@@ -175,7 +175,7 @@ def tune_gc() -> None:
     collection every few dozen events, and each older-generation one scanned the
     whole heap (reference data, ledgers, Faust). Nothing is cyclic on the hot
     path, so collecting rarely loses nothing: ``process_batch`` and aggregation
-    went from 9.6 to 5.5 µs an event with a 2M-object heap (docs/performance.md).
+    went from 9.6 to 5.5 µs an event with a 2M-object heap (docs/performance-history.md).
     Objects alive after start are frozen out of the scans for good."""
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
 
@@ -208,7 +208,7 @@ class QuietWorker(faust.Worker):
     """Faust's worker without its terminal spinner. The spinner's log handler sets the
     root logger to DEBUG for good, so every ``log.debug`` in aiokafka's and Faust's
     send and fetch paths built a record for nothing: 14% of an ingest worker's time
-    (docs/performance.md). It also wrote terminal control codes into the logs."""
+    (docs/performance-history.md). It also wrote terminal control codes into the logs."""
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None

@@ -121,7 +121,7 @@ class Sender:
     """One agent's transactional confluent-kafka producer. A batch's records are
     written in one transaction on a thread, before the agent lets Faust acknowledge
     the input: Faust's per-record ``topic.send`` cost a quarter of a worker's time
-    (docs/performance.md)."""
+    (docs/performance-history.md)."""
 
     def __init__(self, bootstrap: str, worker_id: str) -> None:
         config = producer_config(bootstrap, **{"transactional.id": f"clearing-acks-{worker_id}"})

@@ -58,7 +58,7 @@ def ack_view(batch: SettlementBatch) -> AckView:
     """What an acknowledgement needs of a batch (``acks.apply_ack``): its id, rail and
     currency, per instruction its id, parties and amount, and the instructions'
     states (filled as they are read). Keeping whole decoded batches made an acks
-    worker grow by about 3 MB a minute with 30-second cycles (docs/performance.md)."""
+    worker grow by about 3 MB a minute with 30-second cycles (docs/performance-history.md)."""
     return {
         "batch_id": batch["batch_id"], "rail_id": batch["rail_id"],
         "currency": batch["currency"],

@@ -60,7 +60,7 @@ def test_settings_from_environment() -> None:
     local = load_settings({"CLEARING_BROKER_PORT": "19092"})
     assert local.bootstrap() == "127.0.0.1:19092"
     assert local.state_dir == REPO / ".run"
-    assert local.ingest_batch_max == 20_000
+    assert local.ingest_batch_max == 50_000
     assert load_settings({"CLEARING_INGEST_BATCH_MAX": "5000"}).ingest_batch_max == 5_000
     for bad in ("0", "100001"):
         with pytest.raises(

@@ -100,6 +100,8 @@ def test_on_disk_a_batch_is_looked_up_at_once_and_agrees_with_memory(tmp_path: P
     wal = list((tmp_path / "seen").rglob("*.log"))  # rebuilt at every assignment: no WAL
     assert wal
     assert [path.stat().st_size for path in wal] == [0] * len(wal)
+    assert 5_000 * 10 // 8 <= disk.filter_bytes() <= 2 * 65_536 * 10 // 8  # one first segment
+    assert memory.filter_bytes() == 0  # the ids themselves are the heap
     disk.close()
 
 
