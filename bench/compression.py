@@ -6,7 +6,7 @@ runs move by 20-40%). Here the same records go through a real broker once per
 codec, in alternating rounds, and the CPU each side spends is read directly.
 
 The records are the real ones. ``--events`` generated valid events (the e2e mix)
-are prepared by an ``IngestWorker`` in batches of ``--batch`` events, exactly as
+are prepared by the ingest stage (``BatchPreparer``) in batches of ``--batch`` events, as
 the worker prepares a consumed batch: the ``Obligation`` and ``SeenEvents``
 records it would write. The events' own values are a third stream: a
 participant's producer picks their compression, and the ingest consumer pays to
@@ -34,18 +34,16 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 from e2e_support import ProcessSampler, bench_refdata, log, own_broker, pid_of
+from ingest_batches import PARTITIONS, generated_batches
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
-from clearing_core.ingest.batch import RawEvent
-from clearing_core.workload.generator import EventGenerator
-from clearing_services.ingest.worker import IngestWorker
+from clearing_services.ingest.prepare import BatchPreparer
 from clearing_services.kafka.clients import admin_client, consumer_config, producer_config
-from clearing_services.kafka.topics import event_topic
+from clearing_services.kafka.topics import OBLIGATIONS_TOPIC
 
 CODECS = ("none", "lz4", "zstd")
 STREAMS = ("events", "obligations", "seen")
-PARTITIONS = 6
 Send = tuple[str, int, bytes | None, bytes]  # stream, partition, key, value
 READ_SECONDS_MAX = 120.0
 IDLE_SECONDS = 5.0
@@ -60,39 +58,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def worker_batches(bootstrap: str, events: int, batch: int, seed: int) -> list[list[Send]]:
+def worker_batches(events: int, batch: int, seed: int) -> list[list[Send]]:
     """Per batch of generated events: the events as sent, then what an ingest
     worker's ``prepare`` lays out for them (obligations, ``SeenEvents``)."""
     codec = SingleObjectCodec(SchemaCatalog.load())
     refdata = bench_refdata(keep_caps=False)
-    now_ms = int(time.time() * 1000)
-    generator = EventGenerator(refdata, seed=seed, now_ms=now_ms, prefix="cmp")
-    worker = IngestWorker(bootstrap, codec, lambda: refdata, f"cmp-{seed}")
+    preparer = BatchPreparer(codec, lambda: refdata)
     out: list[list[Send]] = []
-    offsets: dict[tuple[str, int], int] = {}
-    try:
-        for _ in range(0, events, batch):
-            groups: dict[tuple[str, int], list[RawEvent]] = {}
-            sends: list[Send] = []
-            for event in generator.events(batch):
-                spec = event_topic(event.kind)
-                key = str(event.record[spec.key_field]).encode()
-                value = codec.encode(spec.record_type, event.record, topic=spec.topic)
-                tp = (spec.topic, zlib.crc32(key) % PARTITIONS)
-                offset = offsets.get(tp, 0)
-                offsets[tp] = offset + 1
-                groups.setdefault(tp, []).append(RawEvent(*tp, offset, key, value, now_ms))
-                sends.append(("events", tp[1], key, value))
-            generator.accepted.clear()
-            output = worker.prepare(groups, seen_of=lambda tp: {})
-            for topic, key_bytes, record, partition in output.sends:
-                stream = "obligations" if topic == "clearing.obligations" else "seen"
-                where = partition if partition >= 0 else zlib.crc32(key_bytes or b"") % PARTITIONS
-                sends.append((stream, where, key_bytes, record))
-            out.append(sends)
-    finally:
-        worker.consumer.close()
-        worker.seen.close()
+    for groups in generated_batches(refdata, codec, events, batch, seed, int(time.time() * 1000)):
+        sends: list[Send] = [("events", e.partition, e.key, e.value)
+                             for raw in groups.values() for e in raw]  # fmt: skip
+        output = preparer.prepare(groups, lambda tp: {})
+        for topic, key, record, partition in output.sends:
+            stream = "obligations" if topic == OBLIGATIONS_TOPIC else "seen"
+            where = partition if partition >= 0 else zlib.crc32(key or b"") % PARTITIONS
+            sends.append((stream, where, key, record))
+        out.append(sends)
     return out
 
 
@@ -201,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             assert broker_pid is not None, "the broker's process was not found"
             broker = ProcessSampler(broker_pid, every_seconds=60)  # sampled when asked
             log(f"preparing {args.events:,} events in batches of {args.batch:,}")
-            batches = worker_batches(bootstrap, args.events, args.batch, args.seed)
+            batches = worker_batches(args.events, args.batch, args.seed)
             idle = idle_rate(broker)
             passes: dict[str, list[dict[str, dict[str, float]]]] = {c: [] for c in CODECS}
             for round_no in range(args.rounds):

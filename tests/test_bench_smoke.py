@@ -54,3 +54,17 @@ def test_the_compression_bench_runs_every_codec_over_the_same_records() -> None:
         assert count > 0, (stream, codecs)
         assert all(codecs[c][stream]["disk_bytes_per_event"] > 0 for c in codecs)
     assert codecs["none"]["events"]["records"] == 4000  # every event sent once
+
+
+def test_the_offline_prepare_bench_times_the_workers_code() -> None:
+    """bench/prepare.py on a small load: the ingest stage's own code, a RocksDB store
+    holding ids before, every round timed, and the obligations per event of the mix."""
+    command = [sys.executable, "bench/prepare.py", "--events", "4000", "--batch", "2000",
+               "--held", "5000", "--rounds", "2"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["store"] == "rocksdb"
+    assert len(result["rounds_us_per_event"]) == 2
+    assert all(us > 0 for us in result["rounds_us_per_event"])
+    assert 0 < result["obligations_per_event"] < 1  # pre-aggregated

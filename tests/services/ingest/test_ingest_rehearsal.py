@@ -11,7 +11,7 @@ from clearing_core.ingest.checks import DEFAULT_LIMITS
 from clearing_core.ingest.fast_lane.lane import FastLane
 from clearing_core.ingest.stage import process_batch
 from clearing_core.refdata import load_default_refdata, parse_refdata
-from clearing_services.ingest.worker import REHEARSAL_EVENTS, rehearsal_events
+from clearing_services.ingest.prepare import REHEARSAL_EVENTS, rehearsal_events
 from clearing_services.kafka.topics import EVENT_TOPICS
 from tests.core.fixtures import base_document
 

@@ -19,12 +19,8 @@ from confluent_kafka import (
 )
 
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_services.ingest.worker import (
-    GROUP,
-    REHEARSAL_EVENTS,
-    IngestWorker,
-    _by_partition,
-)
+from clearing_services.ingest.prepare import REHEARSAL_EVENTS
+from clearing_services.ingest.worker import GROUP, IngestWorker, _by_partition
 from clearing_services.kafka.clients import admin_client, transaction_abortable
 from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.operations.audit import coverage
