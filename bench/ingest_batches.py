@@ -11,7 +11,7 @@ from clearing_core.ingest.batch import RawEvent
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
 from clearing_services.ingest.prepare import Groups
-from clearing_services.kafka.topics import event_topic
+from clearing_services.sources.publish import encode_generated
 
 PARTITIONS = 6  # of each event topic, as the bench's broker makes them
 
@@ -27,13 +27,13 @@ def generated_batches(
     for start in range(0, events, batch):
         groups: Groups = {}
         for event in generator.events(min(batch, events - start)):
-            spec = event_topic(event.kind)
-            key = str(event.record[spec.key_field]).encode()
-            value = codec.encode(spec.record_type, event.record, topic=spec.topic)
-            tp = (spec.topic, zlib.crc32(key) % PARTITIONS)
+            encoded = encode_generated(codec, event)  # as `clearing produce` sends it
+            tp = (encoded.topic, zlib.crc32(encoded.key) % PARTITIONS)
             offset = offsets.get(tp, 0)
             offsets[tp] = offset + 1
-            groups.setdefault(tp, []).append(RawEvent(*tp, offset, key, value, now_ms))
+            groups.setdefault(tp, []).append(
+                RawEvent(*tp, offset, encoded.key, encoded.value, now_ms)
+            )
         generator.accepted.clear()  # kept for duplicates, which no bench asks for
         out.append(groups)
     return out

@@ -71,10 +71,7 @@ class BatchPreparer:
         self._obligation_plan = plan_of(codec, "Obligation")
         self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
 
-    def prepare(
-        self, groups: Groups,
-        seen_of: Callable[[tuple[str, int]], Seen],
-    ) -> BatchOutput:  # fmt: skip
+    def prepare(self, groups: Groups, seen_of: Callable[[tuple[str, int]], Seen]) -> BatchOutput:
         """Check and price every partition's events, pre-aggregate the obligations of
         the whole batch, and lay out the records of the transaction (``seen_of``: the
         ids accepted before, per partition)."""
