@@ -7,7 +7,7 @@ from __future__ import annotations
 import zlib
 
 from clearing_core.encoding.codec import Codec
-from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.batch import RawBatch, RawEvent
 from clearing_core.refdata import ReferenceData
 from clearing_core.workload.generator import EventGenerator
 from clearing_services.ingest.prepare import Groups
@@ -25,7 +25,7 @@ def generated_batches(
     offsets: dict[tuple[str, int], int] = {}
     out: list[Groups] = []
     for start in range(0, events, batch):
-        groups: Groups = {}
+        groups: dict[tuple[str, int], list[RawEvent]] = {}
         for event in generator.events(min(batch, events - start)):
             encoded = encode_generated(codec, event)  # as `clearing produce` sends it
             tp = (encoded.topic, zlib.crc32(encoded.key) % PARTITIONS)
@@ -35,5 +35,5 @@ def generated_batches(
                 RawEvent(*tp, offset, encoded.key, encoded.value, now_ms)
             )
         generator.accepted.clear()  # kept for duplicates, which no bench asks for
-        out.append(groups)
+        out.append({tp: RawBatch.of(rows) for tp, rows in groups.items()})  # as consumed
     return out

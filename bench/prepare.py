@@ -34,7 +34,7 @@ from ingest_batches import generated_batches
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_core.ingest.checks import DEFAULT_LIMITS
-from clearing_core.ingest.records import seen_entries
+from clearing_core.ingest.seen_text import seen_entries
 from clearing_services.ingest.prepare import BatchPreparer, Groups
 from clearing_services.ingest.seen_store import SeenStore
 from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX

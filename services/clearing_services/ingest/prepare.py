@@ -12,9 +12,8 @@ resolved (a full end-to-end run resolves 20-40%).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -23,7 +22,7 @@ from clearing_core.encoding.avro_rows import plan_of
 from clearing_core.encoding.avro_write import encode_columns
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
 from clearing_core.ingest.aggregate import Aggregation, aggregate_columns
-from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.batch import RawBatch, RawEvent
 from clearing_core.ingest.checks import DEFAULT_LIMITS, ValidationLimits
 from clearing_core.ingest.fast_lane.lane import FastLane
 from clearing_core.ingest.records import IngestResult, Seen
@@ -35,8 +34,8 @@ from clearing_services.kafka.topics import DLQ_TOPIC, EVENT_TOPICS, OBLIGATIONS_
 
 REHEARSAL_EVENTS = 32  # of each event type, in the throwaway batch a worker prepares at start
 Send = tuple[str, bytes | None, bytes, int]  # topic, key, value, partition (-1: by key)
-Groups = dict[tuple[str, int], list[RawEvent]]  # a batch's records per (topic, partition)
-_TIMESTAMP = itemgetter(5)  # of a RawEvent
+# a batch's records per (topic, partition): a worker's as columns (``RawBatch``)
+Groups = dict[tuple[str, int], Sequence[RawEvent]]
 
 
 @dataclass
@@ -77,7 +76,8 @@ class BatchPreparer:
         ids accepted before, per partition)."""
         refdata = self.refdata()
         output, results = BatchOutput(), []
-        for (topic, partition), raw in groups.items():
+        for (topic, partition), records in groups.items():
+            raw = RawBatch.of(records)
             result = process_batch(
                 raw, codec=self.codec, refdata=refdata, expected_type=self.expected,
                 seen=seen_of((topic, partition)), limits=self.limits, keys_must_match=True,
@@ -86,9 +86,9 @@ class BatchPreparer:
             results.append(((topic, partition), result))
             output.redelivered += len(result.redelivered)
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
-            output.newest_ms = max(output.newest_ms, max(map(_TIMESTAMP, raw)))
-            output.offsets.append(TopicPartition(topic, partition, raw[-1].offset + 1))
-            output.firsts.append(TopicPartition(topic, partition, raw[0].offset))
+            output.newest_ms = max(output.newest_ms, max(raw.timestamps_ms))
+            output.offsets.append(TopicPartition(topic, partition, raw.offsets[-1] + 1))
+            output.firsts.append(TopicPartition(topic, partition, raw.offsets[0]))
         aggregated = aggregate_columns([r.accepted for _, r in results])
         output.obligations_in = len(aggregated.carriers)
         output.obligations_out = len(aggregated.keys)

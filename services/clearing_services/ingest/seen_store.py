@@ -39,8 +39,9 @@ from rocksdict import (
 
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
 from clearing_core.encoding.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
-from clearing_core.ingest.records import SEEN_SEPARATOR, Seen, seen_entries, seen_parts
+from clearing_core.ingest.records import SEEN_SEPARATOR, Seen, seen_parts
 from clearing_core.ingest.seen_filter import SeenFilter, id_hashes
+from clearing_core.ingest.seen_text import seen_entries
 from clearing_services.kafka.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."

@@ -22,10 +22,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from itertools import groupby
-from operator import itemgetter
+from itertools import pairwise
+from operator import ne
 from pathlib import Path
 
+import numpy as np
 from confluent_kafka import (
     Consumer,
     KafkaException,
@@ -36,6 +37,7 @@ from confluent_kafka import (
 
 from clearing_core.encoding.codec import Codec
 from clearing_core.errors import ClearingError
+from clearing_core.ingest.batch import RawBatch
 from clearing_core.ingest.checks import DEFAULT_LIMITS, ValidationLimits
 from clearing_core.ingest.records import Seen
 from clearing_core.refdata import ReferenceData
@@ -50,10 +52,10 @@ from clearing_services.ingest.seen_store import SeenStore, seen_topic
 from clearing_services.kafka.clients import (
     READ_SECONDS_MAX,
     consumer_config,
+    message_columns,
     produce_one,
     producer_config,
     read_partition,
-    records_of,
     send_offsets,
     transaction_abortable,
 )
@@ -72,7 +74,6 @@ CONSUME_WAIT_SECONDS = 0.25
 TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = READ_SECONDS_MAX  # waits out a transaction a dead owner left open
 SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
-_TOPIC_PARTITION = itemgetter(0, 1)  # of a RawEvent
 _log = logging.getLogger("clearing.ingest")
 
 
@@ -245,9 +246,19 @@ class IngestWorker:
 
 
 def _by_partition(messages: list[Message]) -> Groups:
-    """The batch's records per (topic, partition), in offset order; a consumer error
-    (not a record) ends the process: the broker or the group is in trouble."""
-    groups: Groups = {}
-    for tp, run in groupby(records_of(messages), _TOPIC_PARTITION):
-        groups.setdefault(tp, []).extend(run)
-    return groups
+    """The batch's records per (topic, partition), in offset order, as columns (the
+    consumer hands them over in runs per partition); a consumer error (not a record)
+    ends the process: the broker or the group is in trouble."""
+    batch = message_columns(messages)
+    topics, partitions, count = batch.topics, batch.partitions, len(batch)
+    if not count:
+        return {}
+    changed = np.fromiter(map(ne, topics[1:], topics[:-1]), np.bool_, count - 1)
+    changed |= np.diff(np.asarray(partitions, np.int64)) != 0
+    bounds = [0, *(np.flatnonzero(changed) + 1).tolist(), count]
+    if len(bounds) == 2:  # one partition's records only
+        return {(topics[0], partitions[0]): batch}
+    runs: dict[tuple[str, int], list[RawBatch]] = {}
+    for first, last in pairwise(bounds):
+        runs.setdefault((topics[first], partitions[first]), []).append(batch[first:last])
+    return {tp: RawBatch.concat(parts) for tp, parts in runs.items()}

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from clearing_core.errors import ClearingError
-from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.batch import RawBatch, RawEvent
 from clearing_core.ingest.identify import header_pairs
 from clearing_services.kafka.settling import topic_partitions, watermarks
 from clearing_services.kafka.waits import METADATA_TIMEOUT_SECONDS, QUEUE_DRAIN_SECONDS
@@ -219,6 +219,15 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
     """``record_of`` of each message, accessor by accessor over the whole batch (a
     C-level ``map`` each, not a Python call per record); a consumer error (not a
     record) is raised as ``KafkaException``."""
+    batch = message_columns(messages)
+    headers = batch.headers if batch.headers is not None else repeat((), len(messages))
+    columns = zip(*batch.columns(), headers, strict=True)
+    return list(map(_new_record, columns))
+
+
+def message_columns(messages: Sequence[Message]) -> RawBatch:
+    """The messages' fields as columns, one C-level ``map`` per accessor; a consumer
+    error (not a record) is raised as ``KafkaException``."""
     errors = list(map(Message.error, messages))
     if not set(map(type, errors)) <= _NO_ERROR:  # by type: KafkaError == None raises
         raise KafkaException(next(e for e in errors if e is not None))
@@ -229,16 +238,13 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
     if not set(map(type, values)) <= _VALUE_TYPES:
         values = [v if isinstance(v, bytes) else b"" for v in values]
     raw_headers = list(map(Message.headers, messages))
-    headers: Iterable[Any] = (
-        [header_pairs(h) if h else () for h in raw_headers] if any(raw_headers)
-        else repeat((), len(messages))  # none has headers (unsigned events): no loop
-    )  # fmt: skip
-    columns = zip(
-        map(Message.topic, messages), map(Message.partition, messages),
-        map(Message.offset, messages), keys, values,
-        map(_SECOND, map(Message.timestamp, messages)), headers, strict=True,
-    )  # fmt: skip
-    return list(map(_new_record, columns))  # a record's topic, partition, offset: never None
+    headers = [header_pairs(h) if h else () for h in raw_headers] if any(raw_headers) else None
+    # a consumed record's topic, partition and offset are never None
+    topics: list[Any] = list(map(Message.topic, messages))
+    partitions: list[Any] = list(map(Message.partition, messages))
+    offsets: list[Any] = list(map(Message.offset, messages))
+    times = list(map(_SECOND, map(Message.timestamp, messages)))
+    return RawBatch(topics, partitions, offsets, keys, values, times, headers)
 
 
 _KEY_TYPES, _VALUE_TYPES, _NO_ERROR = {bytes, type(None)}, {bytes}, {type(None)}

@@ -19,10 +19,9 @@ record with a reason, or (read again after its offsets were moved back) in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -30,11 +29,12 @@ import numpy as np
 from clearing_core.encoding.codec import Codec
 from clearing_core.encoding.records import RecordHeader, Rejected
 from clearing_core.ingest.aggregate import Keyed, obligation_of
-from clearing_core.ingest.batch import Case, LaneResult, Priced, PricedColumns, RawEvent
+from clearing_core.ingest.batch import Case, LaneResult, Priced, PricedColumns, RawBatch, RawEvent
 from clearing_core.ingest.checks import EVENT_ID_LENGTH_MAX
+from clearing_core.ingest.seen_text import DIGEST_HEX_DIGITS, SEPARATOR, digested
 
-SEEN_SEPARATOR = "|"
-_PARTITION, _OFFSET, _VALUE = itemgetter(1), itemgetter(2), itemgetter(4)  # of a RawEvent
+SEEN_SEPARATOR = SEPARATOR
+
 # A dead-letter record stays well under the codec's 1 MiB and Faust's 1,000,000-byte
 # request limit: ids are short, so a longer key is garbage; values rarely come near.
 REJECTED_ORIGINAL_MAX = 900 * 1024
@@ -85,21 +85,19 @@ class IngestResult:
         self.offsets.append(event.offset)
 
     def accept_run(
-        self, events: Sequence[RawEvent], found: LaneResult, first: int, last: int,
-        forms: Forms | None,
-    ) -> None:  # fmt: skip
+        self, events: RawBatch, found: LaneResult, first: int, last: int, forms: Forms | None
+    ) -> None:
         """The lane's accepted rows ``first`` to ``last`` (positions in ``found``),
         whose events are ``events``, all new: accepted in bulk. ``forms`` makes their
         canonical forms; None where each is its own (``FastLane.own_forms``)."""
-        values = map(_VALUE, events)
-        digests = body_digests(values if forms is None else forms(list(values)))
-        times = found.time_ms[first:last].tolist()
+        values, offsets = events.values, events.offsets
+        times = found.time_ms[first:last]
         event_ids = found.event_ids[first:last]
-        offsets = list(map(_OFFSET, events))
-        entries = seen_entries(digests, times, map(_PARTITION, events), offsets)
+        digests, entries = digested(values if forms is None else forms(values), times,
+                                    events.partitions, offsets)  # fmt: skip
         self.seen_updates.update(zip(event_ids, entries, strict=True))
         self.accepted.extend(event_ids, found.keys, found.key_ids[first:last],
-                             found.exact[first:last].tolist(), times)  # fmt: skip
+                             found.exact[first:last].tolist(), times.tolist())  # fmt: skip
         self.digests += digests
         self.offsets += offsets
 
@@ -131,6 +129,7 @@ def records_of(
     """The batch's records, in input order: the fast lane ``taken`` some events, the
     per-event steps decided the others (``cases``, in order); ``forms`` as in
     ``IngestResult.accept_run``. ``known`` is asked once, for every id in the batch."""
+    batch = RawBatch.of(events)
     told_apart = [str(c.event_id) for c in cases if c.identified]
     seen = seen_found(known, [*taken.event_ids, *told_apart])
     result = IngestResult()
@@ -141,7 +140,7 @@ def records_of(
         for case in cases[told : told + start - done]:
             _decide_case(result, case, seen, codec)
         told += start - done
-        run = events[start : start + last - first]
+        run = batch[start : start + last - first]
         if _all_new(taken.event_ids[first:last], result.seen_updates, seen):
             result.accept_run(run, taken, first, last, forms)
         else:
@@ -221,34 +220,15 @@ def _duplicate(
     return True
 
 
-def body_digests(values: Iterable[bytes]) -> list[str]:
-    """Identity of each event's content, to tell a resend from a conflicting reuse of
-    an id: the first 32 hex digits of the SHA-256 of its canonical form (``Codec.canonical``,
-    which is the record's own bytes for every event written with the current schemas).
-    One comprehension for a whole run."""
-    sha256 = hashlib.sha256
-    return [sha256(value).hexdigest()[:32] for value in values]
-
-
 def body_digest(value: bytes) -> str:
-    return body_digests((value,))[0]
-
-
-def seen_entries(
-    digests: Iterable[str], times_ms: Iterable[int], partitions: Iterable[int],
-    offsets: Iterable[int],
-) -> list[str]:  # fmt: skip
-    """What the de-duplication table stores per event id: digest, event time, source
-    partition and offset. Time and partition let the table forget ids older than the
-    maximum event age, partition by partition; partition and offset tell a record the
-    broker delivers again (after a crash or rebalance) from a participant's resend."""
-    sep = SEEN_SEPARATOR
-    return [f"{d}{sep}{t}{sep}{p}{sep}{o}"
-            for d, t, p, o in zip(digests, times_ms, partitions, offsets, strict=True)]  # fmt: skip
+    """``body_digests`` of one value (by ``hashlib``: a kernel call costs more)."""
+    return hashlib.sha256(value).hexdigest()[:DIGEST_HEX_DIGITS]
 
 
 def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> str:
-    return seen_entries((digest,), (event_time_ms,), (partition,), (offset,))[0]
+    """``seen_entries`` of one event."""
+    sep = SEEN_SEPARATOR
+    return f"{digest}{sep}{event_time_ms}{sep}{partition}{sep}{offset}"
 
 
 def seen_parts(entry: str) -> tuple[str, int, int, int]:

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
-from clearing_core.ingest.batch import NOTHING_TAKEN, RawEvent
+from clearing_core.ingest.batch import NOTHING_TAKEN, RawBatch, RawEvent
 from clearing_core.ingest.checks import DEFAULT_LIMITS, ValidationLimits
 from clearing_core.ingest.decode import decode_events
 from clearing_core.ingest.fast_lane.lane import FastLane
@@ -59,6 +59,7 @@ def process_batch(
     ``lane`` (kept by a worker for its cache) accepts the plain events in columns;
     every other event takes the per-event path, and both decide alike (``fast=False``
     sends every event the per-event way: the reference the tests compare with)."""
+    events = RawBatch.of(events)  # the records as columns, read in bulk by the lane
     lane = (lane if lane is not None else _lane_for(codec)) if fast else None
     taken = NOTHING_TAKEN
     if lane is not None:

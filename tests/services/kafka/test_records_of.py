@@ -43,3 +43,17 @@ def test_partitions_keep_their_order_across_runs() -> None:
     assert list(groups) == [(METER, 0), (METER, 1)]
     assert [r.offset for r in groups[(METER, 0)]] == [1, 2, 3]
     assert [r.offset for r in groups[(METER, 1)]] == [5, 6]
+
+
+def test_runs_of_two_topics_on_the_same_partition_number_stay_apart() -> None:
+    usage = "clearing.events.compute"
+    batch = [message(0, 1), message(0, 1, topic=usage, headers=[("x-sig", b"s")]),
+             message(0, 2), message(0, 2, topic=usage), message(1, 9)]  # fmt: skip
+    groups = _by_partition(batch)
+    assert list(groups) == [(METER, 0), (usage, 0), (METER, 1)]
+    assert [r.offset for r in groups[(METER, 0)]] == [1, 2]
+    assert [r.headers for r in groups[(usage, 0)]] == [(("x-sig", b"s"),), ()]
+    assert list(groups[(METER, 1)]) == [record_of(batch[4])]
+    assert _by_partition([]) == {}
+    single = _by_partition([message(3, 4), message(3, 5)])
+    assert list(single[(METER, 3)]) == [record_of(message(3, 4)), record_of(message(3, 5))]

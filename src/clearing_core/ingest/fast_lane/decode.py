@@ -9,19 +9,16 @@ its length, is left to the per-event path (``ok`` false). Later steps clear the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 
 from clearing_core.encoding.avro_rows import STRING, U8, RowPlan, Rows, decode_rows, pack
-from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.batch import RawBatch
 from clearing_core.ingest.checks import EVENT_ID_LENGTH_MAX, ID_LENGTH_MAX, TEXT_LENGTH_MAX
 from clearing_core.jit import I64, Mask
 
 OPTIONAL_TEXT = {"ComputeUsage": "model", "Payment": "reference"}
-_VALUE = itemgetter(4)  # of a RawEvent
 
 
 @dataclass(frozen=True)
@@ -49,11 +46,9 @@ class Columns:
         return cut(self.text, self.rows.str_offset[picked, f], self.rows.str_length[picked, f])
 
 
-def decode_columns(
-    name: str, plan: RowPlan, events: Sequence[RawEvent], record_bytes_max: int
-) -> Columns:
+def decode_columns(name: str, plan: RowPlan, events: RawBatch, record_bytes_max: int) -> Columns:
     """The events' values (all of type ``name``, read by ``plan``) in columns."""
-    data, buffer, starts, ends = pack(list(map(_VALUE, events)))
+    data, buffer, starts, ends = pack(events.values)
     rows = decode_rows(plan, buffer, starts, ends)
     ok = rows.ok & (ends - starts <= record_bytes_max)
     ok &= _lengths_ok(plan, rows, OPTIONAL_TEXT.get(name))

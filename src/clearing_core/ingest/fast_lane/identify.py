@@ -9,27 +9,23 @@ What is left of the step is the key (``envelope.key_problem``): present, and wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from operator import itemgetter
+from typing import cast
 
 from clearing_core.encoding.avro_rows import U8, pack
-from clearing_core.ingest.batch import RawEvent
+from clearing_core.ingest.batch import RawBatch
 from clearing_core.ingest.envelope import EVENT_KEY_FIELDS
 from clearing_core.ingest.fast_lane.decode import Columns
 from clearing_core.jit import I64, Mask, kernel
 
-_KEY = itemgetter(3)  # of a RawEvent
 
-
-def check_keys(columns: Columns, events: Sequence[RawEvent], keys_must_match: bool) -> None:
+def check_keys(columns: Columns, events: RawBatch, keys_must_match: bool) -> None:
     """Clear the rows whose key is missing or, with ``keys_must_match``, is not the
     record's key field (``events``: the rows' events, in row order)."""
     if len(events) != len(columns.ok):
         raise ValueError(f"check_keys: {len(events)} events for {len(columns.ok)} rows")
-    keys_given = list(map(_KEY, events))
-    if None in keys_given:
-        keys_given = [k or b"" for k in keys_given]
-    _, keys, key_starts, key_ends = pack(keys_given)
+    keys_given = events.keys
+    present = [k or b"" for k in keys_given] if None in keys_given else keys_given
+    _, keys, key_starts, key_ends = pack(cast(list[bytes], present))
     field = columns.plan.index(EVENT_KEY_FIELDS[columns.name])
     rows = columns.rows
     _keys_match(columns.ok, keys, key_starts, key_ends, columns.buffer,

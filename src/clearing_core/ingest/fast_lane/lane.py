@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from operator import itemgetter
 
 import numpy as np
 
 from clearing_core.encoding.avro_rows import RowPlan, plan_of
 from clearing_core.encoding.codec import SingleObjectCodec
-from clearing_core.ingest.batch import NOTHING_TAKEN, LaneResult, RawEvent
+from clearing_core.ingest.batch import NOTHING_TAKEN, LaneResult, RawBatch, RawEvent
 from clearing_core.ingest.checks import ValidationLimits
 from clearing_core.ingest.fast_lane.decode import decode_columns
 from clearing_core.ingest.fast_lane.forms import LaneForms
@@ -33,8 +32,6 @@ from clearing_core.ingest.fast_lane.identify import check_keys
 from clearing_core.ingest.fast_lane.price import price_rows
 from clearing_core.ingest.fast_lane.validate import PROFILE_FIELDS, Profiles
 from clearing_core.refdata import ReferenceData
-
-_TOPIC, _HEADERS = itemgetter(0), itemgetter(6)  # of a RawEvent
 
 
 class FastLane:
@@ -60,9 +57,10 @@ class FastLane:
         """The events the fast lane accepted; the per-event path decides the others."""
         if refdata.policy.require_signed_events:
             return NOTHING_TAKEN
+        batch = RawBatch.of(events)
         parts = []
-        for name, rows in self._chosen(events, expected_type).items():
-            picked = [events[i] for i in rows]
+        for name, rows in self._chosen(batch, expected_type).items():
+            picked = batch.take(rows)
             columns = decode_columns(name, self.plans[name], picked, self.codec.record_bytes_max)
             check_keys(columns, picked, keys_must_match)
             profiled = self.profiles.of(columns, refdata)
@@ -70,14 +68,12 @@ class FastLane:
             parts.append(replace(found, rows=np.array(rows, np.int64)[found.rows]))
         return parts[0] if len(parts) == 1 else LaneResult.concat(parts)
 
-    def _chosen(
-        self, events: Sequence[RawEvent], expected_type: Mapping[str, str]
-    ) -> dict[str, list[int]]:
+    def _chosen(self, events: RawBatch, expected_type: Mapping[str, str]) -> dict[str, list[int]]:
         """The rows of each event type the lane reads: those without headers (unsigned:
         nothing for identify to verify) on a topic of a type it has a plan for (a batch
         of one topic: no loop per event)."""
-        topics = set(map(_TOPIC, events))
-        if len(topics) == 1 and not any(map(_HEADERS, events)):
+        topics = set(events.topics)
+        if len(topics) == 1 and (events.headers is None or not any(events.headers)):
             name = expected_type.get(topics.pop())
             return {name: list(range(len(events)))} if name in self.plans else {}
         chosen: dict[str, list[int]] = {}

@@ -20,12 +20,9 @@ so that nothing is rounded:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from operator import itemgetter
-
 import numpy as np
 
-from clearing_core.ingest.batch import AggregateKey, LaneResult, RawEvent
+from clearing_core.ingest.batch import AggregateKey, LaneResult, RawBatch
 from clearing_core.ingest.checks import ValidationLimits
 from clearing_core.ingest.fast_lane.decode import Columns, cut
 from clearing_core.ingest.fast_lane.validate import Profiled
@@ -44,12 +41,11 @@ _TIMES = {"MeterReading": (METER, ("interval_start", "interval_end")),
           "ComputeUsage": (COMPUTE, ("usage_start", "usage_end")),
           "Payment": (PAYMENT, ("reported_at", "reported_at"))}  # fmt: skip
 _QUANTITY = {"MeterReading": "energy_wh", "ComputeUsage": "quantity", "Payment": "amount_minor"}
-_TIMESTAMP = itemgetter(5)  # of a RawEvent
 _NO_KEY: AggregateKey = ("", "", "", "", 0, None, None)  # of a profile no accepted row has
 
 
 def price_rows(
-    columns: Columns, events: Sequence[RawEvent], found: Profiled, limits: ValidationLimits
+    columns: Columns, events: RawBatch, found: Profiled, limits: ValidationLimits
 ) -> LaneResult:
     """The rows with a profile (``found``) that pass the rest of the rules, priced: the
     lane's verdict, as columns; any other row is left to the per-event path."""
@@ -59,7 +55,7 @@ def price_rows(
                          f"{count} rows")  # fmt: skip
     if count and found.profile.max() >= len(found.params):
         raise ValueError("price_rows: a profile index past the parameters")
-    now_ms = np.fromiter(map(_TIMESTAMP, events), np.int64, count)
+    now_ms = np.fromiter(events.timestamps_ms, np.int64, count)
     exact, time_ms = np.zeros(count, np.int64), np.zeros(count, np.int64)
     which, (start, end) = _TIMES[name]
     _price(which, columns.ok, found.profile, found.params, columns.number(start),
