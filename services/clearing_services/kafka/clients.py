@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -219,10 +217,7 @@ def records_of(messages: Sequence[Message]) -> list[Record]:
     """``record_of`` of each message, accessor by accessor over the whole batch (a
     C-level ``map`` each, not a Python call per record); a consumer error (not a
     record) is raised as ``KafkaException``."""
-    batch = message_columns(messages)
-    headers = batch.headers if batch.headers is not None else repeat((), len(messages))
-    columns = zip(*batch.columns(), headers, strict=True)
-    return list(map(_new_record, columns))
+    return list(message_columns(messages))  # a RawBatch makes each record as it iterates
 
 
 def message_columns(messages: Sequence[Message]) -> RawBatch:
@@ -249,9 +244,6 @@ def message_columns(messages: Sequence[Message]) -> RawBatch:
 
 _KEY_TYPES, _VALUE_TYPES, _NO_ERROR = {bytes, type(None)}, {bytes}, {type(None)}
 _SECOND = itemgetter(1)
-# tuple.__new__ of the named tuple, bound in C: no Python frame per record (the named
-# tuple's own __new__ is Python); the fields are exactly RawEvent's, in order
-_new_record = partial(tuple.__new__, Record)
 
 
 def read_range(

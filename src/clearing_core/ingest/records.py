@@ -18,7 +18,6 @@ record with a reason, or (read again after its offsets were moved back) in
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +30,9 @@ from clearing_core.encoding.records import RecordHeader, Rejected
 from clearing_core.ingest.aggregate import Keyed, obligation_of
 from clearing_core.ingest.batch import Case, LaneResult, Priced, PricedColumns, RawBatch, RawEvent
 from clearing_core.ingest.checks import EVENT_ID_LENGTH_MAX
-from clearing_core.ingest.seen_text import DIGEST_HEX_DIGITS, SEPARATOR, digested
+from clearing_core.ingest.seen_text import SEPARATOR, digested
+from clearing_core.ingest.seen_text import body_digest as body_digest
+from clearing_core.ingest.seen_text import seen_entry as seen_entry
 
 SEEN_SEPARATOR = SEPARATOR
 
@@ -218,17 +219,6 @@ def _duplicate(
     text = "event id already accepted" if same else "event id reused with different content"
     result.rejections.append(rejected_record(event, code, f"{event_id}: {text}", event_id, hint))
     return True
-
-
-def body_digest(value: bytes) -> str:
-    """``body_digests`` of one value (by ``hashlib``: a kernel call costs more)."""
-    return hashlib.sha256(value).hexdigest()[:DIGEST_HEX_DIGITS]
-
-
-def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> str:
-    """``seen_entries`` of one event."""
-    sep = SEEN_SEPARATOR
-    return f"{digest}{sep}{event_time_ms}{sep}{partition}{sep}{offset}"
 
 
 def seen_parts(entry: str) -> tuple[str, int, int, int]:

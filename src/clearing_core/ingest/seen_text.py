@@ -1,7 +1,8 @@
 """Body digests and seen entries of many events at once, written by kernels.
 
 Why: a ``hashlib`` object, its hex digest and an f-string per accepted event were
-about a tenth of the ingest stage's CPU per event (``bench/prepare.py``). Here one
+about a fifth of the ingest stage's CPU offline (py-spy on ``bench/prepare.py``:
+12% the digests, 7% the entries). Here one
 kernel hashes every event of a run with OpenSSL's SHA-256 (the library ``hashlib``
 itself uses) and writes the hex digests and the entries as fixed-width UTF-32
 rows, which numpy turns into Python strings in C. The strings are the very ones
@@ -27,7 +28,7 @@ from clearing_core.jit import I64, kernel
 
 DIGEST_HEX_DIGITS = 32  # of a body digest: the first 128 bits of the SHA-256, in hex
 SEPARATOR = "|"  # between an entry's fields (``records.SEEN_SEPARATOR``)
-KERNEL_EVENTS_MIN = 16  # below this many, a kernel call costs more than it saves
+KERNEL_EVENTS_MIN = 32  # measured: 16 events took 23 us by the kernels, 16 by hashlib; 32: 29, 32
 _SHA256_CONTEXT_BYTES = 256  # sizeof(SHA256_CTX) is 112 in OpenSSL 1.1 and 3
 U32 = npt.NDArray[np.uint32]
 
@@ -152,9 +153,18 @@ def body_digests(values: Iterable[bytes]) -> list[str]:
     there are enough of them, else by ``hashlib``."""
     values = values if isinstance(values, list) else list(values)
     if not LIBCRYPTO or len(values) < KERNEL_EVENTS_MIN:
-        sha256 = hashlib.sha256
-        return [sha256(v).hexdigest()[:DIGEST_HEX_DIGITS] for v in values]
+        return list(map(body_digest, values))
     return _strings(_digest_rows(values))
+
+
+def body_digest(value: bytes) -> str:
+    """``body_digests`` of one value, by ``hashlib`` (a kernel call costs more)."""
+    return hashlib.sha256(value).hexdigest()[:DIGEST_HEX_DIGITS]
+
+
+def seen_entry(digest: str, event_time_ms: int, partition: int, offset: int) -> str:
+    """``seen_entries`` of one event."""
+    return f"{digest}{SEPARATOR}{event_time_ms}{SEPARATOR}{partition}{SEPARATOR}{offset}"
 
 
 def _int64s(values: Iterable[int], count: int) -> I64:
@@ -164,11 +174,6 @@ def _int64s(values: Iterable[int], count: int) -> I64:
     if array.shape != (count,):
         raise ValueError(f"a column of {array.shape} values, not {count}")
     return array
-
-
-def _negative(*columns: I64) -> bool:
-    """Whether any value is below zero (the kernels write only those >= 0)."""
-    return any(bool((column < 0).any()) for column in columns if len(column))
 
 
 def seen_entries(
@@ -181,20 +186,26 @@ def seen_entries(
     partition and offset tell a record the broker delivers again (after a crash or
     rebalance) from a participant's resend. Written by a kernel."""
     count = len(digests)
-    times, parts = _int64s(times_ms, count), _int64s(partitions, count)
-    offs = _int64s(offsets, count)
-    if (
-        count < KERNEL_EVENTS_MIN
-        or _negative(times, parts, offs)
-        or not all(map(str.isascii, digests))
-    ):
-        return [f"{d}{SEPARATOR}{t}{SEPARATOR}{p}{SEPARATOR}{o}"
-                for d, t, p, o in zip(digests, times.tolist(), parts.tolist(), offs.tolist(),
-                                      strict=True)]  # fmt: skip
+    if count < KERNEL_EVENTS_MIN or not all(map(str.isascii, digests)):
+        return _entry_strings(digests, None, times_ms, partitions, offsets)
     lengths = np.fromiter(map(len, digests), np.int64, count)
-    rows = np.array(digests, f"<U{max(int(lengths.max()), 1)}")
-    codes = rows.view(np.uint32).reshape(count, -1)
-    return _strings(_entries(codes, lengths, times, parts, offs, ord(SEPARATOR)))
+    codes = np.array(digests, f"<U{max(int(lengths.max()), 1)}").view(np.uint32)
+    return _entry_strings(digests, (codes.reshape(count, -1), lengths), times_ms, partitions,
+                          offsets)  # fmt: skip
+
+
+def _entry_strings(
+    digests: Sequence[str], codes: tuple[U32, I64] | None, times_ms: Iterable[int],
+    partitions: Iterable[int], offsets: Iterable[int],
+) -> list[str]:  # fmt: skip
+    """The entries, by the kernel from the digests' UTF-32 ``codes`` (rows and lengths)
+    where given and every number is >= 0, else one by one (``seen_entry``)."""
+    count = len(digests)
+    columns = [_int64s(c, count) for c in (times_ms, partitions, offsets)]
+    if codes is None or any(bool((column < 0).any()) for column in columns if count):
+        return list(map(seen_entry, digests, *(column.tolist() for column in columns)))
+    (rows, lengths), (times, parts, offs) = codes, columns
+    return _strings(_entries(rows, lengths, times, parts, offs, ord(SEPARATOR)))
 
 
 def digested(
@@ -207,12 +218,7 @@ def digested(
     if not LIBCRYPTO or count < KERNEL_EVENTS_MIN:
         digests = body_digests(values)
         return digests, seen_entries(digests, times_ms, partitions, offsets)
-    times, parts = _int64s(times_ms, count), _int64s(partitions, count)
-    offs = _int64s(offsets, count)
-    if _negative(times, parts, offs):
-        digests = body_digests(values)
-        return digests, seen_entries(digests, times, parts, offs)
     codes = _digest_rows(values)
+    digests = _strings(codes)
     lengths = np.full(count, DIGEST_HEX_DIGITS, np.int64)
-    rows = _entries(codes, lengths, times, parts, offs, ord(SEPARATOR))
-    return _strings(codes), _strings(rows)
+    return digests, _entry_strings(digests, (codes, lengths), times_ms, partitions, offsets)
