@@ -26,6 +26,10 @@ SETTLING_CODES = frozenset({
     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
     KafkaError._DESTROY_BROKER, KafkaError._TIMED_OUT,
+    # a group's coordinator is the leader of its __consumer_offsets partition: it moves
+    # and loads like any other leader (a fresh cluster's first commits meet these)
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 })  # fmt: skip
 T = TypeVar("T")
 

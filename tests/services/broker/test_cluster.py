@@ -25,6 +25,7 @@ from clearing_services.kafka.clients import (
     producer_config,
     read_topic,
 )
+from clearing_services.kafka.settling import while_settling
 from clearing_services.operations.lag import LagError, LagMonitor
 from clearing_services.process.health import replica_counts
 from tests.support.brokers import free_ports
@@ -172,8 +173,12 @@ def _committed_group(bootstrap: str) -> str:
     partitions = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
     moved = min(n for n, p in partitions.topics[TOPIC].partitions.items() if p.leader != 1)
     consumer = Consumer(consumer_config(bootstrap, group))
-    try:
-        consumer.commit(offsets=[TopicPartition(TOPIC, moved, 1)], asynchronous=False)
+    try:  # a fresh cluster's group coordinator may still be moving or loading
+        while_settling(
+            lambda: consumer.commit(offsets=[TopicPartition(TOPIC, moved, 1)], asynchronous=False),
+            lambda: None,
+            COORDINATOR_SECONDS_MAX,
+        )
     finally:
         consumer.close()
     return group

@@ -39,6 +39,14 @@ def test_a_timed_out_metadata_request_and_a_moving_leader_are_asked_again() -> N
     assert len(refreshed) == 3  # fresh metadata before each new try
 
 
+def test_a_group_coordinator_moving_or_loading_is_asked_again() -> None:
+    codes = [KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+             KafkaError.COORDINATOR_NOT_AVAILABLE]  # fmt: skip
+    calls, attempt = _failing(codes, "committed")
+    assert while_settling(attempt, lambda: None) == "committed"
+    assert len(calls) == 4
+
+
 def test_an_error_settling_does_not_cure_is_raised_at_once() -> None:
     calls, attempt = _failing([KafkaError.TOPIC_AUTHORIZATION_FAILED], "never")
     with pytest.raises(KafkaException) as raised:

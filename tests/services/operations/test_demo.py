@@ -31,10 +31,15 @@ def test_demo_runs_end_to_end_and_replays(bootstrap: str, tmp_path: Path) -> Non
     assert len(batch_ids) == len(set(batch_ids))
     assert "round 2/2" in done.stderr
     # token rails reach finality on the embedded chain: a few short payers fail in the
-    # first round, are carried, and settle once funding arrives; no instruction is left
+    # first round, are carried, and settle once funding arrives; no instruction is left.
+    # Each round's close makes a batch per token rail; the scheduler's 30 s timer may
+    # close one more cycle meanwhile (a round split, or the carried alone): every batch
+    # emitted is counted, and each one is final
     for rail in ("cnh-stable", "usd-stable"):
         figures = summary["rails"][rail]
-        assert (figures["batches"], figures["pending"]) == (2, 0), figures
+        emitted = [b for b in batch_ids if b.startswith(f"{rail}-")]
+        assert figures["batches"] == len(emitted) >= 2, (figures, emitted)
+        assert figures["pending"] == 0, figures
         assert figures["settled"] > 0, figures
         assert figures["failed"] > 0, figures
         assert figures["carried_minor"] > 0, figures
