@@ -20,6 +20,7 @@ stdout is one JSON object.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -37,6 +38,7 @@ from clearing_core.ingest.checks import DEFAULT_LIMITS
 from clearing_core.ingest.seen_text import seen_entries
 from clearing_services.ingest.prepare import BatchPreparer, Groups
 from clearing_services.ingest.seen_store import SeenStore
+from clearing_services.process.worker import tune_gc
 from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX
 
 HELD_CHUNK = 100_000  # ids added to the store at a time before a round
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     preparer = BatchPreparer(codec, lambda: refdata)
     obligations = sum(preparer.prepare(g, lambda tp: {}).obligations_out for g in batches)
     rounds: list[float] = []
+    tune_gc()  # the worker's collector settings: the batches held here are its heap
+    gc.freeze()
     with tempfile.TemporaryDirectory(prefix="prepare-bench-") as tmp:
         # untimed: the store's kernels (filter, lookups) load on their first batch
         warm = filled_store(Path(tmp) / "warm" if args.store == "rocksdb" else None, tps, 10,

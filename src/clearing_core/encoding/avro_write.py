@@ -139,12 +139,13 @@ def write_rows(
 def _joined(values: Column) -> tuple[bytes, I64]:
     """A text column's UTF-8 bytes back to back, and each value's length in bytes
     (-1 for None)."""
-    plain = [v if v is not None else "" for v in values]
+    missing = None in values
+    plain = [v if v is not None else "" for v in values] if missing else values
     data = "".join(plain).encode()
     sizes = np.fromiter(map(len, plain), np.int64, len(plain))
     if len(data) != int(sizes.sum()):  # not all ASCII: count the bytes
         sizes = np.fromiter((len(v.encode()) for v in plain), np.int64, len(plain))
-    if None in values:
+    if missing:
         sizes[[i for i, v in enumerate(values) if v is None]] = -1
     return data, sizes
 

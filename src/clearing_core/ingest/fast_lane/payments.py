@@ -30,14 +30,14 @@ from clearing_core.refdata import ReferenceData
 from clearing_core.refdata.models import PaymentKind
 
 PARTY_FIELDS = ("reporter_id", "payer_id", "payee_id")
-PaymentProfile = tuple[AggregateKey, tuple[int, ...]]  # key, (largest amount of the kind,)
 
 
 def payment_profiles(
     columns: Columns, refdata: ReferenceData
-) -> tuple[I64, I64, list[PaymentProfile]]:
+) -> tuple[I64, I64, list[AggregateKey]]:
     """Per row the index of its profile (-1: the per-event path decides), the profiles'
-    parameters as an int64 matrix, and the profiles."""
+    parameters as an int64 matrix (one column: the largest amount of the kind), and
+    the profiles' aggregate keys."""
     plan, rows, ok = columns.plan, columns.rows, columns.ok
     buffer, text = columns.buffer, columns.text
     good = np.flatnonzero(ok)
@@ -66,16 +66,16 @@ def payment_profiles(
     code = ((payer * len(names) + payee) * len(kinds) + kind) * len(currencies) + currency
     _, first_at, inverse = np.unique(code[passed], return_index=True, return_inverse=True)
     profile[good[passed]] = inverse
-    profiles: list[PaymentProfile] = []
     at = np.flatnonzero(passed)[first_at]
-    for a, b, k, c in zip(payer[at].tolist(), payee[at].tolist(), kind[at].tolist(),
-                          currency[at].tolist(), strict=True):  # fmt: skip
-        spec = specs[k]
-        assert spec is not None  # offered
-        key = (currencies[c], names[a], names[b], "PAYMENT", spec.priority, None, None)
-        profiles.append((key, (spec.max_amount_minor,)))
-    params = np.array([p for _, p in profiles] or [(0,)], np.int64)
-    return profile, params, profiles
+    priority = [0 if s is None else s.priority for s in specs]  # offered: never None at ``at``
+    keys: list[AggregateKey] = [
+        (currencies[c], names[a], names[b], "PAYMENT", priority[k], None, None)
+        for a, b, k, c in zip(payer[at].tolist(), payee[at].tolist(), kind[at].tolist(),
+                              currency[at].tolist(), strict=True)
+    ]  # fmt: skip
+    largest = np.array([0 if s is None else s.max_amount_minor for s in specs], np.int64)
+    params = largest[kind[at]].reshape(-1, 1) if len(at) else np.zeros((1, 1), np.int64)
+    return profile, params, keys
 
 
 def _interned(

@@ -76,7 +76,7 @@ def _accepted(columns: Columns, found: Profiled, exact: I64, time_ms: I64) -> La
     good = np.flatnonzero(columns.ok)
     rows, text = columns.rows, columns.text
     event_ids = cut(text, rows.str_offset[good, 0], rows.str_length[good, 0])
-    keys = [p.key if p is not None else _NO_KEY for p in found.keyed]
+    keys = [_NO_KEY if k is None else k for k in found.keys]
     return LaneResult(good, event_ids, keys, found.profile[good], exact[good], time_ms[good])
 
 

@@ -14,7 +14,7 @@ profile is left to the per-event path, which tells why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import islice
 from typing import NamedTuple
 
@@ -51,12 +51,13 @@ class Profile(NamedTuple):
 
 
 class Profiled(NamedTuple):
-    """Per row the index of its profile in ``keyed`` (-1: none), and the profiles'
-    parameters as rows of one int64 matrix (zero-padded)."""
+    """Per row the index of its profile in ``keys`` (-1: none), the profiles'
+    parameters as rows of one int64 matrix (zero-padded), and each profile's aggregate
+    key (None: a profile that failed its checks, which no row keeps)."""
 
     profile: I64
     params: I64
-    keyed: list[Profile | None]
+    keys: Sequence[AggregateKey | None]
 
 
 class Profiles:
@@ -73,8 +74,7 @@ class Profiles:
         if refdata is not self.refdata:
             self.refdata, self.cache = refdata, {}
         if columns.name == "Payment":  # by parts, uncached: payment profiles are mostly new
-            profile, params, found = payment_profiles(columns, refdata)
-            return Profiled(profile, params, [Profile(*p) for p in found])
+            return Profiled(*payment_profiles(columns, refdata))
         rows, ok = columns.rows, columns.ok
         last = len(PROFILE_FIELDS[columns.name])
         begin = rows.str_offset[:, 0] + rows.str_length[:, 0]
@@ -87,7 +87,11 @@ class Profiles:
         width = max([len(p.params) for p in keyed if p is not None] or [1])
         empty = (0,) * width
         padded = [empty if p is None else p.params + empty[len(p.params) :] for p in keyed]
-        return Profiled(profile, np.array(padded or [empty], np.int64), keyed)
+        return Profiled(
+            profile,
+            np.array(padded or [empty], np.int64),
+            [None if p is None else p.key for p in keyed],
+        )
 
     def _made(
         self, columns: Columns, firsts: I64, begin: I64, end: I64, refdata: ReferenceData
