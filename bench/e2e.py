@@ -7,12 +7,6 @@
    (EventGenerator: meter 50%, compute 35%, payment 15%) keyed as DESIGN section 4
    says, with confluent-kafka, encoded 50,000 at a time. The default's net debit
    caps are left out unless ``--keep-caps`` (why: ``e2e_support.bench_refdata``).
-   Before that, untimed: the broker's warm-up loop (``bench/e2e_warm.py``), then
-   the workers of (c) themselves over ``--warm-events`` events of their own, every
-   currency closed, audited, stopped (why: the pipeline was the first to run a
-   broad set of the broker's paths, and paid 4-7 s of the broker's JIT compilation
-   that no baseline pays). The timed events follow them on the same topics; every
-   figure of (c) counts the timed events only, and the audit covers both.
 2. On the same topics, one after the other:
    a. raw ceiling: a confluent-kafka consumer of its own group reads the three
       event topics with ``consume(num_messages=10000)`` and does nothing else;
@@ -68,7 +62,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from e2e_close import big_cycle
 from e2e_echo import echo, written_bytes_per_event
-from e2e_pipeline import SEEN_STORES, Phase, obligation_ends, pipeline, start_worker
+from e2e_pipeline import SEEN_STORES, pipeline, start_worker
 from e2e_support import (
     bench_refdata,
     combine,
@@ -84,7 +78,6 @@ from e2e_warm import warm_broker
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
-from clearing_core.refdata import ReferenceData
 from clearing_services.kafka.clients import consumer_config, read_topic
 from clearing_services.kafka.topics import EVENT_TOPIC_NAMES
 from clearing_services.settings import load_settings
@@ -176,9 +169,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--warm-records", type=int, default=1_000_000,
         help="records of the broker warm-up (0: none, the first phase to run a path "
              "pays its JIT compilation)")
-    add("--warm-events", type=int, default=400_000,
-        help="events of their own the workers ingest and clear before the timed events "
-             "are loaded (0: none, the timed phase pays the broker's JIT compilation)")
     add("--seen-store", choices=sorted(SEEN_STORES), default="rocksdb",
         help="the ingest workers' seen-id store: rocksdb (the production default, on "
              "disk) or memory")
@@ -191,7 +181,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.big_cycle = min(args.big_cycle, 200_000)
         args.naive_events = min(args.naive_events, 50_000)
         args.warm_records = min(args.warm_records, 200_000)
-        args.warm_events = min(args.warm_events, 50_000)
     args.naive_events = min(args.naive_events, args.events)
     return args
 
@@ -214,25 +203,22 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     refdata = bench_refdata(args.keep_caps)
     phases: dict[str, float] = {}
     with own_broker(tmp / "broker") as bootstrap:
-        log(f"broker at {bootstrap}")
+        log(f"broker at {bootstrap}; preloading {args.events:,} events")
         prepare(bootstrap, codec, refdata, [f"{NAIVE_OUT}.1", f"{NAIVE_OUT}.2"])
-        if args.warm_records:
-            phases |= warm_broker(bootstrap, args.warm_records)
-            log(f"broker warmed up in {phases['broker_warm_s']:.0f} s (bench/e2e_warm.py)")
-        timed, warm = warm_up(bootstrap, codec, refdata, tmp, args)
-        log(f"preloading {args.events:,} events")
         t0 = time.perf_counter()
         loaded = preload(bootstrap, codec, refdata, args.events, args.seed)
         phases["preload_s"] = time.perf_counter() - t0
         loaded["partition_records"] = {t: partition_counts(bootstrap, t) for t in EVENT_TOPIC_NAMES}
         log(f"preloaded in {phases['preload_s']:.0f} s: {json.dumps(loaded)}")
+        if args.warm_records:
+            phases |= warm_broker(bootstrap, args.warm_records)
+            log(f"broker warmed up in {phases['broker_warm_s']:.0f} s (bench/e2e_warm.py)")
         before = baselines(bootstrap, tmp, args, run=1)
         args.profile_out.parent.mkdir(parents=True, exist_ok=True)
-        ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args, timed) | warm
+        ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args)
         log(f"pipeline: {ours['events_per_s']:,.0f} events/s")
-        logged = timed.already + timed.events  # the warm-up's events are on the log too
         echo_args = (bootstrap, tmp, args.events, args.ingest_workers,
-                     written_bytes_per_event(tmp / "broker", logged),
+                     written_bytes_per_event(tmp / "broker", args.events),
                      load_settings().ingest_batch_max)  # fmt: skip
         echoes = [echo(*echo_args, run=1)]
         if args.big_cycle:
@@ -256,25 +242,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         log("profile of the worker (share of samples):\n" + e2e_profile.render(areas))
         ours["profile_areas"] = {k: round(v, 4) for k, v in areas.items()}
     return {"phases": phases, "raw": raw | host, "naive": naive, "ours": ours, "loaded": loaded}
-
-
-def warm_up(bootstrap: str, codec: SingleObjectCodec, refdata: ReferenceData, tmp: Path,
-            args: argparse.Namespace) -> tuple[Phase, dict[str, Any]]:  # fmt: skip
-    """The workers themselves over ``--warm-events`` events of their own, before the
-    timed events are loaded (the broker compiles the paths they take: bench/e2e_warm.py
-    says why); the timed phase that follows on the same log, and the warm-up's figures."""
-    if not args.warm_events:
-        return Phase(args.events), {"warm_events": 0}
-    log(f"warm-up: {args.warm_events:,} events of their own through the workers")
-    preload(bootstrap, codec, refdata, args.warm_events, args.seed + 1, prefix="e2e-warm")
-    warm = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args,
-                    Phase(args.warm_events, name="warm-up", profile=False))  # fmt: skip
-    if not warm["audit_ok"]:
-        raise RuntimeError(f"warm-up: the audit failed: {warm}")
-    log(f"warm-up: {warm['events_per_s']:,.0f} events/s, broker JIT {warm['broker_jit_s']} s")
-    figures = {"warm_events": args.warm_events, "warm_events_per_s": warm["events_per_s"],
-               "warm_broker_jit_s": warm["broker_jit_s"]}  # fmt: skip
-    return Phase(args.events, args.warm_events, obligation_ends(bootstrap)), figures
 
 
 def result_line(args: argparse.Namespace, parts: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from e2e_support import (
     check_progress,
     first_timestamp_ms,
     log,
-    partition_ends,
     pid_of,
     stop,
     wait_ready,
@@ -99,41 +97,21 @@ def start_profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[Any]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One run of the workers over the log: ``events`` more events than the ``already``
-    a phase before it ingested, whose obligations end at ``obligation_ends`` (per
-    partition of clearing.obligations). The warm-up phase is the first, the timed one
-    the second: they share the log, and the figures count this phase's part only."""
-
-    events: int
-    already: int = 0
-    obligation_ends: dict[int, int] = field(default_factory=dict)
-    name: str = "pipeline"
-    profile: bool = True
-
-
-def obligation_ends(bootstrap: str) -> dict[int, int]:
-    """The end offset of every partition of clearing.obligations now."""
-    return dict(enumerate(partition_ends(bootstrap, OBLIGATIONS_TOPIC)))
-
-
 def wait_ingested(bootstrap: str, processes: list[subprocess.Popen[Any]], closer: Closer,
-                  phase: Phase, profile: tuple[int, Path] | None,
+                  events: int, profile: tuple[int, Path] | None,
                   ) -> subprocess.Popen[Any] | None:  # fmt: skip
     """Close the small currencies as events are ingested, until all of them are."""
-    events = phase.events
     deadline = time.monotonic() + 900 + events / 500
     profiler, last_log = None, 0
     progress = IngestProgress(bootstrap, INGEST_GROUP, EVENT_TOPIC_NAMES)
-    while (done := progress.committed() - phase.already) < events:
-        check_progress(processes, phase.name, done, events, deadline)
+    while (done := progress.committed()) < events:
+        check_progress(processes, "ingest", done, events, deadline)
         closer.maybe_close(done)
         if profile is not None and profiler is None and done >= min(50_000, events // 4):
             # the last process ingests (with --netting-apart the first one only nets)
             profiler = start_profiler(processes[-1].pid, *profile)
         if done - last_log >= 250_000:
-            log(f"{phase.name}: {done:,} events ingested")
+            log(f"pipeline: {done:,} events ingested")
             last_log = done
         time.sleep(0.5)
     closer.maybe_close(done)
@@ -154,9 +132,11 @@ def wait_reports(bootstrap: str, codec: SingleObjectCodec, marker_ids: list[str]
         time.sleep(0.5)
 
 
-def start_workers(bootstrap: str, tmp: Path, args: argparse.Namespace
-                  ) -> tuple[list[str], list[subprocess.Popen[Any]]]:  # fmt: skip
-    """The phase's worker processes, the first one ready before the others start."""
+def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tmp: Path,
+             args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    """This project's worker on the preloaded topics, cycles closed by the bench."""
+    closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
+    t_spawn = time.time()
     roles = ["netting" if args.netting_apart else "all"]
     roles += ["ingest"] * (args.ingest_workers - (0 if args.netting_apart else 1))
     store = SEEN_STORES[args.seen_store]
@@ -164,15 +144,6 @@ def start_workers(bootstrap: str, tmp: Path, args: argparse.Namespace
     wait_ready(processes[0], tmp / "worker" / "bench-e2e-1.log")
     processes += [start_worker(bootstrap, tmp / "worker", role, f"bench-e2e-{i + 2}", store)
                   for i, role in enumerate(roles[1:])]  # fmt: skip
-    return roles, processes
-
-
-def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tmp: Path,
-             args: argparse.Namespace, phase: Phase) -> dict[str, Any]:  # fmt: skip
-    """This project's workers on the preloaded topics, cycles closed by the bench."""
-    closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
-    t_spawn = time.time()
-    roles, processes = start_workers(bootstrap, tmp, args)
     samplers = [ProcessSampler(p.pid) for p in processes]
     cpu_start = [sampler.sample() for sampler in samplers]  # start-up (imports, kernels) left out
     broker_pid = pid_of(str(tmp / "broker"))
@@ -180,12 +151,12 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     broker_cpu_start = broker.sample() if broker is not None else 0.0
     jit_start = jit_seconds(broker_pid)
     bench_cpu_seconds = time.process_time()
-    profile = (args.profile, args.profile_out) if args.profile and phase.profile else None
+    profile = (args.profile, args.profile_out) if args.profile else None
     profiler = None
     try:
-        profiler = wait_ingested(bootstrap, processes, closer, phase, profile)
+        profiler = wait_ingested(bootstrap, processes, closer, args.events, profile)
         t_ingested = time.time()
-        log(f"{phase.name}: ingested; closing {', '.join(currencies)}")
+        log(f"pipeline: ingested; closing {', '.join(currencies)}")
         final = closer.close_all()
         reports = wait_reports(bootstrap, codec, final, timeout_seconds=900)
     finally:
@@ -199,13 +170,11 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
             stop(process)
         for sampler in samplers:
             sampler.stop()
-    audit = audit_events(bootstrap, codec, phase.already + phase.events)
-    reports = [(ts, r) for ts, r in reports if ts >= t_spawn * 1000]  # this phase's cycles
-    t_first_ms = first_timestamp_ms(bootstrap, OBLIGATIONS_TOPIC, phase.obligation_ends)
+    audit = audit_events(bootstrap, codec, args.events)
+    t_first_ms = first_timestamp_ms(bootstrap, OBLIGATIONS_TOPIC)
     t_last_ms = max(ts for ts, r in reports if r["marker_id"] in final)
     seconds = (t_last_ms - t_first_ms) / 1000
-    machine_cpu_seconds = sum(cpu_before_stop) + broker_cpu_seconds + bench_cpu_seconds
-    return summarise(reports, phase.events, seconds) | {
+    return summarise(reports, args.events, seconds) | {
         "rss_mb_max": round(max(sampler.rss_mb_max for sampler in samplers), 1),
         "rss_mb_max_per_worker": [round(sampler.rss_mb_max, 1) for sampler in samplers],
         "worker_roles": roles,
@@ -217,15 +186,16 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
         "broker_cpu_s": round(broker_cpu_seconds, 1),
         "broker_jit_s": None if jit_start is None or jit_end is None else jit_end - jit_start,
         "bench_cpu_s": round(bench_cpu_seconds, 1),
-        "machine_cpu_us_per_event": round(machine_cpu_seconds / phase.events * 1e6, 2),
+        "machine_cpu_us_per_event": round(
+            (sum(cpu_before_stop) + broker_cpu_seconds + bench_cpu_seconds) / args.events * 1e6, 2
+        ),
         "scheduled_closes": sum(r["marker_id"].startswith("sched-") for _, r in reports),
         **audit,
     }
 
 
 def audit_events(bootstrap: str, codec: SingleObjectCodec, events: int) -> dict[str, Any]:
-    """Correctness of the run from the log alone (``events``: every one on it, the
-    warm-up's too): every preloaded event accepted once
+    """Correctness of the run from the log alone: every preloaded event accepted once
     and carried by exactly one obligation on clearing.obligations, whose event count
     and digest agree with the events that name it (clearing_services.operations.audit)."""
     t0 = time.perf_counter()

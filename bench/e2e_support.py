@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,12 +104,10 @@ def prepare(bootstrap: str, codec: Codec, refdata: ReferenceData, extra: list[st
 
 
 def preload(
-    bootstrap: str, codec: Codec, refdata: ReferenceData, count: int, seed: int,
-    prefix: str = "e2e",
-) -> dict[str, Any]:  # fmt: skip
-    """Generate, encode and produce ``count`` valid events in chunks (their ids begin
-    with ``prefix``); key statistics."""
-    generator = EventGenerator(refdata, seed=seed, now_ms=int(time.time() * 1000), prefix=prefix)
+    bootstrap: str, codec: Codec, refdata: ReferenceData, count: int, seed: int
+) -> dict[str, Any]:
+    """Generate, encode and produce ``count`` valid events in chunks; key statistics."""
+    generator = EventGenerator(refdata, seed=seed, now_ms=int(time.time() * 1000), prefix="e2e")
     producer = Producer(producer_config(bootstrap, **{"linger.ms": 50}))
     keys: dict[str, Counter[str]] = {}
     value_bytes = 0
@@ -149,37 +147,29 @@ def key_skew(counts: Counter[str]) -> dict[str, Any]:
     }
 
 
-def _watermarks(bootstrap: str, topic: str) -> list[tuple[int, int]]:
-    """(low, high) watermark of each partition, in partition order."""
+def partition_counts(bootstrap: str, topic: str) -> list[int]:
+    """Records per partition (high minus low watermark)."""
     consumer = Consumer(consumer_config(bootstrap, "bench-e2e-probe"))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return [watermarks(consumer, TopicPartition(topic, p)) for p in sorted(partitions)]
+        out = []
+        for p in sorted(partitions):
+            low, high = watermarks(consumer, TopicPartition(topic, p))
+            out.append(high - low)
+        return out
     finally:
         consumer.close()
 
 
-def partition_counts(bootstrap: str, topic: str) -> list[int]:
-    """Records per partition (high minus low watermark)."""
-    return [high - low for low, high in _watermarks(bootstrap, topic)]
-
-
-def partition_ends(bootstrap: str, topic: str) -> list[int]:
-    """The end offset (high watermark) of each partition."""
-    return [high for _, high in _watermarks(bootstrap, topic)]
-
-
-def first_timestamp_ms(bootstrap: str, topic: str, starts: Mapping[int, int] | None = None) -> int:
-    """The earliest record timestamp over the first record of every partition (at or
-    after ``starts[partition]`` where given: an earlier phase's records left out)."""
+def first_timestamp_ms(bootstrap: str, topic: str) -> int:
+    """The earliest record timestamp over the first record of every partition."""
     consumer = Consumer(
         consumer_config(bootstrap, "bench-e2e-first", **{"enable.partition.eof": True})
     )
-    starts = starts or {}
     try:
-        ends = partition_ends(bootstrap, topic)
-        wanted = {p for p, end in enumerate(ends) if end > starts.get(p, 0)}
-        consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in sorted(wanted)])
+        sizes = partition_counts(bootstrap, topic)
+        wanted = {p for p, n in enumerate(sizes) if n > 0}
+        consumer.assign([TopicPartition(topic, p, 0) for p in sorted(wanted)])
         first: dict[int, int] = {}
         deadline = time.monotonic() + 60
         while wanted - set(first) and time.monotonic() < deadline:
