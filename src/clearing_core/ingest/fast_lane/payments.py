@@ -67,7 +67,8 @@ def payment_profiles(
     _, first_at, inverse = np.unique(code[passed], return_index=True, return_inverse=True)
     profile[good[passed]] = inverse
     at = np.flatnonzero(passed)[first_at]
-    priority = [0 if s is None else s.priority for s in specs]  # offered: never None at ``at``
+    assert offered[kind[at]].all()  # so the placeholders of kinds not offered are never read
+    priority = [0 if s is None else s.priority for s in specs]
     keys: list[AggregateKey] = [
         (currencies[c], names[a], names[b], "PAYMENT", priority[k], None, None)
         for a, b, k, c in zip(payer[at].tolist(), payee[at].tolist(), kind[at].tolist(),
