@@ -82,6 +82,7 @@ chaos-cluster: kafka
 bench: kafka
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/netting.py
+	$(BIN)/python bench/seen.py
 
 bench-e2e: kafka
 	$(BIN)/python bench/e2e.py --ingest-workers 2 --netting-apart

@@ -34,7 +34,6 @@ from ingest_batches import generated_batches
 
 from clearing_core.encoding.codec import SingleObjectCodec
 from clearing_core.encoding.schemas import SchemaCatalog
-from clearing_core.ingest.checks import DEFAULT_LIMITS
 from clearing_core.ingest.seen_text import seen_entries
 from clearing_services.ingest.prepare import BatchPreparer, Groups
 from clearing_services.ingest.seen_store import SeenStore
@@ -58,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def filled_store(folder: Path | None, tps: list[tuple[str, int]], held: int, now_ms: int
                  ) -> SeenStore:  # fmt: skip
     """A store owning ``tps``, holding ``held`` ids spread over them."""
-    store = SeenStore(folder, DEFAULT_LIMITS.max_age_ms)
+    store = SeenStore(folder)
     for tp in tps:
         store.assign(tp, [])
     for start in range(0, held, HELD_CHUNK):

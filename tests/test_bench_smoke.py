@@ -68,3 +68,19 @@ def test_the_offline_prepare_bench_times_the_workers_code() -> None:
     assert len(result["rounds_us_per_event"]) == 2
     assert all(us > 0 for us in result["rounds_us_per_event"])
     assert 0 < result["obligations_per_event"] < 1  # pre-aggregated
+
+
+def test_the_seen_store_bench_restores_a_takeover_from_its_checkpoint() -> None:
+    """bench/seen.py on a small store: every stored id found and no new one (it asserts
+    both), a takeover from the checkpoint and one from the whole log, a day expired."""
+    command = [sys.executable, "bench/seen.py", "--ids", "60000", "--days", "3", "--batch",
+               "5000", "--lookups", "20000", "--tail-ids", "5000", "--compare-log"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["stored_ids"] == 60_000
+    assert result["lookups_per_s"] > 0
+    assert result["takeover_seconds"] > 0
+    assert result["takeover_from_log_seconds"] > 0
+    assert result["expired_ids"] == 20_000  # the oldest of three days
+    assert result["disk_bytes_after_expiry"] < result["disk_bytes_before_expiry"]

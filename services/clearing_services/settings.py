@@ -23,6 +23,8 @@ DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_BROKER_HEAP_MB = 768  # enough for the demo and tests; small beside the workers on 2 cores
 DEFAULT_METRICS_PORT = 9464  # Prometheus /metrics of a worker; 0 turns it off
 DEFAULT_INGEST_BATCH_MAX = 50_000  # 7-9% less CPU/event than 20,000, same memory (performance.md)
+DEFAULT_CHECKPOINT_IDS = 500_000  # about 3 s of a takeover's reading, at most
+CHECKPOINT_IDS_LIMITS = (1, 100_000_000)
 INGEST_BATCH_LIMITS = (1, 100_000)  # a batch's sends stay far below a transaction's limits
 DEFAULT_CHAIN_PORT = 8545  # the embedded chain's JSON-RPC (clearing chain start)
 DEFAULT_BROKER_TIMEOUT_SECONDS = 10  # a command's wait for a broker to answer before it gives up
@@ -187,6 +189,13 @@ class Settings:
     # the local broker's node count, as `clearing broker start --nodes N` recorded it
     # in the broker home (CLUSTER_FILE); 1 without a record
     broker_nodes: int = 1
+    # CLEARING_CHECKPOINT_DIR: where ingest workers checkpoint their partitions' seen
+    # ids, shared by every worker that may take a partition over (a shared volume
+    # across hosts); default $CLEARING_STATE_DIR/ingest-checkpoints
+    checkpoint_dir_override: Path | None = None
+    # CLEARING_CHECKPOINT_IDS: a partition's seen ids are checkpointed once it took this
+    # many since its last checkpoint (a takeover reads at most these back from the log)
+    checkpoint_ids: int = DEFAULT_CHECKPOINT_IDS
 
     @property
     def local_bootstrap(self) -> str:
@@ -204,6 +213,10 @@ class Settings:
     @property
     def embedded_chain_url(self) -> str:
         return f"http://127.0.0.1:{self.chain_port}"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.checkpoint_dir_override or self.state_dir / "ingest-checkpoints"
 
     def bootstrap(self) -> str:
         """``KAFKA_BOOTSTRAP`` if set, else the local broker's address."""
@@ -225,6 +238,11 @@ def tune_process_environment(environ: MutableMapping[str, str]) -> None:
     """
     if "GOMP_SPINCOUNT" not in environ:
         environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    """A path variable; unset or empty: None (the default applies)."""
+    return Path(env[name]) if env.get(name) else None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -296,10 +314,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             BROKER_TIMEOUT_LIMITS,
         ),
         chain_port=_int(env, "CLEARING_CHAIN_PORT", DEFAULT_CHAIN_PORT),
-        chain_key_file=Path(env["CLEARING_CHAIN_KEY_FILE"])
-        if env.get("CLEARING_CHAIN_KEY_FILE")
-        else None,
-        chain_home_dir=Path(env["CLEARING_CHAIN_HOME"]) if env.get("CLEARING_CHAIN_HOME") else None,
+        checkpoint_dir_override=_path(env, "CLEARING_CHECKPOINT_DIR"),
+        checkpoint_ids=_bounded(
+            env, "CLEARING_CHECKPOINT_IDS", DEFAULT_CHECKPOINT_IDS, CHECKPOINT_IDS_LIMITS
+        ),
+        chain_key_file=_path(env, "CLEARING_CHAIN_KEY_FILE"),
+        chain_home_dir=_path(env, "CLEARING_CHAIN_HOME"),
         ci=env.get("CI", "").lower() == "true",
         kafka_security=load_client_security(env),
         writer_schema_dirs=tuple(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,7 +85,7 @@ def clearing(bootstrap: str, state: Path, *args: str) -> subprocess.CompletedPro
 @contextmanager
 def worker(
     bootstrap: str, state: Path, role: str = "all", worker_id: str = "w1",
-    store: str = "memory://",
+    store: str = "memory://", extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[str]]:  # fmt: skip
     """A real worker process for the duration of the block; its log is kept beside (each
     start appended under a line naming the test, so a failure is still in it after the
@@ -97,7 +97,10 @@ def worker(
     port = free_port()
     process = subprocess.Popen(
         [*CLEARING, "worker", role],
-        env=env(bootstrap, state, worker_id, metrics_port=port, store=store),
+        env={
+            **env(bootstrap, state, worker_id, metrics_port=port, store=store),
+            **(extra_env or {}),
+        },
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

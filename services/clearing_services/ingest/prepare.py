@@ -13,7 +13,7 @@ resolved (a full end-to-end run resolves 20-40%).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -49,6 +49,8 @@ class BatchOutput:
     accepted: dict[tuple[str, int], tuple[dict[str, str], int]] = field(default_factory=dict)
     events_per_topic: dict[str, int] = field(default_factory=dict)
     newest_ms: int = 0  # the newest log time in the batch
+    log_ms: dict[tuple[str, int], int] = field(default_factory=dict)  # the same per partition
+    window_ms: int = 0  # the de-duplication window the batch was checked with (its max age)
     obligations_in: int = 0  # before pre-aggregation
     obligations_out: int = 0
     rejects: dict[str, int] = field(default_factory=dict)
@@ -65,7 +67,7 @@ class BatchPreparer:
     ) -> None:  # fmt: skip
         self.codec = codec
         self.refdata = refdata
-        self.limits = limits
+        self.limits = limits  # its max_age_ms follows the policy's dedup_window_days
         self.lane = FastLane(codec) if isinstance(codec, SingleObjectCodec) else None
         self._obligation_plan = plan_of(codec, "Obligation")
         self.expected = {spec.topic: spec.record_type for spec in EVENT_TOPICS}
@@ -75,7 +77,10 @@ class BatchPreparer:
         the whole batch, and lay out the records of the transaction (``seen_of``: the
         ids accepted before, per partition)."""
         refdata = self.refdata()
-        output, results = BatchOutput(), []
+        window_ms = refdata.policy.dedup_window_ms
+        if self.limits.max_age_ms != window_ms:  # the policy's window is the maximum age
+            self.limits = replace(self.limits, max_age_ms=window_ms)
+        output, results = BatchOutput(window_ms=window_ms), []
         for (topic, partition), records in groups.items():
             raw = RawBatch.of(records)
             result = process_batch(
@@ -86,7 +91,8 @@ class BatchPreparer:
             results.append(((topic, partition), result))
             output.redelivered += len(result.redelivered)
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
-            output.newest_ms = max(output.newest_ms, max(raw.timestamps_ms))
+            output.log_ms[(topic, partition)] = max(raw.timestamps_ms)
+            output.newest_ms = max(output.newest_ms, output.log_ms[(topic, partition)])
             output.offsets.append(TopicPartition(topic, partition, raw.offsets[-1] + 1))
             output.firsts.append(TopicPartition(topic, partition, raw.offsets[0]))
         aggregated = aggregate_columns([r.accepted for _, r in results])

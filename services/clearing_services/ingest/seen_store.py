@@ -4,50 +4,41 @@ has accepted, restored from ``clearing.ingest.seen.<event type>``.
 Why a topic of its own and not a Faust table: the ingest loop writes one
 ``SeenEvents`` record per source partition in the same Kafka transaction as the
 obligations and the consumer offsets, so the state, the outputs and the input
-position move together or not at all. A new owner of a partition reads that
-partition of the seen topic back (read_committed) before it takes any event.
-The same records are the audit trail from each event to its obligation.
+position move together or not at all. A new owner of a partition restores the
+partition's newest checkpoint (``seen_checkpoint``) and reads the seen topic after
+it (read_committed) before it takes any event; without a usable checkpoint it
+reads the whole partition of the seen topic. The same records are the audit trail
+from each event to its obligation.
 
 Two homes for the ids of an owned partition. On disk (``CLEARING_STORE=rocksdb://``,
 the default): a RocksDB database per partition under the worker's state folder,
-rebuilt from the seen topic at every assignment, whose entries expire (RocksDB
-TTL) one day after the maximum event age, beyond which the validator refuses
-events anyway; the worker's memory then stays flat however many ids it holds.
-In memory (``memory://``, for tests and benches): a dict per partition, whose ids
-are forgotten one ingest batch at a time once the batch's newest event is older
-than the age limit.
+with a column family per day of event time, dropped whole once the de-duplication
+window has passed it (``seen_disk``); the worker's memory then stays flat however
+many ids it holds. In memory (``memory://``, for tests and benches): a dict per
+partition, whose ids are forgotten one ingest batch at a time once the batch's
+newest event is older than the window.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rocksdict import (
-    AccessType,
-    BlockBasedOptions,
-    Cache,
-    Options,
-    Rdict,
-    WriteBatch,
-    WriteOptions,
-)
+from rocksdict import Cache
 
 from clearing_core.encoding.codec import Codec, SingleObjectCodec
 from clearing_core.encoding.seen_codec import SEEN_EVENT_LAYOUT, encode_seen_columns, matches
 from clearing_core.ingest.records import SEEN_SEPARATOR, Seen, seen_parts
-from clearing_core.ingest.seen_filter import SeenFilter, id_hashes
 from clearing_core.ingest.seen_text import seen_entries
+from clearing_services.ingest.seen_checkpoint import Checkpoints, Found, Manifest
+from clearing_services.ingest.seen_disk import DiskEntries
 from clearing_services.kafka.topics import EVENT_TOPICS
 
 SEEN_TOPIC_PREFIX = "clearing.ingest.seen."
 SEEN_CHUNK_EVENTS = 2_000  # events per SeenEvents record: well under the 1 MiB record limit
-TTL_MARGIN_SECONDS = 86_400  # on disk, ids live this long beyond the maximum event age
-WRITE_BUFFER_BYTES = 4 << 20  # per partition database, at most two of them
 BLOCK_CACHE_BYTES = 32 << 20  # shared by the worker's partition databases
 TopicPartitionKey = tuple[str, int]
 T = TypeVar("T")
@@ -86,124 +77,53 @@ class _Partition:
         return len(self.entries)
 
 
-def _options(cache: Cache) -> Options:
-    """Bounded memory per partition database: RocksDB's default 64 MiB write buffer
-    (twice) per database let a worker owning 15 partitions grow by about 50 MB a
-    minute towards 2 GB; reads share one block cache."""
-    options = Options()
-    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
-    options.set_max_write_buffer_number(2)
-    table = BlockBasedOptions()
-    table.set_block_cache(cache)
-    table.set_cache_index_and_filter_blocks(True)  # else they grow with the data, unbounded
-    options.set_block_based_table_factory(table)
-    return options
-
-
-class _DiskEntries(Mapping[str, str]):
-    """A partition's ids in a RocksDB database of its own, with a time to live, and a
-    filter of their hashes in front of it (``found``: a batch's lookups in one read)."""
-
-    def __init__(self, path: Path, ttl_seconds: int, cache: Cache) -> None:
-        shutil.rmtree(path, ignore_errors=True)  # rebuilt from the seen topic, never reused
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.db = Rdict(str(path), _options(cache), access_type=AccessType.with_ttl(ttl_seconds))
-        # A database rebuilt at every assignment needs no write-ahead log: 0.16 against
-        # 0.26 us per id written, measured. (A property at run time; the stub says method.)
-        unlogged = WriteOptions()
-        unlogged.disable_wal = True  # type: ignore[method-assign,assignment]
-        self.db.set_write_options(unlogged)
-        self.count = 0  # written since the assignment (expiry is RocksDB's, lazily)
-        self.filter = SeenFilter()
-
-    def __getitem__(self, key: str) -> str:
-        value = self.db.get(key)
-        if value is None:
-            raise KeyError(key)
-        return str(value)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.db.get(key)
-        return default if value is None else value
-
-    def __iter__(self) -> Iterator[str]:
-        keys: Iterable[Any] = self.db.keys()
-        for key in keys:
-            yield str(key)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def found(self, event_ids: Sequence[str]) -> dict[str, str]:
-        """The entries of those ``event_ids`` the database holds: the ids hashed once,
-        the filter rules most out, one ``multi_get`` reads the rest (its exact keys
-        decide; a false hit of the filter reads nothing)."""
-        maybe = self.filter.maybe(id_hashes(event_ids)).nonzero()[0].tolist()
-        if not maybe:
-            return {}
-        asked: list[str | int | float | bytes | bool] = [event_ids[i] for i in maybe]
-        values = self.db.get(asked)
-        assert isinstance(values, list)  # a list of keys: multi_get
-        return {str(e): str(v) for e, v in zip(asked, values, strict=True) if v is not None}
-
-    def add(self, updates: Mapping[str, str], newest_ms: int) -> None:
-        if not updates:
-            return
-        batch = WriteBatch()
-        deque(map(batch.put, updates.keys(), updates.values()), maxlen=0)  # no Python loop
-        self.db.write(batch)
-        self.filter.add(id_hashes(list(updates)), newest_ms)
-        self.count += len(updates)
-
-    def forget_before(self, horizon_ms: int) -> int:
-        """RocksDB drops expired entries as it compacts; the filter drops its segments
-        once they are as old as the database's margin, so it never rules out an id the
-        database may still hold. The count of ids the filter let go."""
-        return self.filter.forget_before(horizon_ms - TTL_MARGIN_SECONDS * 1000)
-
-    def memory_bytes(self) -> int:
-        """Write buffers and table readers (the block cache is shared: see the store)."""
-        return sum(
-            int(self.db.property_int_value(name) or 0)
-            for name in ("rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem")
-        )
-
-    def close(self) -> None:
-        self.db.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 class SeenStore:
     """Per owned source partition, event id -> seen entry (``ingest.seen_entry``);
-    on disk under ``disk_dir`` when given, else in memory."""
+    on disk under ``disk_dir`` when given (checkpointed under ``checkpoints`` when
+    given), else in memory."""
 
-    def __init__(self, disk_dir: Path | None = None, max_age_ms: int = 0) -> None:
-        self._partitions: dict[TopicPartitionKey, _Partition | _DiskEntries] = {}
+    def __init__(self, disk_dir: Path | None = None, checkpoints: Checkpoints | None = None,
+                 ) -> None:  # fmt: skip
+        assert checkpoints is None or disk_dir is not None, "checkpoints are of the disk store"
+        self._partitions: dict[TopicPartitionKey, _Partition | DiskEntries] = {}
         self.disk_dir = disk_dir
-        self.ttl_seconds = max_age_ms // 1000 + TTL_MARGIN_SECONDS
+        self.checkpoints = checkpoints
         self.cache = Cache(BLOCK_CACHE_BYTES) if disk_dir is not None else None
+        self.unchecked: dict[TopicPartitionKey, int] = {}  # ids added since the last checkpoint
 
-    def assign(self, tp: TopicPartitionKey, records: Iterable[Mapping[str, Any]]) -> int:
-        """Take a partition over, with the ``SeenEvents`` records of its seen topic."""
+    def assign(
+        self, tp: TopicPartitionKey, records: Iterable[Mapping[str, Any]],
+        found: Found | None = None,
+    ) -> int:  # fmt: skip
+        """Take a partition over, with the ``SeenEvents`` records of its seen topic
+        (after the checkpoint ``found``, where one is restored: disk only)."""
         self.revoke(tp)
-        partition: _Partition | _DiskEntries
+        partition: _Partition | DiskEntries
         if self.disk_dir is None:
+            assert found is None, "a checkpoint restores the disk store only"
             partition = _Partition()
         else:
             assert self.cache is not None
-            partition = _DiskEntries(
-                self.disk_dir / f"{tp[0]}-{tp[1]}", self.ttl_seconds, self.cache
-            )
+            path = self.disk_dir / f"{tp[0]}-{tp[1]}"
+            if found is None:
+                partition = DiskEntries(path, self.cache)
+            else:
+                assert self.checkpoints is not None, "a checkpoint restores a checkpointed store"
+                partition = self.checkpoints.restore(found, path, self.cache)
+        added = 0
         for record in records:  # the newest time from the record's columns: no entry parsed
             newest_ms = max((int(e["event_time_ms"]) for e in record["events"]), default=0)
-            partition.add(updates_of(record), newest_ms)
+            updates = updates_of(record)
+            partition.add(updates, newest_ms)
+            added += len(updates)
         self._partitions[tp] = partition
+        self.unchecked[tp] = added
         return len(partition)
 
     def revoke(self, tp: TopicPartitionKey) -> None:
         partition = self._partitions.pop(tp, None)
-        if isinstance(partition, _DiskEntries):
+        self.unchecked.pop(tp, None)
+        if isinstance(partition, DiskEntries):
             partition.close()
 
     def close(self) -> None:
@@ -223,9 +143,24 @@ class SeenStore:
         if updates and newest_ms is None:  # parsed from the entries only where not known
             newest_ms = max(seen_parts(entry)[1] for entry in updates.values())
         self._partitions[tp].add(updates, newest_ms or 0)
+        self.unchecked[tp] = self.unchecked.get(tp, 0) + len(updates)
 
-    def forget_before(self, horizon_ms: int) -> int:
-        return sum(p.forget_before(horizon_ms) for p in self._partitions.values())
+    def checkpoint(self, tp: TopicPartitionKey, topic_id: str, seen_offset: int) -> Path:
+        """Checkpoint an owned partition on disk as covering its seen topic before
+        ``seen_offset`` (the caller's word: the last committed SeenEvents record + 1)."""
+        partition = self._partitions[tp]
+        assert self.checkpoints is not None
+        assert isinstance(partition, DiskEntries)
+        manifest = Manifest(seen_topic(tp[0]), tp[1], topic_id, seen_offset, dict(partition.days))
+        folder = self.checkpoints.write(partition, manifest)
+        self.unchecked[tp] = 0
+        return folder
+
+    def forget_before(self, horizon_ms: int, tp: TopicPartitionKey | None = None) -> int:
+        """Forget ids older than ``horizon_ms`` in ``tp`` (every owned partition if None);
+        the count forgotten."""
+        parts = self._partitions.values() if tp is None else [self._partitions[tp]]
+        return sum(p.forget_before(horizon_ms) for p in parts)
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._partitions.values())
@@ -233,15 +168,20 @@ class SeenStore:
     def disk_memory_bytes(self) -> int:
         """What RocksDB holds in memory for the owned partitions (0 in memory mode, where
         the ids themselves are the Python heap)."""
-        parts = [p.memory_bytes() for p in self._partitions.values() if isinstance(p, _DiskEntries)]
+        parts = [p.memory_bytes() for p in self._partitions.values() if isinstance(p, DiskEntries)]
         cache = int(self.cache.get_usage()) if self.cache is not None else 0
         return sum(parts) + cache
+
+    def disk_bytes(self) -> int:
+        """The owned partitions' database files (0 in memory mode)."""
+        parts = self._partitions.values()
+        return sum(p.disk_bytes() for p in parts if isinstance(p, DiskEntries))
 
     def filter_bytes(self) -> int:
         """The Bloom filters' bits in front of the owned partitions' databases (1.25 to
         2.5 bytes per id held: segments double), on the Python heap."""
         parts = self._partitions.values()
-        return sum(p.filter.nbytes for p in parts if isinstance(p, _DiskEntries))
+        return sum(p.filter.nbytes for p in parts if isinstance(p, DiskEntries))
 
 
 def updates_of(record: Mapping[str, Any]) -> dict[str, str]:

@@ -25,10 +25,12 @@ from collections.abc import Callable
 from itertools import pairwise
 from operator import ne
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from confluent_kafka import (
     Consumer,
+    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -48,14 +50,17 @@ from clearing_services.ingest.prepare import (
     Groups,
     rehearsal_events,
 )
-from clearing_services.ingest.seen_store import SeenStore, seen_topic
+from clearing_services.ingest.seen_checkpoint import Checkpoints
+from clearing_services.ingest.seen_store import SEEN_TOPIC_PREFIX, SeenStore, seen_topic
 from clearing_services.kafka.clients import (
     READ_SECONDS_MAX,
+    admin_client,
     consumer_config,
+    log_ends,
     message_columns,
     produce_one,
     producer_config,
-    read_partition,
+    read_range,
     send_offsets,
     transaction_abortable,
 )
@@ -63,17 +68,18 @@ from clearing_services.kafka.topics import (
     DLQ_TOPIC,
     EVENT_TOPIC_NAMES,
     OBLIGATIONS_TOPIC,
+    topic_ids,
 )
 from clearing_services.runtime.failure import deadline
 from clearing_services.runtime.metrics import Metrics, StageTiming
-from clearing_services.settings import DEFAULT_INGEST_BATCH_MAX
+from clearing_services.settings import DEFAULT_CHECKPOINT_IDS, DEFAULT_INGEST_BATCH_MAX
 
 GROUP = "clearing-ingest"
 CONSUME_BATCH_MAX = DEFAULT_INGEST_BATCH_MAX
 CONSUME_WAIT_SECONDS = 0.25
 TRANSACTION_SECONDS_MAX = 60.0
 RESTORE_SECONDS_MAX = READ_SECONDS_MAX  # waits out a transaction a dead owner left open
-SWEEP_EVERY_MS = 60_000  # of log time: how often ids past the maximum event age go
+SWEEP_EVERY_MS = 60_000  # of a partition's log time: how often its ids past the window go
 _log = logging.getLogger("clearing.ingest")
 
 
@@ -84,7 +90,8 @@ class IngestWorker:
         self, bootstrap: str, codec: Codec, refdata: Callable[[], ReferenceData],
         worker_id: str, metrics: Metrics | None = None,
         limits: ValidationLimits = DEFAULT_LIMITS, seen_dir: Path | None = None,
-        batch_max: int = CONSUME_BATCH_MAX,
+        batch_max: int = CONSUME_BATCH_MAX, checkpoint_dir: Path | None = None,
+        checkpoint_ids: int = DEFAULT_CHECKPOINT_IDS,
     ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
         self.codec = codec
@@ -92,8 +99,16 @@ class IngestWorker:
         self.metrics = metrics or Metrics()
         self.limits = limits
         self.batch_max = batch_max
-        self.seen = SeenStore(seen_dir, limits.max_age_ms)  # on disk when given a folder
-        self._swept_ms = 0
+        # on disk when given a folder, checkpointed when given another
+        checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir and seen_dir else None
+        self.seen = SeenStore(seen_dir, checkpoints)
+        self.checkpoint_ids = checkpoint_ids
+        self._swept_ms: dict[tuple[str, int], int] = {}
+        # per source partition, of the open transaction: its SeenEvents records not yet
+        # acknowledged, and the highest offset acknowledged
+        self._seen_sent: dict[tuple[str, int], tuple[int, int]] = {}
+        self._event_topic = {seen_topic(topic): topic for topic in EVENT_TOPIC_NAMES}
+        self._topic_ids: dict[str, str] = {}
         self.timing = StageTiming(_log)
         self.preparer = BatchPreparer(codec, refdata, limits)
         overrides: dict[str, str | int | float | bool] = {
@@ -119,18 +134,55 @@ class IngestWorker:
         return sorted((tp.topic, tp.partition) for tp in assignment)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Read each new partition's de-duplication state back before taking events.
+        """Restore each new partition's de-duplication state before taking events.
         The committed offsets are asked first: that waits for any transaction a
         previous owner left open, so the seen topic is complete when it is read."""
         consumer.committed(partitions, timeout=RESTORE_SECONDS_MAX)
         for tp in partitions:
-            topic = seen_topic(tp.topic)
-            records = read_partition(self.bootstrap, topic, tp.partition, RESTORE_SECONDS_MAX)
-            decoded = [self.codec.decode(r.value, topic=topic) for r in records]
-            if any(d.name != "SeenEvents" for d in decoded):
-                raise ClearingError(f"{topic}[{tp.partition}] holds a record not SeenEvents")
-            count = self.seen.assign((tp.topic, tp.partition), (d.record for d in decoded))
-            _log.info("ingest: took %s[%d] with %d event ids", tp.topic, tp.partition, count)
+            self._restore((tp.topic, tp.partition))
+
+    def _restore(self, tp: tuple[str, int]) -> None:
+        """The partition's newest checkpoint, where one is usable, and the seen topic
+        after it; else the whole seen topic."""
+        started, topic = time.perf_counter(), seen_topic(tp[0])
+        ((low, high),) = log_ends(self.bootstrap, topic, [tp[1]]).values()
+        checkpoints = self.seen.checkpoints
+        found = None
+        if checkpoints is not None:
+            found = checkpoints.newest(topic, tp[1], self._topic_id(topic))
+        if found is not None and not found.manifest.seen_offset <= high:
+            _log.warning("ingest: %s ignored: past the log end %d", found.folder, high)
+            found = None
+        start = low if found is None else max(low, found.manifest.seen_offset)
+        records = self._seen_records(topic, tp[1], start, high)
+        try:
+            count = self.seen.assign(tp, records, found)
+        except (OSError, ValueError) as exc:  # a damaged checkpoint: the whole log instead
+            _log.warning("ingest: checkpoint %s unusable (%s); reading the seen log", found, exc)
+            records = self._seen_records(topic, tp[1], low, high)
+            count, found = self.seen.assign(tp, records), None
+        where = "no checkpoint" if found is None else f"checkpoint at {start}"
+        seconds, source = time.perf_counter() - started, "log" if found is None else "checkpoint"
+        self.metrics.restore_seconds.labels(source).observe(seconds)
+        self.metrics.restore_records.labels(source).inc(len(records))
+        _log.info("ingest: took %s[%d] with %d event ids (%s, %d records after it) in %.2f s",
+                  tp[0], tp[1], count, where, len(records), seconds)  # fmt: skip
+
+    def _seen_records(self, topic: str, partition: int, start: int, end: int) -> list[Any]:
+        """The decoded ``SeenEvents`` records of ``topic[partition]`` in [start, end)."""
+        if start >= end:  # nothing after the checkpoint (or an empty log)
+            return []
+        records = read_range(self.bootstrap, topic, partition, start, end, RESTORE_SECONDS_MAX)
+        decoded = [self.codec.decode(r.value, topic=topic) for r in records]
+        if any(d.name != "SeenEvents" for d in decoded):
+            raise ClearingError(f"{topic}[{partition}] holds a record not SeenEvents")
+        return [d.record for d in decoded]
+
+    def _topic_id(self, topic: str) -> str:
+        if topic not in self._topic_ids:
+            admin = admin_client(self.bootstrap)
+            self._topic_ids.update(topic_ids(admin, [topic], RESTORE_SECONDS_MAX))
+        return self._topic_ids[topic]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -178,10 +230,33 @@ class IngestWorker:
         self.timing.add("commit", time.perf_counter() - t1, len(output.sends))
         for tp, (updates, newest_ms) in output.accepted.items():
             self.seen.add(tp, updates, newest_ms)
-        if output.newest_ms - self._swept_ms > SWEEP_EVERY_MS:
-            self._swept_ms = output.newest_ms
-            self.seen.forget_before(output.newest_ms - self.limits.max_age_ms)
+        self._keep_state(output)
         self._count(output)
+
+    def _keep_state(self, output: BatchOutput) -> None:
+        """After a commit: each partition's ids past the window (by its own newest log
+        time, the validator's reference) go; a partition that took enough ids since its
+        last checkpoint, and whose seen records of this transaction were all
+        acknowledged, is checkpointed at the offset after them."""
+        for tp, log_ms in output.log_ms.items():
+            if log_ms - self._swept_ms.get(tp, 0) > SWEEP_EVERY_MS:
+                self._swept_ms[tp] = log_ms
+                self.seen.forget_before(log_ms - output.window_ms, tp)
+        if self.seen.checkpoints is None:
+            return
+        self.producer.poll(0)  # any acknowledgement not yet handed over
+        for tp, (pending, last) in self._seen_sent.items():
+            if pending == 0 and self.seen.unchecked.get(tp, 0) >= self.checkpoint_ids:
+                self.seen.checkpoint(tp, self._topic_id(seen_topic(tp[0])), last + 1)
+                self.metrics.checkpoints.inc()
+
+    def _seen_delivered(self, error: KafkaError | None, message: Message) -> None:
+        """A ``SeenEvents`` record's acknowledgement: its offset, for the checkpoint."""
+        if error is not None:
+            return  # the transaction fails, and with it this batch
+        tp = (self._event_topic[message.topic() or ""], message.partition() or 0)
+        pending, last = self._seen_sent[tp]
+        self._seen_sent[tp] = (pending - 1, max(last, message.offset() or 0))
 
     def rehearse(self, now_ms: int) -> BatchOutput:
         """Prepare a throwaway batch of generated valid events of each type the reference
@@ -207,8 +282,15 @@ class IngestWorker:
     def _transact(self, output: BatchOutput) -> None:
         producer = self.producer
         producer.begin_transaction()
+        self._seen_sent = {}
         try:
             for topic, key, value, partition in output.sends:
+                if topic.startswith(SEEN_TOPIC_PREFIX):
+                    tp = (self._event_topic[topic], partition)
+                    pending, last = self._seen_sent.get(tp, (0, -1))
+                    self._seen_sent[tp] = (pending + 1, last)
+                    produce_one(producer, topic, key, value, partition, self._seen_delivered)
+                    continue
                 produce_one(producer, topic, key, value, partition)
             send_offsets(producer, output.offsets, self.consumer, "an ingest transaction's offsets")
             producer.commit_transaction(TRANSACTION_SECONDS_MAX)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -218,6 +218,13 @@ def create_topics(
                     raise ClearingError(f"creating topic {name} failed: {exc}") from exc
         _wait_for_leaders(admin, [s.name for s in missing], timeout_seconds)
     return CreateResult(outcome)
+
+
+def topic_ids(admin: AdminClient, names: Sequence[str], timeout_seconds: float) -> dict[str, str]:
+    """Each topic's id (a topic deleted and made again under its name has a new one):
+    what tells state saved against a topic from state of an older topic of that name."""
+    futures = admin.describe_topics(TopicCollection(list(names)), request_timeout=timeout_seconds)
+    return {name: str(future.result().topic_id) for name, future in futures.items()}
 
 
 def _existing_outcome(spec: TopicSpec, metadata: Any) -> str:

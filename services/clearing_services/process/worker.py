@@ -152,6 +152,8 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         process.ingest = IngestWorker(
             bootstrap, codec, holder.get, settings.worker_id, metrics=process.metrics,
             seen_dir=seen_dir, batch_max=settings.ingest_batch_max,
+            checkpoint_dir=settings.checkpoint_dir if on_disk else None,
+            checkpoint_ids=settings.checkpoint_ids,
         )  # fmt: skip
         process.ingest.rehearse(int(time.time() * 1000))  # before the first real batch
         process.spawn("ingest", process.ingest.run)

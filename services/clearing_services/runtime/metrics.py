@@ -23,6 +23,7 @@ from prometheus_client import (
 from clearing_core.encoding.records import CycleReport
 
 CYCLE_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RESTORE_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 @dataclass
@@ -97,6 +98,19 @@ class Metrics:
             "clearing_transactions_aborted", "Transactions a stage aborted and retried "
             "because a rebalance made its consumer group generation stale.", ["stage"],
             registry=r,
+        )  # fmt: skip
+        self.restore_seconds = Histogram(
+            "clearing_seen_restore_seconds", "Taking an event partition over: its seen ids "
+            "restored from a checkpoint and the seen log after it, or from the whole log.",
+            ["source"], buckets=RESTORE_BUCKETS_SECONDS, registry=r,
+        )  # fmt: skip
+        self.restore_records = Counter(
+            "clearing_seen_restore_records", "SeenEvents records read back at takeovers "
+            "(after the checkpoint restored, or all of them).", ["source"], registry=r,
+        )  # fmt: skip
+        self.checkpoints = Counter(
+            "clearing_seen_checkpoints", "Checkpoints of an event partition's seen ids "
+            "written (CLEARING_CHECKPOINT_IDS ids apart).", registry=r,
         )  # fmt: skip
 
     def _cycle_metrics(self, r: CollectorRegistry) -> None:

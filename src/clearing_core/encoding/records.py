@@ -328,6 +328,7 @@ class Redriven(TypedDict):
 
 class RefdataPolicy(TypedDict):
     require_signed_events: NotRequired[bool]
+    dedup_window_days: NotRequired[int]
 
 
 class RefdataVersion(TypedDict):

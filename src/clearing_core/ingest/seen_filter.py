@@ -15,10 +15,11 @@ about log2(n) segments, each ``BITS_PER_ID`` bits per id (0.8% false hits with
 expiry drops whole segments older than the horizon without a scan (the store's
 own expiry is RocksDB's TTL).
 
-The hashes are Python's ``hash`` of the id strings: computed in C, cached on the
-string, and salted per process. That is enough here because a filter lives in one
-process only (rebuilt from the seen topic at every assignment) and decides nothing
-by itself.
+The hashes are stable (FNV-1a over each id's UTF-8 bytes, then splitmix64's
+finaliser, in one kernel call per batch), not Python's per-process salted ``hash``:
+a filter is saved with its partition's checkpoint and loaded by the partition's
+next owner, another process. A filter decides nothing by itself, so a hash of this
+quality is enough: a collision costs one read of the store.
 """
 
 from __future__ import annotations
@@ -38,38 +39,63 @@ PROBES = 7
 SEGMENT_IDS_MIN = 1 << 16
 SEGMENT_IDS_MAX = 1 << 23  # 8M ids: a 10 MiB segment
 _TIME_NONE = -(2**63)
+_TIME_NEVER = 2**63 - 1
 
 
 def id_hashes(event_ids: Sequence[str]) -> U64:
-    """The 64-bit hash of each id, as the filter takes them."""
-    return np.fromiter(map(hash, event_ids), np.int64, len(event_ids)).view(np.uint64)
+    """The stable 64-bit hash of each id, as the filter takes them: the same in every
+    process (the ids joined once, hashed by one kernel call)."""
+    count = len(event_ids)
+    lengths = np.fromiter(map(len, event_ids), np.int64, count)
+    joined = "".join(event_ids).encode()
+    if len(joined) != int(lengths.sum()):  # not all ASCII: the lengths in bytes
+        encoded = [event_id.encode() for event_id in event_ids]
+        lengths = np.fromiter(map(len, encoded), np.int64, count)
+        joined = b"".join(encoded)
+    hashes = np.empty(count, np.uint64)
+    _fnv(np.frombuffer(joined, np.uint8), np.cumsum(lengths), hashes)
+    return hashes
 
 
 @dataclass
-class _Segment:
+class Segment:
+    """Ids added in a row. Once full (``count == capacity``) it never changes again, so
+    a checkpoint saves it once and links it from the checkpoints after."""
+
     bits: U64  # a power of two of them, 64 per word
     capacity: int
     count: int = 0
     newest_ms: int = _TIME_NONE
+    serial: int = 0  # the filter's segments are numbered in the order they were made
+    oldest_ms: int = _TIME_NEVER  # with newest_ms: the range of times its ids came with
+
+    def __post_init__(self) -> None:
+        words = len(self.bits)
+        if not (words and words & (words - 1) == 0 and 0 <= self.count <= self.capacity):
+            raise ValueError(f"segment {self.serial}: {words} words, {self.count} ids of "
+                             f"{self.capacity}: not a segment of this filter")  # fmt: skip
 
 
 @dataclass
 class SeenFilter:
     """The ids given to ``add``, as a segmented Bloom filter (see the module)."""
 
-    segments: list[_Segment] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    next_serial: int = 0  # never reused, even once every segment has expired
 
     def add(self, hashes: U64, newest_ms: int) -> None:
         """Remember ``hashes`` (of ids whose newest event time is ``newest_ms``)."""
         at = 0
         while at < len(hashes):
             if not self.segments or self.segments[-1].count >= self.segments[-1].capacity:
-                self.segments.append(_new_segment(len(self)))
+                self.segments.append(_new_segment(len(self), self.next_serial))
+                self.next_serial += 1
             segment = self.segments[-1]
             part = hashes[at : at + segment.capacity - segment.count]
             _add(segment.bits, part, PROBES)
             segment.count += len(part)
             segment.newest_ms = max(segment.newest_ms, newest_ms)
+            segment.oldest_ms = min(segment.oldest_ms, newest_ms)
             at += len(part)
 
     def maybe(self, hashes: U64) -> Mask:
@@ -77,6 +103,16 @@ class SeenFilter:
         found = np.zeros(len(hashes), np.bool_)
         for segment in self.segments:
             _probe(segment.bits, hashes, PROBES, found)
+        return found
+
+    def hits(self, hashes: U64) -> list[tuple[Segment, Mask]]:
+        """Per segment, which of ``hashes`` it may hold: where an id may be, by the
+        times of the segments that hit (for the few ids ``maybe`` could not rule out)."""
+        found = []
+        for segment in self.segments:
+            mask = np.zeros(len(hashes), np.bool_)
+            _probe(segment.bits, hashes, PROBES, mask)
+            found.append((segment, mask))
         return found
 
     def forget_before(self, horizon_ms: int) -> int:
@@ -95,10 +131,23 @@ class SeenFilter:
         return sum(s.bits.nbytes for s in self.segments)
 
 
-def _new_segment(held: int) -> _Segment:
+def _new_segment(held: int, serial: int = 0) -> Segment:
     capacity = min(SEGMENT_IDS_MAX, max(SEGMENT_IDS_MIN, held))
     bits = 1 << max(6, (capacity * BITS_PER_ID - 1).bit_length())
-    return _Segment(np.zeros(bits // 64, np.uint64), capacity)
+    return Segment(np.zeros(bits // 64, np.uint64), capacity, serial=serial)
+
+
+@kernel
+def _fnv(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64], out: U64) -> None:
+    """FNV-1a of each id's bytes (``data[ends[i-1]:ends[i]]``), finished by ``_mix``
+    so that the low bits the probes use depend on every byte."""
+    start = 0
+    for i in range(len(ends)):
+        h = np.uint64(0xCBF29CE484222325)
+        for j in range(start, ends[i]):
+            h = (h ^ np.uint64(data[j])) * np.uint64(0x100000001B3)
+        out[i] = _mix(h)
+        start = ends[i]
 
 
 @kernel

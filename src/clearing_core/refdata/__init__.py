@@ -3,6 +3,7 @@ payment kinds, loaded from YAML (``docs/refdata.md``) or from the compacted
 ``clearing.refdata.*`` topics into one checked, immutable ``ReferenceData``."""
 
 from clearing_core.refdata.checks import RefdataError
+from clearing_core.refdata.document import RefdataDocument
 from clearing_core.refdata.loader import (
     DEFAULT_REFDATA_PATH,
     dump_refdata_yaml,
@@ -24,7 +25,6 @@ from clearing_core.refdata.models import (
     PriceBook,
     PriceEntry,
     Rail,
-    RefdataDocument,
     SettlementModel,
     TouBand,
 )

@@ -14,15 +14,14 @@ from collections.abc import Set
 from datetime import UTC, datetime, timedelta
 
 from clearing_core.errors import InputError
+from clearing_core.refdata.document import SECTIONS, RefdataDocument
 from clearing_core.refdata.models import (
     CHAIN_EMBEDDED,
-    SECTIONS,
     ExportFormat,
     Participant,
     PpaContract,
     PriceBook,
     Rail,
-    RefdataDocument,
 )
 
 PROBLEMS_MAX = 100

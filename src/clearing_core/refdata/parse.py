@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from clearing_core.refdata.checks import PROBLEMS_MAX, RefdataError
-from clearing_core.refdata.models import RefdataDocument
+from clearing_core.refdata.document import RefdataDocument
 
 # The field that names a list item in error paths; other lists use the index.
 _ITEM_KEY_BY_FIELD = {

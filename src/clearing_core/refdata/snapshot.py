@@ -18,17 +18,14 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
 from clearing_core.refdata.checks import RefdataError, find_problems
+from clearing_core.refdata.document import POLICY_KEY, SECTIONS, RefdataDocument, RefdataPolicy
 from clearing_core.refdata.models import (
-    POLICY_KEY,
-    SECTIONS,
     Currency,
     CurrencyAccount,
     PaymentKindSpec,
     PpaContract,
     PriceEntry,
     Rail,
-    RefdataDocument,
-    RefdataPolicy,
     RefRecord,
 )
 from clearing_core.refdata.parse import document_from_data

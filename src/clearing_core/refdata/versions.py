@@ -17,7 +17,7 @@ from typing import Any
 from clearing_core.encoding.codec import Codec, CodecError
 from clearing_core.encoding.records import RefdataVersion
 from clearing_core.refdata.checks import RefdataError
-from clearing_core.refdata.models import POLICY_KEY, SECTIONS, RefdataPolicy
+from clearing_core.refdata.document import POLICY_KEY, SECTIONS, RefdataPolicy
 from clearing_core.refdata.snapshot import ReferenceData
 
 VERSIONS_TOPIC = "clearing.refdata.versions"

@@ -332,7 +332,8 @@ def test_the_policy_travels_with_the_records_and_only_when_set() -> None:
     records = list(STRICT.to_records())
     (policy,) = [r for r in records if r.record_type == "clearing.RefdataPolicy"]
     assert (policy.topic, policy.key, policy.value) == (
-        "clearing.refdata.policy", "policy", {"require_signed_events": True},
+        "clearing.refdata.policy", "policy",
+        {"require_signed_events": True, "dedup_window_days": 35},
     )  # fmt: skip
     rebuilt = ReferenceData.from_records(
         [(r.record_type, r.key, r.value) for r in records], version="x"

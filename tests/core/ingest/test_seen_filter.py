@@ -5,6 +5,7 @@ Python Bloom filter sets, segments double, and expiry drops only whole old segme
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +76,36 @@ def test_a_segment_sized_past_the_maximum_is_capped() -> None:
     bits = seen_filter._new_segment(0).bits
     assert bits.dtype == np.uint64
     assert len(bits) * 64 >= SEGMENT_IDS_MIN * seen_filter.BITS_PER_ID
+
+
+def naive_hash(text: str) -> int:
+    """FNV-1a over the UTF-8 bytes, then splitmix64's finaliser, in Python integers."""
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & MASK64
+    return h ^ (h >> 31)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=200))
+def test_id_hashes_are_the_naive_stable_hash_of_the_utf8_bytes(ids: list[str]) -> None:
+    """The same in every process (no salt): a filter saved by one owner is read by the
+    next. Non-ASCII ids take the per-id encoding path, with the same answer."""
+    assert id_hashes(ids).tolist() == [naive_hash(i) for i in ids]
+
+
+def test_segments_are_numbered_for_good_and_a_mis_sized_one_is_refused() -> None:
+    """Serials never repeat, even once every segment has expired (a checkpoint names a
+    full segment's file by it); a segment that cannot be one of this filter's is refused."""
+    found = SeenFilter()
+    found.add(id_hashes([f"a-{i}" for i in range(SEGMENT_IDS_MIN + 5)]), newest_ms=7)
+    assert [s.serial for s in found.segments] == [0, 1]
+    found.forget_before(8)
+    found.add(id_hashes(["b"]), newest_ms=9)
+    assert [s.serial for s in found.segments] == [2]
+    with pytest.raises(ValueError, match="not a segment"):
+        seen_filter.Segment(np.zeros(3, np.uint64), capacity=10)  # not a power of two
+    with pytest.raises(ValueError, match="not a segment"):
+        seen_filter.Segment(np.zeros(4, np.uint64), capacity=10, count=11)

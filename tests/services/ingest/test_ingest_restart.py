@@ -90,6 +90,38 @@ def test_accepted_ids_outlive_the_worker_and_rewound_records_yield_nothing(
     assert after.obligation_of["rs-m1"] == carried
 
 
+def test_a_new_owner_restores_the_checkpoint_and_the_log_after_it(
+    bootstrap: str, state: Path, codec: SingleObjectCodec
+) -> None:
+    """The first owner checkpoints after every batch; the second checkpoints none of
+    its one batch; the third restores the first's checkpoint, reads only the second's
+    record after it, and refuses resends accepted by either."""
+    tag = f"ck{time.time_ns()}"
+    first = [meter_reading(f"{tag}-1", 1_000_000), meter_reading(f"{tag}-2", 1_000_000)]
+    later = [meter_reading(f"{tag}-3", 2_000_000)]  # every reading: one contract, one partition
+    for worker_id, events, every in (("c1", first, "1"), ("c2", later, "1000000")):
+        with worker(bootstrap, state, worker_id=worker_id, store="rocksdb://",
+                    extra_env={"CLEARING_CHECKPOINT_IDS": every}):  # fmt: skip
+            send_events(bootstrap, codec, "meter", events)
+            wait_until(f"{worker_id}'s events", lambda e=events: {r["event_id"] for r in e}
+                       <= coverage(bootstrap, codec).events(tag))  # fmt: skip
+    assert list((state / "ingest-checkpoints").glob("clearing.ingest.seen.meter-*/[0-9]*"))
+    with worker(bootstrap, state, worker_id="c3", store="rocksdb://") as third:
+        send_events(bootstrap, codec, "meter", [first[0], later[0]])  # resends of both
+        for event_id in (first[0]["event_id"], later[0]["event_id"]):
+            assert wait_until("the resend's dead letter",
+                              lambda i=event_id: duplicates_of(bootstrap, codec, i)
+                              ) == ["DUPLICATE_EVENT"]  # fmt: skip
+        page = scrape(third.metrics_url)
+    # the readings' partition came from the first owner's checkpoint, and the one record
+    # read after it is the second owner's; every other partition of this module is empty
+    assert page.get('clearing_seen_restore_records_total{source="log"}', 0.0) == 0.0
+    assert page['clearing_seen_restore_records_total{source="checkpoint"}'] == 1.0
+    after = coverage(bootstrap, codec)
+    after.assert_sound()
+    assert after.events(tag) == {f"{tag}-1", f"{tag}-2", f"{tag}-3"}
+
+
 def test_an_abortable_transaction_error_reads_the_batch_again(
     bootstrap: str, state: Path, codec: SingleObjectCodec
 ) -> None:
