@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from clearing_services.ingest.seen_disk import DiskEntries
 FORMAT = 1  # of the folder and manifest; another is ignored (read the log instead)
 HASHES = "fnv1a64-splitmix64"  # seen_filter.id_hashes: a filter saved with others is unusable
 KEEP = 2  # a restore in progress keeps its checkpoint while the owner writes the next
+PARTIAL_SECONDS_MAX = 3_600  # a checkpoint still unfinished after this was abandoned
 _DB, _FILTER, _MANIFEST = "db", "filter", "manifest.json"
 
 
@@ -122,6 +124,10 @@ class Checkpoints:
         self._last[(manifest.seen_topic, manifest.partition)] = final
         for older in sorted(folder.glob("[0-9]*"))[: -self.keep]:
             shutil.rmtree(older, ignore_errors=True)
+        stale = time.time() - PARTIAL_SECONDS_MAX  # a writer killed mid-way left these
+        for partial in folder.glob(".partial-*"):
+            if partial.stat().st_mtime < stale:
+                shutil.rmtree(partial, ignore_errors=True)
         return final
 
     def newest(self, seen_topic: str, partition: int, topic_id: str) -> Found | None:

@@ -193,10 +193,16 @@ def test_checkpoints_are_whole_or_absent_and_only_the_newest_stay(tmp_path: Path
         owner.checkpoint(TP, "id", offset)
     assert sorted(p.name for p in folder.iterdir()) == [f"{20:020d}", f"{30:020d}"]
     (folder / f".partial-40-{os.getpid()}").mkdir()  # a writer died mid-way: never read
+    abandoned = folder / ".partial-5-1"
+    abandoned.mkdir()
+    os.utime(abandoned, (1, 1))  # long ago: the next checkpoint clears it away
+    owner.checkpoint(TP, "id", 35)
+    assert not abandoned.exists()
+    assert (folder / f".partial-40-{os.getpid()}").exists()  # a recent one may be writing
     (folder / f"{50:020d}").mkdir()  # no manifest (not this format): skipped
     found = checkpoints.newest(topic, TP[1], "id")
     assert found is not None
-    assert found.manifest.seen_offset == 30
+    assert found.manifest.seen_offset == 35
     (segment,) = found.manifest.segments
     (found.folder / "filter" / segment.name).unlink()  # damaged: the worker reads the log
     with pytest.raises(OSError, match=segment.name):
