@@ -5,13 +5,13 @@ the same object with the same log and must get byte-identical outputs. Nothing
 here reads a clock: the marker's log time stamps the outputs. Obligations are
 kept columnar (participants interned on arrival, numbers in typed columns that
 close copies into numpy; see ``ledger_columns``), duplicates of ids already
-counted in recent cycles are dropped, and obligations deferred by the
+counted in recent cycles are dropped (the open cycle's ids as an exact set, the
+closed cycles' as digests: ``counted_ids``), and obligations deferred by the
 liquidity limits are carried, first in line, into the next cycle.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from clearing_core import ids
 from clearing_core.cycle.context import CycleContext
+from clearing_core.cycle.counted_ids import DIGEST_BYTES, CountedIds, digests_of
 from clearing_core.cycle.ledger_columns import Carried as Carried
 from clearing_core.cycle.ledger_columns import (
     Columns,
@@ -85,38 +86,43 @@ class CurrencyLedger:
         self.opened_at = opened_at
         self.remainders: dict[str, Remainder] = {}
         self._open = OpenColumns()
+        self._open_ids()
+        self._seen_closed = CountedIds(SEEN_CYCLES)
+
+    def _open_ids(self) -> None:
+        """The open cycle's counted ids start as the carried ones: an exact set, and
+        their digests, which become a closed cycle's at close."""
         self._seen_open: set[str] = set(self.carried.obligation_id)
-        self._seen_closed: deque[set[str]] = deque(maxlen=SEEN_CYCLES)
+        self._seen_open_digests = bytearray(digests_of(self.carried.obligation_id))
 
     def remember(self, obligation_ids: Iterable[str]) -> None:
         """Mark ids as counted in an earlier cycle (rebuilding state after a restart)."""
-        if not self._seen_closed:
-            self._seen_closed.append(set())
-        self._seen_closed[-1].update(obligation_ids)
-
-    def _seen(self, obligation_id: str) -> bool:
-        if obligation_id in self._seen_open:
-            return True
-        for closed in self._seen_closed:  # noqa: SIM110 (no generator: runs per obligation)
-            if obligation_id in closed:
-                return True
-        return False
+        self._seen_closed.remember(digests_of(obligation_ids))
 
     def add(self, record: CountedObligation, log_time: datetime | None = None) -> bool:
         """Count an ``Obligation`` record once; False when its id was already counted."""
+        return self._add(record, log_time)
+
+    def _add(self, record: CountedObligation, log_time: datetime | None,
+             looked_up: tuple[bytes, bool] | None = None) -> bool:  # fmt: skip
+        """``add``; ``looked_up``: the id's digest and whether a closed cycle counted it,
+        when ``add_batch`` looked its whole batch up."""
         if record["currency"] != self.currency:
             raise InputError(f"{record['obligation_id']}: currency {record['currency']} "
                              f"in the {self.currency} ledger")  # fmt: skip
         oid = record["obligation_id"]
-        if self._seen(oid):
-            self._open.duplicates += 1
-            return False
+        if oid in self._seen_open:
+            return self._duplicate()
+        digest, counted_closed = looked_up or self._look_up(oid)
+        if counted_closed:
+            return self._duplicate()
         o = self._open
         if len(o.obligation_id) >= OPEN_OBLIGATIONS_MAX:
             raise InputError(f"{self.currency}: more than {OPEN_OBLIGATIONS_MAX} open obligations")
         if self.opened_at is None and log_time is not None:
             self.opened_at = log_time
         self._seen_open.add(oid)
+        self._seen_open_digests += digest
         if record.get("remainder_ppm"):
             self._add_remainder(record)
         amount = int(record["amount_minor"])
@@ -125,6 +131,14 @@ class CurrencyLedger:
         o.append(oid, record["debtor_id"], record["creditor_id"], amount,
                  int(record.get("priority", 0)), record["source"])  # fmt: skip
         return True
+
+    def _duplicate(self) -> bool:
+        self._open.duplicates += 1
+        return False
+
+    def _look_up(self, obligation_id: str) -> tuple[bytes, bool]:
+        digest = digests_of((obligation_id,))
+        return digest, self._seen_closed.contains(digest)
 
     def _add_remainder(self, record: CountedObligation) -> None:
         self._carry(record["obligation_id"], record["debtor_id"], record["creditor_id"],
@@ -153,12 +167,14 @@ class CurrencyLedger:
         if batch.currency != self.currency:
             raise InputError(f"a {batch.currency} batch given to the {self.currency} ledger")
         o, n = self._open, len(batch)
+        if n == 0:
+            return 0
         fresh = set(batch.obligation_id)
-        if (n == 0 or len(fresh) < n or len(o) + n > OPEN_OBLIGATIONS_MAX
-                or not self._seen_open.isdisjoint(fresh)
-                or not all(closed.isdisjoint(fresh) for closed in self._seen_closed)):  # fmt: skip
-            logged = map(log_time_of, batch.log_ms)
-            return sum(not self.add(r, t) for r, t in zip(batch.records(), logged, strict=True))
+        digests = digests_of(batch.obligation_id)  # once: to look up, then to remember
+        counted_closed = self._seen_closed.mask(digests)
+        if (len(fresh) < n or len(o) + n > OPEN_OBLIGATIONS_MAX
+                or not self._seen_open.isdisjoint(fresh) or counted_closed.any()):  # fmt: skip
+            return self._add_rows(batch, digests, counted_closed.tolist())
         amounts = batch.amount_minor
         whole = None if all(amounts) else [i for i, a in enumerate(amounts) if a]
         o.extend(batch, whole)  # a zero amount is only a remainder, as in add
@@ -168,9 +184,20 @@ class CurrencyLedger:
                             batch.source[i], int(batch.priority[i]), int(ppm),
                             batch.carry_key[i])  # fmt: skip
         self._seen_open |= fresh
+        self._seen_open_digests += digests
         if self.opened_at is None:
             self.opened_at = log_time_of(batch.log_ms[0])
         return 0
+
+    def _add_rows(self, batch: ObligationBatch, digests: bytes, counted_closed: list[bool]) -> int:
+        """``add`` row by row (a batch with a duplicate), with the batch's digests and
+        closed-cycle look-ups (the closed cycles do not change within a batch)."""
+        logged = map(log_time_of, batch.log_ms)
+        duplicates = 0
+        for i, (r, t) in enumerate(zip(batch.records(), logged, strict=True)):
+            digest = digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]
+            duplicates += not self._add(r, t, (digest, counted_closed[i]))
+        return duplicates
 
     def _settle_remainders(self, seq: int) -> None:
         """Whole minor units the remainders reached become obligations of this cycle."""
@@ -241,10 +268,10 @@ class CurrencyLedger:
         return CycleOutcome(seq, batches, positions, report, carried, statements)
 
     def _advance(self, seq: int, carried: Carried, closed_at: datetime) -> None:
-        self._seen_closed.append(self._seen_open)
-        self._seen_open = set(carried.obligation_id)
+        self._seen_closed.add_cycle(self._seen_open_digests)
         self._open = OpenColumns()
         self.carried = carried
+        self._open_ids()
         self.cycle_seq = seq
         self.opened_at = closed_at
 
@@ -348,6 +375,8 @@ def rehearse_close(ctx: CycleContext, at: datetime) -> CycleOutcome | None:
     for participant, rail in sorted(ctx.rail_of.items()):
         by_rail.setdefault(rail, []).append(participant)
     ledger = CurrencyLedger(ctx.currency)
+    ledger.remember(())  # an empty closed cycle, so that the look-up kernels load too:
+    ledger._seen_closed.mask(digests_of(("a", "b")))  # add_batch's here, add's below
     for rail, members in sorted(by_rail.items()):
         if len(members) < 2:
             continue
