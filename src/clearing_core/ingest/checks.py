@@ -159,7 +159,8 @@ def check_not_old(at_ms: int, now_ms: int, limits: ValidationLimits, what: str) 
     if at_ms < now_ms - limits.max_age_ms:
         raise RejectError(
             Reason.TIMESTAMP_TOO_OLD,
-            f"{what} is {now_ms - at_ms} ms before the log time (max {limits.max_age_ms})",
+            f"{what} is {now_ms - at_ms} ms before the log time "
+            f"(max {limits.max_age_ms}: the de-duplication window)",
         )
 
 
