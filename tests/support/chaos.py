@@ -119,7 +119,11 @@ class Fleet:
                "CLEARING_WORKER_ID": f"chaos{slot}", "CLEARING_METRICS_PORT": "0",
                "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",
                # a stuck worker ends itself well within a round (watchdog.py)
-               "CLEARING_STALL_SECONDS_MAX": "60"}  # fmt: skip
+               "CLEARING_STALL_SECONDS_MAX": "60",
+               # seen-id checkpoints in one folder every slot shares (a shared volume),
+               # taken often: a takeover after a kill restores one and the log after it
+               "CLEARING_CHECKPOINT_DIR": str(self.root / "checkpoints"),
+               "CLEARING_CHECKPOINT_IDS": "10", "CLEARING_LOG_LEVEL": "info"}  # fmt: skip
         self.processes[slot] = subprocess.Popen(
             [*CLEARING, "worker", "all"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
         )

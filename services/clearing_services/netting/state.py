@@ -82,18 +82,23 @@ def remember_counted_ids(
 def _replay_ids(
     consumer: Consumer, codec: Codec, ledgers: dict[str, CurrencyLedger], end: int
 ) -> None:
+    """Each consumed batch's obligation ids, remembered per currency in one call (the
+    ledger hashes them as one batch)."""
     for batch in consume_batches(consumer, idle_timeout_seconds=2.0):
+        counted: dict[str, list[str]] = {}
         for record in batch:
             if record.offset >= end:
-                return
+                break
             try:
                 decoded = codec.decode(record.value)
             except CodecError:
                 # the netting stage dead-lettered this record when it first read it
                 # (log_fold): it carries no obligation id that was counted
                 continue
-            ledger = ledgers.get(decoded.record.get("currency", ""))
-            if decoded.name == "Obligation" and ledger is not None:
-                ledger.remember([decoded.record["obligation_id"]])
+            currency = decoded.record.get("currency", "")
+            if decoded.name == "Obligation" and currency in ledgers:
+                counted.setdefault(currency, []).append(decoded.record["obligation_id"])
+        for currency, obligation_ids in counted.items():
+            ledgers[currency].remember(obligation_ids)
         if batch and batch[-1].offset + 1 >= end:
             return

@@ -26,3 +26,6 @@ def test_chaos_short(tmp_path: Path) -> None:
     assert result.duplicates == 0, story
     assert result.mismatched_positions == 0, story
     assert result.expected_minor == result.settled_minor > 0, story
+    # the killed workers' partitions were taken over from seen-id checkpoints
+    logs = [path.read_text(errors="replace") for path in tmp_path.glob("workers/slot*/worker.log")]
+    assert any("checkpoint at" in text for text in logs), story
