@@ -46,14 +46,14 @@ def id_hashes(event_ids: Sequence[str]) -> U64:
     """The stable 64-bit hash of each id, as the filter takes them: the same in every
     process (the ids joined once, hashed by one kernel call)."""
     count = len(event_ids)
-    lengths = np.fromiter(map(len, event_ids), np.int64, count)
-    joined = "".join(event_ids).encode()
-    if len(joined) != int(lengths.sum()):  # not all ASCII: the lengths in bytes
-        encoded = [event_id.encode() for event_id in event_ids]
-        lengths = np.fromiter(map(len, encoded), np.int64, count)
-        joined = b"".join(encoded)
     hashes = np.empty(count, np.uint64)
-    _fnv(np.frombuffer(joined, np.uint8), np.cumsum(lengths), hashes)
+    joined = "\0".join(event_ids).encode()
+    if count and joined.count(b"\0") == count - 1:  # no id holds a NUL: they split it
+        _fnv_split(np.frombuffer(joined, np.uint8), hashes)
+        return hashes
+    encoded = [event_id.encode() for event_id in event_ids]
+    lengths = np.fromiter(map(len, encoded), np.int64, count)
+    _fnv(np.frombuffer(b"".join(encoded), np.uint8), np.cumsum(lengths), hashes)
     return hashes
 
 
@@ -148,6 +148,21 @@ def _fnv(data: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64], out: U64) -> 
             h = (h ^ np.uint64(data[j])) * np.uint64(0x100000001B3)
         out[i] = _mix(h)
         start = ends[i]
+
+
+@kernel
+def _fnv_split(data: npt.NDArray[np.uint8], out: U64) -> None:
+    """``_fnv`` of the ids in ``data`` separated by NUL bytes (none inside an id):
+    the boundaries found in the same pass, no lengths asked of Python."""
+    i, h = 0, np.uint64(0xCBF29CE484222325)
+    for j in range(len(data)):
+        byte = data[j]
+        if byte == 0:
+            out[i] = _mix(h)
+            i, h = i + 1, np.uint64(0xCBF29CE484222325)
+        else:
+            h = (h ^ np.uint64(byte)) * np.uint64(0x100000001B3)
+    out[i] = _mix(h)
 
 
 @kernel

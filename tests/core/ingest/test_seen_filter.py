@@ -96,6 +96,14 @@ def test_id_hashes_are_the_naive_stable_hash_of_the_utf8_bytes(ids: list[str]) -
     assert id_hashes(ids).tolist() == [naive_hash(i) for i in ids]
 
 
+def test_ids_holding_a_nul_or_empty_ids_hash_like_any_other() -> None:
+    """The ids are split on the NUL that joins them unless one holds a NUL itself; then
+    each is encoded on its own: the same hashes either way."""
+    for ids in (["a\x00b", "c"], ["", "x", ""], ["\x00"], ["é", ""]):
+        assert id_hashes(ids).tolist() == [naive_hash(i) for i in ids]
+    assert id_hashes([]).tolist() == []
+
+
 def test_segments_are_numbered_for_good_and_a_mis_sized_one_is_refused() -> None:
     """Serials never repeat, even once every segment has expired (a checkpoint names a
     full segment's file by it); a segment that cannot be one of this filter's is refused."""
