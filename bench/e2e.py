@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             log(f"broker warmed up in {phases['broker_warm_s']:.0f} s (bench/e2e_warm.py)")
         before = baselines(bootstrap, tmp, args, run=1)
         args.profile_out.parent.mkdir(parents=True, exist_ok=True)
-        ours = pipeline(bootstrap, codec, sorted(refdata.currencies), tmp, args)
+        ours = pipeline(bootstrap, codec, refdata, tmp, args)
         log(f"pipeline: {ours['events_per_s']:,.0f} events/s")
         echo_args = (bootstrap, tmp, args.events, args.ingest_workers,
                      written_bytes_per_event(tmp / "broker", args.events),

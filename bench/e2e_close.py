@@ -40,6 +40,7 @@ def big_cycle(
     """Write ``count`` obligations and a marker, let a netting worker close them."""
     rng = random.Random(seed)
     holders = sorted(p for p in refdata.participants if refdata.account(p, currency))
+    partition = refdata.obligation_partition(currency)  # the plan's, as the workers write
     producer = Producer(producer_config(bootstrap, **{"linger.ms": 50}))
     at = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -56,10 +57,10 @@ def big_cycle(
                 "event_time": at, "remainder_ppm": 0, "carry_key": None,
             }  # fmt: skip
             items.append((currency.encode(), codec.encode("Obligation", record)))
-        produce_all(producer, OBLIGATIONS_TOPIC, items)
+        produce_all(producer, OBLIGATIONS_TOPIC, items, lambda _t, _k: partition)
     written_seconds = time.perf_counter() - t0
     marker = marker_record(f"big-{seed}-{currency}", currency, "MANUAL", "bench-e2e", at)
-    send_markers(bootstrap, codec, [marker])
+    send_markers(bootstrap, codec, [marker], refdata.obligation_partition)
     process = worker()
     try:
         report = _wait_report(bootstrap, codec, marker["marker_id"], timeout_seconds=600)

@@ -32,6 +32,7 @@ from e2e_warm import jit_seconds
 
 from clearing_core.cycle.markers import marker_record
 from clearing_core.encoding.codec import SingleObjectCodec
+from clearing_core.refdata import ReferenceData
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
 from clearing_services.kafka.clients import read_topic
 from clearing_services.kafka.topics import CYCLES_TOPIC, EVENT_TOPIC_NAMES, OBLIGATIONS_TOPIC
@@ -45,10 +46,11 @@ REPO = Path(__file__).resolve().parent.parent
 class Closer:
     """Sends the bench's CycleClose markers and counts them (they share the topic)."""
 
-    def __init__(self, bootstrap: str, codec: SingleObjectCodec, currencies: list[str],
+    def __init__(self, bootstrap: str, codec: SingleObjectCodec, refdata: ReferenceData,
                  big: str, every: int) -> None:  # fmt: skip
         self.bootstrap, self.codec, self.big, self.every = bootstrap, codec, big, every
-        self.currencies = currencies
+        self.currencies = sorted(refdata.currencies)
+        self.partition_of = refdata.obligation_partition
         self.sent = 0
         self.next_at = every
         self.run = f"e2e-{time.time_ns()}"
@@ -57,7 +59,7 @@ class Closer:
         now = datetime.now(UTC)
         markers = [marker_record(f"{self.run}-{c}-{tag}", c, "MANUAL", "bench-e2e", now)
                    for c in currencies]  # fmt: skip
-        send_markers(self.bootstrap, self.codec, markers)
+        send_markers(self.bootstrap, self.codec, markers, self.partition_of)
         self.sent += len(markers)
         return [m["marker_id"] for m in markers]
 
@@ -132,10 +134,10 @@ def wait_reports(bootstrap: str, codec: SingleObjectCodec, marker_ids: list[str]
         time.sleep(0.5)
 
 
-def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tmp: Path,
+def pipeline(bootstrap: str, codec: SingleObjectCodec, refdata: ReferenceData, tmp: Path,
              args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
     """This project's worker on the preloaded topics, cycles closed by the bench."""
-    closer = Closer(bootstrap, codec, currencies, args.big_currency, args.close_every)
+    closer = Closer(bootstrap, codec, refdata, args.big_currency, args.close_every)
     t_spawn = time.time()
     roles = ["netting" if args.netting_apart else "all"]
     roles += ["ingest"] * (args.ingest_workers - (0 if args.netting_apart else 1))
@@ -156,7 +158,7 @@ def pipeline(bootstrap: str, codec: SingleObjectCodec, currencies: list[str], tm
     try:
         profiler = wait_ingested(bootstrap, processes, closer, args.events, profile)
         t_ingested = time.time()
-        log(f"pipeline: ingested; closing {', '.join(currencies)}")
+        log(f"pipeline: ingested; closing {', '.join(closer.currencies)}")
         final = closer.close_all()
         reports = wait_reports(bootstrap, codec, final, timeout_seconds=900)
     finally:

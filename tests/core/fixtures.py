@@ -24,8 +24,10 @@ def ms(text: str) -> int:
 _BASE: dict[str, Any] = {
     "version": "test-1",
     "currencies": [
-        {"code": "CNH", "iso_code": "CNY", "minor_exponent": 2, "name": "Offshore yuan"},
-        {"code": "USD", "iso_code": "USD", "minor_exponent": 2, "name": "US dollar"},
+        {"code": "CNH", "iso_code": "CNY", "minor_exponent": 2, "name": "Offshore yuan",
+         "obligation_partition": 0},
+        {"code": "USD", "iso_code": "USD", "minor_exponent": 2, "name": "US dollar",
+         "obligation_partition": 1},
     ],
     "rails": [
         {"rail_id": "cnh-stable", "name": "CNH stablecoin", "currency": "CNH", "decimals": 6,

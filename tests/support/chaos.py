@@ -262,7 +262,7 @@ class ChaosRun:
         at = datetime.now(UTC)
         markers = [marker_record(f"chaos-{self.plan.seed}-{number}-{c}", c, "MANUAL", "chaos", at)
                    for c in sorted(self.refdata.currencies)]  # fmt: skip
-        send_markers(self.bootstrap, self.codec, markers)
+        send_markers(self.bootstrap, self.codec, markers, self.refdata.obligation_partition)
         return {m["currency"]: m["marker_id"] for m in markers}
 
     def _wait_for_reports(self, markers: dict[str, str], deadline: float) -> None:

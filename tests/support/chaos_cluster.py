@@ -162,7 +162,7 @@ class ClusterChaosRun(ChaosRun):
         at = datetime.now(UTC)
         markers = [marker_record(f"{prefix}-{c}", c, "MANUAL", "chaos", at)
                    for c in sorted(self.refdata.currencies)]  # fmt: skip
-        send_markers(self.bootstrap, self.codec, markers)
+        send_markers(self.bootstrap, self.codec, markers, self.refdata.obligation_partition)
         deadline = time.monotonic() + ROUND_DEADLINE_S
         self._wait_for_reports({m["currency"]: m["marker_id"] for m in markers}, deadline)
 

@@ -20,6 +20,7 @@ from clearing_services.cli.common import (
 )
 from clearing_services.cli.common import settings as current_settings
 from clearing_services.kafka.codecs import codec_for
+from clearing_services.kafka.refdata import load_refdata_from_topics
 from clearing_services.netting.scheduler import send_markers
 
 CURRENCY_CODE_LENGTH = 3
@@ -50,7 +51,9 @@ def close(currency: str, requested_by: str | None, bootstrap: str | None, as_jso
         f"manual-{uuid.uuid4().hex}", code, "MANUAL", requested_by or getpass.getuser(),
         datetime.now(UTC),
     )  # fmt: skip
-    send_markers(bootstrap or cfg.bootstrap(), codec_for(cfg, SchemaCatalog.load()), [marker])
+    kafka, codec = bootstrap or cfg.bootstrap(), codec_for(cfg, SchemaCatalog.load())
+    refdata = load_refdata_from_topics(kafka, codec, group="clearing-refdata-load")
+    send_markers(kafka, codec, [marker], refdata.obligation_partition)  # unknown: an error
     if as_json:
         emit_json({"marker_id": marker["marker_id"], "currency": code})
     else:

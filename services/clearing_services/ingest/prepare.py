@@ -99,8 +99,9 @@ class BatchPreparer:
         output.obligations_in = len(aggregated.carriers)
         output.obligations_out = len(aggregated.keys)
         values = self._encode_obligations(aggregated)
-        for key, value in zip(aggregated.keys, values, strict=True):
-            output.sends.append((OBLIGATIONS_TOPIC, key[0].encode(), value, -1))
+        plan = {c: refdata.obligation_partition(c) for c in {key[0] for key in aggregated.keys}}
+        for key, value in zip(aggregated.keys, values, strict=True):  # each on its own partition
+            output.sends.append((OBLIGATIONS_TOPIC, key[0].encode(), value, plan[key[0]]))
         at = 0
         for tp, result in results:
             self._rejections(result, output)

@@ -41,6 +41,7 @@ assert READ_SECONDS_MAX * 1000 > TRANSACTION_TIMEOUT_MS + TRANSACTION_CHECK_MS
 # send_offsets_to_transaction takes milliseconds, but can block for ever after a
 # broker restart (``send_offsets``); past this the process ends and is restarted.
 SEND_OFFSETS_SECONDS_MAX = 30.0
+METADATA_SECONDS_MAX = 10.0  # a producer asking again for a topic's partitions
 _log = logging.getLogger("clearing.kafka")
 
 
@@ -149,9 +150,13 @@ Headers = list[tuple[str, str | bytes | None]]
 Record = RawEvent
 
 
-def produce_all(producer: Producer, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> int:
+def produce_all(
+    producer: Producer, topic: str, items: Iterable[tuple[bytes | None, bytes]],
+    partition_of: Callable[[str, bytes | None], int] | None = None,
+) -> int:  # fmt: skip
     """Produce every (key, value) and wait until all are acknowledged; raise on any failure."""
-    return produce_records(producer, ((topic, key, value) for key, value in items))
+    records = ((topic, key, value) for key, value in items)
+    return produce_records(producer, records, partition_of=partition_of)
 
 
 def produce_one(
@@ -160,7 +165,10 @@ def produce_one(
     headers: Headers | None = None,
 ) -> None:  # fmt: skip
     """Hand one record to the producer, waiting while its local queue is full;
-    ``partition`` -1 lets the partitioner choose from the key."""
+    ``partition`` -1 lets the partitioner choose from the key. A partition the
+    producer does not know yet (one added since its metadata was read, as for a new
+    currency of clearing.obligations) makes it ask the metadata again, once."""
+    asked = False
     while True:
         try:
             producer.produce(topic, value=value, key=key, partition=partition,
@@ -168,16 +176,27 @@ def produce_one(
             return
         except BufferError:  # local queue full: let deliveries drain
             producer.poll(QUEUE_DRAIN_SECONDS)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            unknown = (
+                isinstance(error, KafkaError) and error.code() == KafkaError._UNKNOWN_PARTITION
+            )
+            if asked or not unknown:
+                raise
+            producer.list_topics(topic, timeout=METADATA_SECONDS_MAX)  # refreshes its cache
+            asked = True
 
 
 def produce_records(
     producer: Producer,
     items: Iterable[tuple[str, bytes | None, bytes]],
     headers_of: Callable[[str, bytes | None, bytes], Headers] | None = None,
+    partition_of: Callable[[str, bytes | None], int] | None = None,
 ) -> int:
-    """Produce every (topic, key, value), with the headers ``headers_of`` gives it, and
-    wait until all are acknowledged; raise on any failure. Blocking: call it on a
-    thread from asynchronous code."""
+    """Produce every (topic, key, value), with the headers ``headers_of`` gives it, to the
+    partition ``partition_of`` gives it (else the partitioner's, by key), and wait until
+    all are acknowledged; raise on any failure. Blocking: call it on a thread from
+    asynchronous code."""
     failures: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -188,7 +207,8 @@ def produce_records(
     topics: set[str] = set()
     for topic, key, value in items:
         headers = headers_of(topic, key, value) if headers_of is not None else None
-        produce_one(producer, topic, key, value, on_delivery=on_delivery, headers=headers)
+        partition = partition_of(topic, key) if partition_of is not None else -1
+        produce_one(producer, topic, key, value, partition, on_delivery, headers)
         count += 1
         topics.add(topic)
         producer.poll(0)

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from clearing_core.encoding.codec import TYPE_BYTES_MAX, Codec, CodecError
 from clearing_core.encoding.records import RefdataVersion
-from clearing_core.errors import ClearingError
+from clearing_core.errors import ClearingError, InputError
 from clearing_core.refdata import RefdataError, ReferenceData
-from clearing_core.refdata.models import Rail
+from clearing_core.refdata.models import Currency, Rail
 from clearing_core.refdata.snapshot import REFDATA_TOPICS
 from clearing_core.refdata.versions import VERSIONS_TOPIC, refdata_of_version, version_record
 from clearing_services.kafka.clients import (
@@ -33,7 +33,13 @@ from clearing_services.kafka.clients import (
     read_topic,
 )
 from clearing_services.kafka.settling import watermarks
-from clearing_services.kafka.topics import batch_topic_spec, create_topics, load_topic_plan
+from clearing_services.kafka.topics import (
+    OBLIGATIONS_TOPIC,
+    batch_topic_spec,
+    create_topics,
+    ensure_partitions,
+    load_topic_plan,
+)
 from clearing_services.kafka.waits import CONSUME_WAIT_SECONDS
 
 PUBLISH_SECONDS_MAX = 60.0
@@ -55,10 +61,11 @@ def publish_refdata(bootstrap: str, codec: Codec, refdata: ReferenceData, by: st
     (``clearing.refdata.versions``). Returns the number of records on the compacted
     topics."""
     current = {(r.record_type, r.key) for r in refdata.to_records()}
-    stale = [
-        (record_type, key) for record_type, key, _ in _read_all(bootstrap, codec, f"{by}-scan")
-        if (record_type, key) not in current
-    ]  # fmt: skip
+    published = _read_all(bootstrap, codec, f"{by}-scan")
+    _keep_planned_partitions(published, refdata)
+    ensure_partitions(admin_client(bootstrap), OBLIGATIONS_TOPIC, refdata.obligation_partitions)
+    stale = [(record_type, key) for record_type, key, _ in published
+             if (record_type, key) not in current]  # fmt: skip
     settings: dict[str, str | int | float | bool] = {
         "transactional.id": f"clearing-refdata-{by}",
         "message.max.bytes": VERSION_BYTES_MAX + (1 << 20),
@@ -93,6 +100,23 @@ def publish_refdata(bootstrap: str, codec: Codec, refdata: ReferenceData, by: st
         why = failures[0] if failures else str(exc)
         raise ClearingError(f"publishing reference data failed, nothing published: {why}") from exc
     return count + len(stale)
+
+
+def _keep_planned_partitions(published: Iterable[tuple[str, str, Any]],
+                             refdata: ReferenceData) -> None:  # fmt: skip
+    """A published currency keeps its partition of clearing.obligations: moved, its open
+    cycle's obligations would stay behind on the old one while its markers went to
+    the new one, and the cycle would close without them."""
+    for record_type, code, value in published:
+        if record_type != Currency.AVRO_NAME or value is None or code not in refdata.currencies:
+            continue
+        before, after = value.get("obligation_partition"), refdata.obligation_partition(code)
+        if before is not None and before != after:
+            raise InputError(
+                f"currencies[{code}].obligation_partition: {code} is on partition {before} of "
+                f"{OBLIGATIONS_TOPIC}, the new data moves it to {after}; a currency keeps its "
+                "partition once published (docs/operations.md, adding a currency)"
+            )
 
 
 def _decoded(codec: Codec, records: Iterable[Record]) -> list[tuple[str, str, Any]]:

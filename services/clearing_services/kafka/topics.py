@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.cimpl import NewPartitions, NewTopic
 
 from clearing_core.errors import ClearingError, InputError
 from clearing_services.kafka.clients import admin_client
@@ -218,6 +218,31 @@ def create_topics(
                     raise ClearingError(f"creating topic {name} failed: {exc}") from exc
         _wait_for_leaders(admin, [s.name for s in missing], timeout_seconds)
     return CreateResult(outcome)
+
+
+def ensure_partitions(admin: AdminClient, topic: str, count: int,
+                      timeout_seconds: float = CREATE_SECONDS_MAX) -> int:  # fmt: skip
+    """Grow ``topic`` to at least ``count`` partitions (never shrink: Kafka cannot); its
+    partition count after. Only for a topic whose partitions are planned, never
+    hashed: growing a keyed topic would move keys (``clearing.obligations``, where each
+    currency names its own partition, is the one). A missing topic is left to
+    ``create_topics``: 0."""
+    found = admin.list_topics(topic, timeout=timeout_seconds).topics.get(topic)
+    if found is None or found.error is not None:
+        return 0
+    if len(found.partitions) >= count:
+        return len(found.partitions)
+    (future,) = admin.create_partitions(
+        [NewPartitions(topic, count)], request_timeout=timeout_seconds
+    ).values()
+    try:
+        future.result(timeout=timeout_seconds)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not (isinstance(error, KafkaError) and error.code() == KafkaError.INVALID_PARTITIONS):
+            raise ClearingError(f"growing {topic} to {count} partitions failed: {exc}") from exc
+    _wait_for_leaders(admin, [topic], timeout_seconds)  # grown meanwhile by another: fine
+    return count
 
 
 def topic_ids(admin: AdminClient, names: Sequence[str], timeout_seconds: float) -> dict[str, str]:

@@ -53,6 +53,7 @@ STATE_BYTES_MAX = TYPE_BYTES_MAX["NettingState"]
 CONSUME_BATCH_MAX = 20_000
 TRANSACTION_SECONDS_MAX = 60.0
 COMMITTED_SECONDS_MAX = 30.0  # the group's committed offsets, asked once per assignment
+METADATA_REFRESH_MS = 10_000  # librdkafka's default is 5 minutes
 _log = logging.getLogger("clearing.netting")
 
 
@@ -91,6 +92,8 @@ class NettingWorker:
             # a killed worker's partitions move on within seconds
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 3_000,
+            # a currency added since (its own new partition) is read within this
+            "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
         }
         self.consumer = Consumer(consumer_config(bootstrap, GROUP, **overrides))
         transactional: dict[str, str | int | float | bool] = {

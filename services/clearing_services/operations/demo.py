@@ -342,7 +342,7 @@ def run_rounds(
                 marker_record(f"demo-{plan.run_id}-r{round_no}-{c}", c, "MANUAL", "demo", now)
                 for c in sorted(refdata.currencies)
             ]
-            send_markers(bootstrap, codec, markers)
+            send_markers(bootstrap, codec, markers, refdata.obligation_partition)
             watcher.wait([m["marker_id"] for m in markers], collect)
             if round_no == max(1, plan.rounds // 2):
                 on_funding(fund_short(settings, refdata, chain))

@@ -23,6 +23,7 @@ from clearing_core.cycle.context import ContextsInForce
 from clearing_core.cycle.ledger import CycleOutcome
 from clearing_core.encoding.codec import Codec
 from clearing_core.errors import ClearingError
+from clearing_core.refdata import ReferenceData
 from clearing_services.ingest.worker import GROUP as INGEST_GROUP
 from clearing_services.ingest.worker import IngestWorker
 from clearing_services.kafka.clients import admin_client
@@ -33,8 +34,11 @@ from clearing_services.kafka.refdata import (
 )
 from clearing_services.kafka.topics import (
     ACKS_TOPIC,
+    OBLIGATIONS_TOPIC,
     ParticipantTopics,
+    TopicPlan,
     create_topics,
+    ensure_partitions,
     load_topic_plan,
 )
 from clearing_services.netting.scheduler import CycleScheduler
@@ -115,8 +119,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     bootstrap = settings.bootstrap()
     refdata = load_refdata_from_topics(bootstrap, codec, group="clearing-refdata-load")
     plan = load_topic_plan()
-    specs = plan.for_rails(refdata.rails, refdata.participants)
-    create_topics(admin_client(bootstrap), specs)
+    _make_topics(bootstrap, refdata, plan)
     statement_topics = ParticipantTopics(bootstrap, plan, known=refdata.participants)
     process = WorkerProcess(settings, codec, roles)
     journal = settings.state_dir / "failures" / f"{settings.worker_id}.jsonl"
@@ -134,18 +137,7 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
     holder = RefdataHolder(refdata)
     process.spawn("refdata", RefdataFollower(bootstrap, codec, holder).run)
     if "netting" in roles:
-        process.netting = NettingWorker(
-            bootstrap, codec, ContextsInForce(holder.get), settings.worker_id, on_cycle=log_cycle,
-            metrics=process.metrics, warm_currencies=sorted(refdata.currencies),
-            statement_topics=statement_topics,
-        )  # fmt: skip
-        process.spawn("netting", process.netting.run)
-        seconds = {c: refdata.cycle_seconds_for(c) for c in sorted(refdata.currencies)}
-        for currency, every in seconds.items():  # a close is due within every: from now
-            process.metrics.schedule_seconds.labels(currency).set(every)
-            process.metrics.last_close.labels(currency).set(time.time())
-        scheduler = CycleScheduler(bootstrap, codec, seconds, settings.worker_id, time.time)
-        process.spawn("scheduler", scheduler.run)
+        _start_netting(process, bootstrap, holder, statement_topics)
     if "ingest" in roles:
         on_disk = settings.store_url.startswith("rocksdb:")  # else in memory (tests, benches)
         seen_dir = settings.state_dir / "ingest-seen" / settings.worker_id if on_disk else None
@@ -169,6 +161,34 @@ def start_worker(settings: Settings, codec: Codec, role: str) -> WorkerProcess:
         process.spawn("overdue", lambda stop: watch_overdue(index, holder, process.metrics, stop))
     process.runtime = runtime
     return process
+
+
+def _make_topics(bootstrap: str, refdata: ReferenceData, plan: TopicPlan) -> None:
+    """Every topic the worker writes exists, and clearing.obligations has a partition
+    for each currency of the plan (a currency published since it was made)."""
+    admin = admin_client(bootstrap)
+    create_topics(admin, plan.for_rails(refdata.rails, refdata.participants))
+    ensure_partitions(admin, OBLIGATIONS_TOPIC, refdata.obligation_partitions)
+
+
+def _start_netting(
+    process: WorkerProcess, bootstrap: str, holder: RefdataHolder,
+    statement_topics: ParticipantTopics,
+) -> None:  # fmt: skip
+    """The netting loop and the cycle scheduler beside it."""
+    settings, codec, refdata = process.settings, process.codec, holder.get()
+    process.netting = NettingWorker(
+        bootstrap, codec, ContextsInForce(holder.get), settings.worker_id, on_cycle=log_cycle,
+        metrics=process.metrics, warm_currencies=sorted(refdata.currencies),
+        statement_topics=statement_topics,
+    )  # fmt: skip
+    process.spawn("netting", process.netting.run)
+    for currency in sorted(refdata.currencies):  # a close is due within its cycle: from now
+        process.metrics.schedule_seconds.labels(currency).set(refdata.cycle_seconds_for(currency))
+        process.metrics.last_close.labels(currency).set(time.time())
+    scheduler = CycleScheduler(bootstrap, codec, holder.get, settings.worker_id, time.time)
+    scheduler.tick()  # each currency's current slot taken: its first marker ends it
+    process.spawn("scheduler", scheduler.run)
 
 
 def tune_gc() -> None:

@@ -34,6 +34,7 @@ from clearing_core.encoding.records import InstructionState, InstructionStatus, 
 from clearing_core.ingest.batch import RawEvent
 from clearing_core.ingest.identify import header_pairs
 from clearing_core.ingest.records import rejected_record
+from clearing_core.refdata import ReferenceData
 from clearing_services.kafka.clients import producer_config
 from clearing_services.kafka.refdata import RefdataHolder
 from clearing_services.kafka.security import faust_credentials
@@ -59,7 +60,7 @@ TRANSACTION_SECONDS_MAX = 60.0
 SESSION_TIMEOUT_SECONDS = 10.0
 HEARTBEAT_SECONDS = 3.0
 _log = logging.getLogger("clearing.agents")
-Send = tuple[str, bytes, bytes]  # topic, key, value
+Send = tuple[str, bytes, bytes, int]  # topic, key, value, partition (-1: by key)
 
 
 @dataclass
@@ -136,8 +137,8 @@ class Sender:
     def _transact(self, sends: list[Send]) -> None:
         self.producer.begin_transaction()
         try:
-            for topic, key, value in sends:
-                self.producer.produce(topic, key=key, value=value)
+            for topic, key, value, partition in sends:
+                self.producer.produce(topic, key=key, value=value, partition=partition)
             self.producer.commit_transaction(TRANSACTION_SECONDS_MAX)
         except KafkaException:
             self.producer.abort_transaction(TRANSACTION_SECONDS_MAX)
@@ -176,10 +177,10 @@ async def _apply_acks(raw: list[RawEvent], runtime: Runtime, sender: Sender) -> 
         if isinstance(decided, AckProblem):
             rejected = rejected_record(event, decided.reason_code, decided.message, stage="acks")
             sends.append((DLQ_TOPIC, ACKS_TOPIC.encode(), runtime.codec.encode(
-                "Rejected", rejected, topic=DLQ_TOPIC)))  # fmt: skip
+                "Rejected", rejected, topic=DLQ_TOPIC), -1))  # fmt: skip
             runtime.metrics.rejects.labels("acks", decided.reason_code).inc()
             continue
-        sends.extend(_writes(runtime.codec, decided))
+        sends.extend(_writes(runtime.codec, decided, runtime.refdata.get()))
         if decided.status is not None:
             states[decided.status["instruction_id"]] = decided.status
             parties.update(decided.parties)
@@ -212,19 +213,23 @@ def _state(runtime: Runtime, ack: SettlementAck) -> InstructionState | None:
     return runtime.batches.state_of(ack["batch_id"], ack["instruction_id"])
 
 
-def _writes(codec: Codec, outcome: AckOutcome) -> list[Send]:
+def _writes(codec: Codec, outcome: AckOutcome, refdata: ReferenceData) -> list[Send]:
+    """The records an acknowledgement makes: a carried failure on its currency's own
+    partition of clearing.obligations (the plan's), the state and its copies."""
     out: list[Send] = []
     if outcome.obligation is not None:
+        currency = str(outcome.obligation["currency"])
         value = codec.encode("Obligation", outcome.obligation, topic=OBLIGATIONS_TOPIC)
-        out.append((OBLIGATIONS_TOPIC, str(outcome.obligation["currency"]).encode(), value))
+        partition = refdata.obligation_partition(currency)
+        out.append((OBLIGATIONS_TOPIC, currency.encode(), value, partition))
     if outcome.status is not None:
         instruction_id = str(outcome.status["instruction_id"])
         value = codec.encode("InstructionStatus", outcome.status, topic=STATUS_TOPIC)
-        out.append((STATUS_TOPIC, instruction_id.encode(), value))
+        out.append((STATUS_TOPIC, instruction_id.encode(), value, -1))
         for party in outcome.parties:  # the copy its participant may read
             topic = participant_statement_topic(party)
             copy = codec.encode("InstructionStatus", outcome.status, topic=topic)
-            out.append((topic, f"instruction/{instruction_id}".encode(), copy))
+            out.append((topic, f"instruction/{instruction_id}".encode(), copy, -1))
     return out
 
 

@@ -59,6 +59,7 @@ class Currency(TypedDict):
     iso_code: str
     minor_exponent: int
     name: str
+    obligation_partition: NotRequired[int | None]
 
 
 class CycleClose(TypedDict):

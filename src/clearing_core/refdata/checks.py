@@ -66,6 +66,7 @@ def find_problems(doc: RefdataDocument) -> list[str]:
     for currency in doc.currencies:
         if not any(r.currency == currency.code for r in doc.rails):
             found.add(f"currencies[{currency.code}]: no rail settles {currency.code}")
+    _planned_partitions(doc, found)
     for rail in doc.rails:
         where = f"rails[{rail.rail_id}]"
         cur = currencies.get(rail.currency)
@@ -119,6 +120,22 @@ def _unique_chain_addresses(doc: RefdataDocument, found: _Found) -> None:
         other = owners.setdefault(address.lower(), owner)
         if other != owner:
             found.add(f"{where}: {address} is already the address of {other!r}")
+
+
+def _planned_partitions(doc: RefdataDocument, found: _Found) -> None:
+    """Each currency on a partition of clearing.obligations of its own, by plan: its
+    markers and obligations must stay in order in one partition, and a currency that
+    shared one with another would wait for that one's traffic."""
+    owners: dict[int, str] = {}
+    for currency in doc.currencies:
+        where, partition = f"currencies[{currency.code}]", currency.obligation_partition
+        if partition is None:
+            found.add(f"{where}.obligation_partition: missing (each currency names its "
+                      "own partition of clearing.obligations: docs/refdata.md)")  # fmt: skip
+            continue
+        other = owners.setdefault(partition, currency.code)
+        if other != currency.code:
+            found.add(f"{where}.obligation_partition: {partition} is already {other}'s")
 
 
 def _unique_ids(doc: RefdataDocument, found: _Found) -> None:

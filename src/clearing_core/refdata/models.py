@@ -60,6 +60,7 @@ ACK_TIMEOUT_SECONDS_DEFAULT = 3_600  # a PENDING instruction older than this is 
 ACK_TIMEOUT_SECONDS_MAX = 7 * 86_400
 CHAIN_EMBEDDED = "embedded"  # the local chain node (clearing chain start), not a URL
 CHAIN_ID_MAX = 2**53 - 1  # EIP-155 chain ids that JSON and JavaScript hold exactly
+OBLIGATION_PARTITIONS_MAX = 1_024  # partitions of clearing.obligations a plan may name
 
 
 class SettlementModel(StrEnum):
@@ -237,6 +238,10 @@ class Currency(RefRecord):
     iso_code: CurrencyCode
     minor_exponent: Annotated[StrictInt, Field(ge=0, le=9)]
     name: Text
+    # its own partition of clearing.obligations (checks.py: required, never shared)
+    obligation_partition: Annotated[StrictInt, Field(ge=0, lt=OBLIGATION_PARTITIONS_MAX)] | None = (
+        None
+    )
 
 
 class Rail(RefRecord):

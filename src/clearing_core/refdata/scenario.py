@@ -250,9 +250,27 @@ def _add_chain_addresses(b: Builder, rails: list[dict[str, Any]]) -> None:
 
 
 _CURRENCIES = [
-    {"code": "CNH", "iso_code": "CNY", "minor_exponent": 2, "name": "Chinese yuan (offshore)"},
-    {"code": "USD", "iso_code": "USD", "minor_exponent": 2, "name": "US dollar"},
-    {"code": "HKD", "iso_code": "HKD", "minor_exponent": 2, "name": "Hong Kong dollar"},
+    {
+        "code": "CNH",
+        "iso_code": "CNY",
+        "minor_exponent": 2,
+        "name": "Chinese yuan (offshore)",
+        "obligation_partition": 0,
+    },
+    {
+        "code": "USD",
+        "iso_code": "USD",
+        "minor_exponent": 2,
+        "name": "US dollar",
+        "obligation_partition": 1,
+    },
+    {
+        "code": "HKD",
+        "iso_code": "HKD",
+        "minor_exponent": 2,
+        "name": "Hong Kong dollar",
+        "obligation_partition": 2,
+    },
 ]
 _PAYMENT_KINDS = [
     {"kind": "FINANCE_LEASE_RENT", "description": "Finance-lease rent on solar, wind or GPU "

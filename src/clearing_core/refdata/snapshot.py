@@ -183,6 +183,18 @@ class ReferenceData:
             raise RefdataError([f"unknown currency {code!r}"])
         return found
 
+    def obligation_partition(self, code: str) -> int:
+        """The currency's own partition of clearing.obligations, by the plan (never
+        hashed): where its obligations and its cycle-close markers go."""
+        partition = self.currency(code).obligation_partition
+        assert partition is not None  # checks.py: every currency of a document has one
+        return partition
+
+    @property
+    def obligation_partitions(self) -> int:
+        """How many partitions clearing.obligations needs for the plan."""
+        return 1 + max(self.obligation_partition(code) for code in self.currencies)
+
     def _account(self, participant_id: str, currency: str) -> CurrencyAccount:
         account = self._accounts.get((participant_id, currency))
         if account is None:

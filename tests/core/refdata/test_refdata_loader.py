@@ -88,8 +88,16 @@ BROKEN: list[tuple[str, Callable[[Doc], None], str]] = [
      "payment_kinds[FINANCE_LEASE_RENT]: duplicate kind"),
     # Currencies and rails.
     ("currency-without-rail", _append("currencies", "none", {
-        "code": "EUR", "iso_code": "EUR", "minor_exponent": 2, "name": "Euro"}),
+        "code": "EUR", "iso_code": "EUR", "minor_exponent": 2, "name": "Euro",
+        "obligation_partition": 3}),
      "currencies[EUR]: no rail settles EUR"),
+    ("partition-missing", _set(lambda d: d["currencies"][0], "obligation_partition", None),
+     "currencies[CNH].obligation_partition: missing (each currency names its own partition "
+     "of clearing.obligations: docs/refdata.md)"),
+    ("partition-shared", _set(lambda d: d["currencies"][1], "obligation_partition", 0),
+     "currencies[USD].obligation_partition: 0 is already CNH's"),
+    ("partition-range", _set(lambda d: d["currencies"][0], "obligation_partition", 1_024),
+     "currencies[CNH].obligation_partition: Input should be less than 1024 (got 1024)"),
     ("currency-code", _set(lambda d: d["currencies"][0], "iso_code", "cny"),
      "currencies[CNH].iso_code: 'cny' is not a 3-letter currency code"),
     ("exponent-range", _set(lambda d: d["currencies"][0], "minor_exponent", 10),

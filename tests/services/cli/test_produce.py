@@ -18,6 +18,7 @@ from clearing_core.encoding.jsonrecord import RecordValueError, from_json, to_js
 from clearing_core.encoding.schemas import SchemaCatalog
 from clearing_services.kafka.clients import read_topic
 from clearing_services.kafka.topics import create_topics, load_topic_plan
+from tests.conftest import REFDATA_FILE
 
 
 def _clearing(*args: str, bootstrap: str) -> subprocess.CompletedProcess[str]:
@@ -125,17 +126,22 @@ def test_cycle_close_writes_a_marker(
     kafka_bootstrap: str, codec: SingleObjectCodec, unique: str
 ) -> None:
     create_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), load_topic_plan().topics)
+    published = _clearing("refdata", "publish", str(REFDATA_FILE), bootstrap=kafka_bootstrap)
+    assert published.returncode == 0, published.stderr  # the plan names CNH's partition: 0
     done = _clearing("cycle", "close", "--currency", "cnh", "--by", unique, "--json",
                      bootstrap=kafka_bootstrap)  # fmt: skip
     assert done.returncode == 0, done.stderr
     marker_id = json.loads(done.stdout)["marker_id"]
     found = [
-        codec.decode(r.value).record
+        (r.partition, codec.decode(r.value).record)
         for r in read_topic(kafka_bootstrap, "clearing.obligations", group=f"c-{unique}")
         if r.key == b"CNH"
     ]
-    ours = [m for m in found if m["marker_id"] == marker_id]
+    ours = [m for p, m in found if m["marker_id"] == marker_id and p == 0]
     assert len(ours) == 1
+    unknown = _clearing("cycle", "close", "--currency", "XAU", bootstrap=kafka_bootstrap)
+    assert unknown.returncode != 0
+    assert "unknown currency 'XAU'" in unknown.stderr  # no marker nobody would read
     assert ours[0]["requested_by"] == unique
     assert ours[0]["reason"] == "MANUAL"
     bad = _clearing("cycle", "close", "--currency", "C1", bootstrap=kafka_bootstrap)
