@@ -48,8 +48,9 @@ class BatchOutput:
     # per partition: the seen entries accepted, and the newest event time among them
     accepted: dict[tuple[str, int], tuple[dict[str, str], int]] = field(default_factory=dict)
     events_per_topic: dict[str, int] = field(default_factory=dict)
-    newest_ms: int = 0  # the newest log time in the batch
-    log_ms: dict[tuple[str, int], int] = field(default_factory=dict)  # the same per partition
+    log_ms: dict[tuple[str, int], int] = field(
+        default_factory=dict
+    )  # newest log time per partition
     window_ms: int = 0  # the de-duplication window the batch was checked with (its max age)
     obligations_in: int = 0  # before pre-aggregation
     obligations_out: int = 0
@@ -92,7 +93,6 @@ class BatchPreparer:
             output.redelivered += len(result.redelivered)
             output.events_per_topic[topic] = output.events_per_topic.get(topic, 0) + len(raw)
             output.log_ms[(topic, partition)] = max(raw.timestamps_ms)
-            output.newest_ms = max(output.newest_ms, output.log_ms[(topic, partition)])
             output.offsets.append(TopicPartition(topic, partition, raw.offsets[-1] + 1))
             output.firsts.append(TopicPartition(topic, partition, raw.offsets[0]))
         aggregated = aggregate_columns([r.accepted for _, r in results])

@@ -156,11 +156,10 @@ class SeenStore:
         self.unchecked[tp] = 0
         return folder
 
-    def forget_before(self, horizon_ms: int, tp: TopicPartitionKey | None = None) -> int:
-        """Forget ids older than ``horizon_ms`` in ``tp`` (every owned partition if None);
-        the count forgotten."""
-        parts = self._partitions.values() if tp is None else [self._partitions[tp]]
-        return sum(p.forget_before(horizon_ms) for p in parts)
+    def forget_before(self, horizon_ms: int, tp: TopicPartitionKey) -> int:
+        """Forget the owned partition ``tp``'s ids older than ``horizon_ms`` (each partition
+        by its own log time); the count forgotten."""
+        return self._partitions[tp].forget_before(horizon_ms)
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._partitions.values())

@@ -65,8 +65,8 @@ def test_ids_are_forgotten_a_batch_at_a_time_and_only_when_old() -> None:
     store.assign(TP, [])
     store.add(TP, updates(0, 3, 1_000))
     store.add(TP, updates(3, 2, 5_000))
-    assert store.forget_before(1_000) == 0  # not older than the horizon
-    assert store.forget_before(4_999) == 3
+    assert store.forget_before(1_000, TP) == 0  # not older than the horizon
+    assert store.forget_before(4_999, TP) == 3
     assert sorted(store.of(TP)) == ["e3", "e4"]
     store.revoke(TP)
     with pytest.raises(KeyError):
